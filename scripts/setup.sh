@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what hakit needs on a Debian machine, idempotently: OS packages, npm packages, build.
+#   bash scripts/setup.sh            # everything
+#   bash scripts/setup.sh --check    # exit 0 if nothing is missing, 1 otherwise (prints what)
+# Run as root on Debian 12; it changes nothing that is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+declare -A TOOLS=(
+  [ip]=iproute2 [bridge]=iproute2 [nft]=nftables [arping]=arping [ping]=iputils-ping
+  [fusermount]=fuse [nsenter]=util-linux [unshare]=util-linux [pkill]=procps [fuser]=psmisc
+  [python3]=python3 [make]=make [g++]=g++ [curl]=curl
+)
+LIBS=(libfuse2)   # checked with dpkg
+
+missing_pkgs() {
+  local pkgs=()
+  for t in "${!TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || pkgs+=("${TOOLS[$t]}"); done
+  for p in "${LIBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
+  printf '%s\n' "${pkgs[@]}" | sort -u | grep -v '^$' || true
+}
+
+npm_stale() {
+  [ ! -d node_modules ] && return 0
+  [ ! -f node_modules/.package-lock.json ] && return 0
+  [ package-lock.json -nt node_modules/.package-lock.json ] && return 0
+  return 1
+}
+
+if [ "${1:-}" = "--check" ]; then
+  rc=0
+  m=$(missing_pkgs); if [ -n "$m" ]; then echo "missing OS packages: $(echo $m)"; rc=1; fi
+  if npm_stale; then echo "npm packages are not installed (npm ci)"; rc=1; fi
+  exit $rc
+fi
+
+pkgs=$(missing_pkgs)
+if [ -n "$pkgs" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: these Debian packages are missing: $(echo $pkgs). Run this script as root to install them." >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: $(echo $pkgs)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+fi
+
+if npm_stale; then
+  echo "setup: installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "setup: building"
+npx tsc -p tsconfig.json
+echo "setup: done"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# npm test: sets up what is missing, builds, lints, runs the test suites with node's test runner.
+#   npm test                 # unit + sim + integration
+#   npm test -- unit         # one suite (unit, sim, integration)
+# In CI (CI=true) a missing prerequisite fails the run; outside CI, tests that need root are
+# skipped with a message saying why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! bash scripts/setup.sh --check >/dev/null 2>&1; then
+  bash scripts/setup.sh
+else
+  npx tsc -p tsconfig.json
+fi
+npm run --silent lint
+
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=(unit sim integration)
+dirs=()
+for s in "${suites[@]}"; do
+  [ -d "dist/test/$s" ] && dirs+=("dist/test/$s")
+done
+if [ ${#dirs[@]} -eq 0 ]; then echo "no test suites found for: ${suites[*]}" >&2; exit 1; fi
+# Integration tests build their own namespaced hosts with per-run prefixes, so files may run side
+# by side; two at a time fits the 2-core budget.
+exec node --enable-source-maps --test --test-concurrency=2 "${dirs[@]}"

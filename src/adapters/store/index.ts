@@ -1,0 +1,3 @@
+export { type StateStore, checkStateName, parseState, serializeState } from './store.js';
+export { FileStateStore, moduleStateDir } from './file.js';
+export { MemoryStateStore, type MemoryDisk } from './memory.js';

@@ -1,0 +1,227 @@
+/**
+ * The heartbeat seam (STYLE.md 3): an interface, its real implementation over UDP
+ * (udp-transport.ts) and an in-memory twin (memory-transport.ts). Both share this file's
+ * sending and receiving logic, so the fake differs from the real one only in the medium.
+ *
+ * Receive pipeline, in order; a datagram that fails a step is dropped and counted under that
+ * step's reason (docs/security.md):
+ *   too-large, malformed, bad-version, wrong-cluster, bad-mac  (codec.ts)
+ *   wrong-network   the authenticated network name is not the network it arrived on
+ *   unknown-module  no module of that name is configured here
+ *   unknown-node    the sender is not a node of that module
+ *   replay          seq <= the last seq seen from (module, node, epoch) on that network, or an
+ *                   epoch that was already replaced, or an older epoch while the current one is alive
+ */
+import { randomBytes } from 'node:crypto';
+import { codecKeys, decodeDatagram, encodeDatagram, type CodecKeys, type Decoded, type DecodeFailure, type HeartbeatView } from './codec.js';
+
+export type { HeartbeatView } from './codec.js';
+
+/** What the caller gives `send`; the transport adds node, network, epoch and seq. */
+export interface HeartbeatPacket {
+  module: string;
+  view: HeartbeatView;
+}
+
+/** An accepted heartbeat: authenticated, from a configured node, fresh. */
+export type DecodedHeartbeat = Decoded;
+
+export type DropReason = DecodeFailure | 'wrong-network' | 'unknown-module' | 'unknown-node' | 'replay';
+export const DROP_REASONS: readonly DropReason[] = [
+  'too-large', 'malformed', 'bad-version', 'wrong-cluster', 'bad-mac', 'wrong-network', 'unknown-module', 'unknown-node', 'replay',
+];
+
+export interface HeartbeatCounters {
+  /** Datagrams handed to the network. */
+  sent: number;
+  /** Sends the operating system refused (network down, no route); never thrown. */
+  sendErrors: number;
+  /** Datagrams that arrived, accepted or not. */
+  received: number;
+  /** Datagrams delivered to the handlers. */
+  accepted: number;
+  /** Datagrams dropped, per reason. */
+  dropped: Record<DropReason, number>;
+}
+
+export type ReceiveHandler = (network: string, fromAddress: string, decoded: DecodedHeartbeat) => void;
+
+export interface HeartbeatTransport {
+  /**
+   * Sends one heartbeat on `network` to `toAddress` ("198.18.0.2", "198.18.0.2:7405",
+   * "2001:2::2" or "[2001:2::2]:7405"; the default port is 7405). Never blocks and never
+   * throws for network faults (they are counted); throws for programming errors: a network
+   * this transport is not bound to, or a packet larger than MAX_DATAGRAM.
+   */
+  send(network: string, toAddress: string, packet: HeartbeatPacket): void;
+  /** Adds a handler for accepted heartbeats; returns a function that removes it. */
+  onReceive(handler: ReceiveHandler): () => void;
+  /** A snapshot of the counters since the transport was opened. */
+  counters(): HeartbeatCounters;
+  /** Releases the sockets; sends after close are ignored. */
+  close(): Promise<void>;
+}
+
+export interface HeartbeatTransportOptions {
+  /** The 32-byte cluster key (key/cluster-key.ts). */
+  key: Buffer;
+  /** The cluster's name (cluster.yaml `cluster.name`); clusters with other names are dropped. */
+  cluster: string;
+  /** This node's name, sent in every datagram. */
+  node: string;
+  /** Module name -> nodes allowed to send heartbeats for it. Changeable with setMembers. */
+  members: Readonly<Record<string, readonly string[]>>;
+  /** This daemon's boot id, 8 bytes; random by default. Share one per daemon. */
+  epoch?: Buffer;
+  /** Wall clock at daemon start, ms since 1970; Date.now() by default. */
+  epochStart?: number;
+  /** Monotonic clock in ms, for epoch liveness; performance.now() by default. */
+  now?: () => number;
+  /**
+   * A new epoch older (by epochStart) than the current one is refused while the current one
+   * was heard within this many ms (default 2000, the default peer timeout): it is a replay.
+   */
+  epochSilenceMs?: number;
+  /** Called for every dropped datagram (for rate-limited logging). Must not throw. */
+  onDrop?: (network: string, fromAddress: string, reason: DropReason) => void;
+}
+
+interface PeerEpochs {
+  epoch: string;
+  epochStart: number;
+  lastHeard: number;
+  seq: Map<string, bigint>;
+  retired: string[];
+}
+const RETIRED_KEEP = 16;
+
+/** Parses "host", "host:port", "[v6]" or "[v6]:port" (a bare IPv6 address has no port). */
+export function parseAddress(s: string, defaultPort: number): { host: string; port: number } {
+  const m6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  if (m6) return { host: m6[1] as string, port: m6[2] ? Number(m6[2]) : defaultPort };
+  const colons = s.split(':').length - 1;
+  if (colons === 1) {
+    const [host, port] = s.split(':') as [string, string];
+    return { host, port: Number(port) };
+  }
+  return { host: s, port: defaultPort };
+}
+
+/** Shared logic of real and fake transports; subclasses move bytes. */
+export abstract class TransportBase implements HeartbeatTransport {
+  private readonly keys: CodecKeys;
+  private readonly node: string;
+  private readonly epoch: string;
+  private readonly epochStart: number;
+  private readonly now: () => number;
+  private readonly epochSilenceMs: number;
+  private readonly onDrop: HeartbeatTransportOptions['onDrop'];
+  private members: Map<string, Set<string>>;
+  private seq = 0n;
+  private readonly handlers = new Set<ReceiveHandler>();
+  private readonly peers = new Map<string, PeerEpochs>();
+  protected closed = false;
+  protected readonly stats: HeartbeatCounters = {
+    sent: 0, sendErrors: 0, received: 0, accepted: 0,
+    dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
+  };
+
+  protected constructor(opts: HeartbeatTransportOptions) {
+    this.keys = codecKeys(opts.key, opts.cluster);
+    this.node = opts.node;
+    const epoch = opts.epoch ?? randomBytes(8);
+    if (epoch.length !== 8) throw new RangeError('epoch must be 8 bytes');
+    this.epoch = epoch.toString('hex');
+    this.epochStart = opts.epochStart ?? Date.now();
+    this.now = opts.now ?? (() => performance.now());
+    this.epochSilenceMs = opts.epochSilenceMs ?? 2000;
+    this.onDrop = opts.onDrop;
+    this.members = toMembers(opts.members);
+  }
+
+  /** Moves one datagram; errors are reported through `sendFailed`. */
+  protected abstract transmit(network: string, to: { host: string; port: number }, bytes: Buffer): void;
+  protected abstract hasNetwork(network: string): boolean;
+  abstract close(): Promise<void>;
+
+  /** Replaces the module -> nodes table (config reload); keeps replay state of known senders. */
+  setMembers(members: Readonly<Record<string, readonly string[]>>): void {
+    this.members = toMembers(members);
+  }
+
+  send(network: string, toAddress: string, packet: HeartbeatPacket): void {
+    if (!this.hasNetwork(network)) throw new Error(`heartbeat transport is not bound to network ${network}`);
+    if (this.closed) return;
+    this.seq += 1n;
+    const bytes = encodeDatagram(this.keys, {
+      network, module: packet.module, node: this.node, epoch: this.epoch, epochStart: this.epochStart, seq: this.seq,
+    }, packet.view);
+    this.stats.sent++;
+    this.transmit(network, parseAddress(toAddress, 7405), bytes);
+  }
+
+  protected sendFailed(): void {
+    this.stats.sendErrors++;
+  }
+
+  onReceive(handler: ReceiveHandler): () => void {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+
+  counters(): HeartbeatCounters {
+    return { ...this.stats, dropped: { ...this.stats.dropped } };
+  }
+
+  /** Runs the receive pipeline on one arrived datagram. */
+  protected receive(network: string, fromAddress: string, bytes: Buffer): void {
+    if (this.closed) return;
+    this.stats.received++;
+    const r = decodeDatagram(this.keys, bytes);
+    if (!r.ok) return this.drop(network, fromAddress, r.reason);
+    const reason = this.check(network, r.value);
+    if (reason !== null) return this.drop(network, fromAddress, reason);
+    this.stats.accepted++;
+    for (const h of this.handlers) h(network, fromAddress, r.value);
+  }
+
+  private drop(network: string, fromAddress: string, reason: DropReason): void {
+    this.stats.dropped[reason]++;
+    this.onDrop?.(network, fromAddress, reason);
+  }
+
+  /** Membership and freshness of an authenticated datagram; updates replay state when accepted. */
+  private check(network: string, d: Decoded): DropReason | null {
+    if (d.network !== network) return 'wrong-network';
+    const nodes = this.members.get(d.module);
+    if (!nodes) return 'unknown-module';
+    if (!nodes.has(d.node)) return 'unknown-node';
+    const id = `${d.module}\u0000${d.node}`;
+    const now = this.now();
+    const p = this.peers.get(id);
+    if (p === undefined) {
+      this.peers.set(id, { epoch: d.epoch, epochStart: d.epochStart, lastHeard: now, seq: new Map([[network, d.seq]]), retired: [] });
+      return null;
+    }
+    if (d.epoch === p.epoch) {
+      const last = p.seq.get(network);
+      if (last !== undefined && d.seq <= last) return 'replay';
+      p.seq.set(network, d.seq);
+      p.lastHeard = now;
+      return null;
+    }
+    if (p.retired.includes(d.epoch)) return 'replay';
+    if (d.epochStart <= p.epochStart && now - p.lastHeard <= this.epochSilenceMs) return 'replay';
+    p.retired.push(p.epoch);
+    if (p.retired.length > RETIRED_KEEP) p.retired.shift();
+    p.epoch = d.epoch;
+    p.epochStart = d.epochStart;
+    p.lastHeard = now;
+    p.seq = new Map([[network, d.seq]]);
+    return null;
+  }
+}
+
+function toMembers(m: Readonly<Record<string, readonly string[]>>): Map<string, Set<string>> {
+  return new Map(Object.entries(m).map(([k, v]) => [k, new Set(v)]));
+}

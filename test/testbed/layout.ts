@@ -1,0 +1,112 @@
+/**
+ * Names, addresses and paths of a testbed run (DESIGN.md section 7, "The testbed"). Pure: no I/O.
+ *
+ * A run has a prefix `hk` + 4 base-36 characters. Its namespaces are `<prefix>-hub` and
+ * `<prefix>-<host>`; its directories are `/run/hakit-testbed/<prefix>` (owner marker, mount
+ * namespace files) and `/tmp/hakit-testbed/<prefix>/<host>` (per-host working directories).
+ */
+
+/** Root of the run directories that hold the owner marker and the mount namespace files. */
+export const RUN_ROOT = '/run/hakit-testbed';
+/** Root of the per-host working directories. */
+export const DIR_ROOT = '/tmp/hakit-testbed';
+
+/** A run prefix: `hk` and 4 characters of [0-9a-z]. */
+export const PREFIX_RE = /^hk[0-9a-z]{4}$/;
+/** Host names: short enough that the hub port `<host>-e<k>` fits the 15-character limit. */
+export const HOST_RE = /^[a-z][a-z0-9]{0,11}$/;
+export const NETWORK_RE = /^[a-z][a-z0-9]{0,15}$/;
+export const MAX_HOSTS = 20;
+
+/** The subnets of the 1st, 2nd and 3rd network: IPv4 /24 prefixes (first three octets) and IPv6 /64. */
+const V4_SUBNETS = ['198.18.0', '198.19.0', '198.18.1'] as const;
+export const MAX_NETWORKS = V4_SUBNETS.length;
+
+/** A fresh prefix from a random source returning [0, 1). */
+export function makePrefix(random: () => number): string {
+  let s = 'hk';
+  for (let i = 0; i < 4; i++) s += Math.floor(random() * 36).toString(36);
+  return s;
+}
+
+export function netnsName(prefix: string, host: string): string {
+  return `${prefix}-${host}`;
+}
+
+export function hubName(prefix: string): string {
+  return `${prefix}-hub`;
+}
+
+/** The prefix a namespace name belongs to, or undefined when it is not a testbed name. */
+export function prefixOfNetns(name: string): string | undefined {
+  const m = /^(hk[0-9a-z]{4})-/.exec(name);
+  return m?.[1];
+}
+
+/** The interface of network number `k` (0-based) inside a host. */
+export function ifname(k: number): string {
+  return `eth${k}`;
+}
+
+/** The bridge of network number `k` inside the hub namespace. */
+export function bridgeName(k: number): string {
+  return `br${k}`;
+}
+
+/** The hub-side veth of a host on network number `k` (≤ 15 characters). */
+export function hubPortName(host: string, k: number): string {
+  return `${host}-e${k}`;
+}
+
+/** IPv4 address of host number `i` (1-based, creation order) on network number `k`. */
+export function addr4(k: number, i: number): string {
+  return `${V4_SUBNETS[k]}.${i}`;
+}
+
+/** The IPv4 subnet of network number `k`, as `a.b.c.0/24`. */
+export function subnet4(k: number): string {
+  return `${V4_SUBNETS[k]}.0/24`;
+}
+
+/** IPv6 address of host number `i` on network number `k`, in canonical (RFC 5952) form. */
+export function addr6(k: number, i: number): string {
+  const iid = i.toString(16);
+  return k === 0 ? `2001:2::${iid}` : `2001:2:0:${k.toString(16)}::${iid}`;
+}
+
+/** The IPv6 subnet of network number `k`. */
+export function subnet6(k: number): string {
+  return k === 0 ? '2001:2::/64' : `2001:2:0:${k.toString(16)}::/64`;
+}
+
+export function runDir(prefix: string): string {
+  return `${RUN_ROOT}/${prefix}`;
+}
+
+/** The file a host's persistent mount namespace is bound to. */
+export function mntnsFile(prefix: string, host: string): string {
+  return `${runDir(prefix)}/mnt-${host}`;
+}
+
+export function ownerFile(prefix: string): string {
+  return `${runDir(prefix)}/owner`;
+}
+
+export function hostDir(prefix: string, host: string): string {
+  return `${DIR_ROOT}/${prefix}/${host}`;
+}
+
+/** The real directory that backs the shared path `path` (absolute) for a host. */
+export function backingDir(prefix: string, host: string, path: string): string {
+  return `${hostDir(prefix, host)}/fs${path}`;
+}
+
+/** Validates a shared mount path: absolute, normalised, not `/` and not under /proc, /sys, /dev, /run. */
+export function checkMountPath(path: string): string | undefined {
+  if (!path.startsWith('/') || path === '/') return 'must be an absolute path other than /';
+  if (path.split('/').slice(1).some((c) => c === '' || c === '.' || c === '..')) return 'must be normalised (no //, . or ..)';
+  if (/^\/(proc|sys|dev|run)(\/|$)/.test(path)) return 'must not be under /proc, /sys, /dev or /run';
+  if (/[\s\\]/.test(path)) return 'must not contain spaces or backslashes';
+  if (`${DIR_ROOT}/`.startsWith(`${path}/`)) return `must not hide ${DIR_ROOT}, where the host directories live`;
+  return undefined;
+}
