@@ -1,0 +1,140 @@
+/**
+ * The mirror state machine's contract with the daemon (DESIGN.md 4, 5; STYLE.md 1, 2).
+ *
+ *   const { state, actions } = step(state, event, params)
+ *
+ * `step` is pure and synchronous: no I/O, no timers, no clock reading. Time arrives in every
+ * event as `now` (monotonic milliseconds). Randomness arrives once, as `idSeed` in `init`, and new
+ * generation ids are `${idSeed}.${counter}`.
+ *
+ * The daemon (src/daemon) executes the returned actions in order, one step's actions after the
+ * previous step's, and feeds the results back as events (`script-done`, `vip-failed`). Scripts
+ * never run in the timing path: `step` returns at once, the executor runs the script and later
+ * delivers `script-done`. Heartbeats are sent by the daemon every `pulseMs` with `viewOf(state)`,
+ * plus at once when an action asks for it (`send-heartbeat`).
+ */
+import type { CheckerAction } from '../config/types.js';
+
+export type MirrorStateName = 'STOP' | 'WAIT' | 'ALONE' | 'PRIM' | 'SECOND';
+export type ScriptName = 'prestart' | 'start_prim' | 'stop_prim' | 'start_second' | 'stop_second' | 'start_both' | 'stop_both' | 'poststop';
+export type Role = 'prim' | 'second';
+
+/**
+ * Data generation (DESIGN.md 5, as DRBD's generation identifiers). `current` changes when a node
+ * starts writing without its peer (goes ALONE) or when an admin forces it; the previous id goes
+ * to the front of `history` (newest first, at most 32 kept).
+ */
+export interface Generation {
+  readonly current: string;
+  readonly history: readonly string[];
+}
+
+/** What the node stores durably per module (atomic write + fsync before the action that needs it). */
+export interface Persisted {
+  readonly generation: Generation;
+  /** False when this node's copy is known to be behind or torn (resync interrupted, peer went on alone). */
+  readonly upToDate: boolean;
+  /** The admin wants the module running: set by `start`, cleared by `stop`; a daemon restart resumes it. */
+  readonly enabled: boolean;
+  /** `failover on|off` at runtime (initially the config's `failover`). */
+  readonly failover: boolean;
+  /** The last node known to be primary (for `default_primary: last`), null if never. */
+  readonly lastPrimary: string | null;
+  /** Counter for new generation ids. */
+  readonly idCounter: number;
+}
+
+/** What a node tells its peer in every heartbeat (same shape as the UDP codec's HeartbeatView). */
+export interface PeerView {
+  readonly state: string;
+  readonly ready: boolean;
+  readonly reason: string | null;
+  readonly generation: Generation;
+  readonly upToDate: boolean;
+  /** True in the heartbeats a node sends while it stops cleanly (or gives up the primary role on swap). */
+  readonly stopping: boolean;
+  /** Requests to the peer, repeated in every heartbeat until the peer's state answers them. */
+  readonly msg?: unknown;
+}
+
+/** Fixed for the life of a module runtime (from the config). */
+export interface MirrorParams {
+  readonly module: string;
+  readonly node: string;
+  readonly peer: string;
+  /** A node name, `last`, or undefined (newest data, then node name). */
+  readonly defaultPrimary: string | undefined;
+  /** Initial value of Persisted.failover. */
+  readonly failover: boolean;
+  readonly pulseMs: number;
+  /** The peer is lost after this much silence on every heartbeat network. */
+  readonly heartbeatTimeoutMs: number;
+  /** Heartbeat networks of the module; silence on some (not all) raises a warning only. */
+  readonly networks: readonly string[];
+  /** After `count` restarts/stopstarts within `windowMs` the module goes to STOP. */
+  readonly maxloop: { readonly count: number; readonly windowMs: number };
+  /** False until the module has replicated dirs: such a module is always in sync. */
+  readonly hasReplication: boolean;
+}
+
+export type MirrorCommand =
+  | { readonly cmd: 'start' }
+  | { readonly cmd: 'stop' }
+  | { readonly cmd: 'restart' }
+  | { readonly cmd: 'stopstart' }
+  | { readonly cmd: 'swap' }
+  | { readonly cmd: 'prim' }
+  | { readonly cmd: 'second'; readonly fullsync?: boolean }
+  | { readonly cmd: 'failover'; readonly on: boolean };
+
+export type MirrorEvent =
+  /** First event of a runtime: what the store held (null on first start) and a fresh random seed. */
+  | { readonly type: 'init'; readonly now: number; readonly persisted: Persisted | null; readonly idSeed: string }
+  /** Sent every pulse (and at least every 100 ms while scripts run); drives silence detection. */
+  | { readonly type: 'tick'; readonly now: number }
+  /** An authenticated, fresh heartbeat of the peer on one network. */
+  | { readonly type: 'heartbeat'; readonly now: number; readonly network: string; readonly view: PeerView }
+  | { readonly type: 'command'; readonly now: number; readonly command: MirrorCommand }
+  /** A script asked for by `run-script` ended (ok = exit 0; a script that does not exist is ok). */
+  | { readonly type: 'script-done'; readonly now: number; readonly script: ScriptName; readonly ok: boolean; readonly detail: string }
+  /** Adding the VIP failed (another host answers for it, or the interface is missing). */
+  | { readonly type: 'vip-failed'; readonly now: number; readonly detail: string }
+  /** A checker changed state (after rise/fall). `action` is what the checker asks for while down. */
+  | { readonly type: 'checker'; readonly now: number; readonly name: string; readonly up: boolean; readonly action: CheckerAction }
+  /** The daemon is shutting down: stop cleanly but keep `enabled` as it is. */
+  | { readonly type: 'shutdown'; readonly now: number };
+
+export type MirrorAction =
+  /** Store durably before executing the next action. */
+  | { readonly type: 'persist'; readonly persisted: Persisted }
+  /** Run a script out of the timing path with `current-state next-state action` as arguments; answer with `script-done`. */
+  | { readonly type: 'run-script'; readonly script: ScriptName; readonly args: readonly [string, string, string]; readonly role: Role | 'none' }
+  /** Add (and announce) or remove the module's VIPs. A failed add answers with `vip-failed`. */
+  | { readonly type: 'vip'; readonly op: 'add' | 'remove' }
+  /** Announce the VIPs again (gratuitous ARP / unsolicited NA), e.g. when the peer comes back. */
+  | { readonly type: 'announce-vip' }
+  /** Mount the replicated dirs read-write, read-only, or unmount them (no-op without replication). */
+  | { readonly type: 'mount'; readonly mode: 'rw' | 'ro' | 'none' }
+  | { readonly type: 'start-resync'; readonly full: boolean }
+  | { readonly type: 'stop-resync' }
+  /** Send a heartbeat now with the new view (a state change, a stop announcement). */
+  | { readonly type: 'send-heartbeat' }
+  /** A state change with its reason, for logs and status (STYLE.md 14). */
+  | { readonly type: 'transition'; readonly from: string; readonly to: string; readonly ready: boolean; readonly reason: string | null }
+  | { readonly type: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly message: string; readonly fields?: Readonly<Record<string, unknown>> };
+
+export interface MirrorStatus {
+  readonly state: MirrorStateName;
+  readonly ready: boolean;
+  /** WAIT's reason (`peer-not-up-to-date`, `diverged`, `checker:<name>`, ...) or STOP's (`maxloop`, ...); null otherwise. */
+  readonly reason: string | null;
+  readonly peer: { readonly name: string; readonly state: string | null; readonly networks: Readonly<Record<string, boolean>> };
+  readonly upToDate: boolean;
+  readonly failover: boolean;
+  readonly generation: Generation;
+}
+
+/** A refused command: the daemon turns it into HAKIT_E_BAD_STATE (exit 6) with this message. */
+export interface CommandRefusal {
+  readonly message: string;
+}
