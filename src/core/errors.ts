@@ -46,6 +46,8 @@ export const ERRORS = {
   STATE_CORRUPT: spec('HAKIT_E_STATE_CORRUPT', 12, 'The state file {file} is unreadable ({detail}). Move it aside (hakit then treats that state as unknown) or restore it from the peer, and restart the daemon.'),
   STATE_IO: spec('HAKIT_E_STATE_IO', 12, 'Cannot {op} the state file {file}: {detail}. Check that the state directory is on a writable, mounted file system with free space.'),
   SCRIPT_UNSAFE: spec('HAKIT_E_SCRIPT_UNSAFE', 10, 'Refusing to run {file} as root: {detail}. Make the script and its directory owned by root and not writable by group or others (chown root; chmod go-w).'),
+  // virtual IPs (issue 3)
+  VIP: spec('HAKIT_E_VIP', 9, 'Cannot {op} the virtual IP {vip} on {interface}: {detail}. Check the interface, that hakit runs as root and that `ip`, `arping` and `ping` are installed.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERRORS;
