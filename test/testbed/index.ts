@@ -64,6 +64,8 @@ export interface FaultOptions {
 const NETNS_DIR = '/run/netns';
 /** How long crash() waits for the processes of a host to be gone. */
 const CRASH_TIMEOUT_MS = 5_000;
+/** How long linkUp()/linkDown() wait for the host to see the carrier change. */
+const LINK_TIMEOUT_MS = 3_000;
 
 /** Runs not yet disposed by this process; the exit hook removes them. */
 const live = new Set<string>();
@@ -378,16 +380,35 @@ export class Testbed {
     await this.nft('heal the network', healScript());
   }
 
-  /** Pulls the host's cable on a network: its hub-side port goes down, the host sees no carrier. */
+  /**
+   * Pulls the host's cable on a network: its hub-side port goes down. Resolves once the host's
+   * interface reports NO-CARRIER (operstate not UP), as a real NIC would.
+   */
   async linkDown(name: string, network: string): Promise<void> {
-    this.assertLive();
-    await runCommand(`set the link of ${name} on ${network} down`, ['ip', '-n', this.hub, 'link', 'set', this.host(name).hubPort(network), 'down']);
+    await this.setLink(name, network, 'down');
   }
 
-  /** Plugs the cable back in. */
+  /** Plugs the cable back in; resolves once the host's interface is operationally up again. */
   async linkUp(name: string, network: string): Promise<void> {
+    await this.setLink(name, network, 'up');
+  }
+
+  private async setLink(name: string, network: string, state: 'up' | 'down'): Promise<void> {
     this.assertLive();
-    await runCommand(`set the link of ${name} on ${network} up`, ['ip', '-n', this.hub, 'link', 'set', this.host(name).hubPort(network), 'up']);
+    const h = this.host(name);
+    const action = `set the link of ${name} on ${network} ${state}`;
+    await runCommand(action, ['ip', '-n', this.hub, 'link', 'set', h.hubPort(network), state]);
+    const deadline = Date.now() + LINK_TIMEOUT_MS;
+    for (;;) {
+      const out = await runCommand(action, ['ip', '-n', h.netns, '-j', 'link', 'show', 'dev', h.ifname(network)]);
+      const link = (JSON.parse(out) as { operstate?: string; flags?: string[] }[])[0];
+      const noCarrier = link?.flags?.includes('NO-CARRIER') ?? false;
+      if (state === 'up' ? link?.operstate === 'UP' : noCarrier && link?.operstate !== 'UP') return;
+      if (Date.now() > deadline) {
+        throw new HakitError('TESTBED', { action, detail: `${h.ifname(network)} is ${link?.operstate} (${link?.flags?.join(',')}) after ${LINK_TIMEOUT_MS} ms` });
+      }
+      await delay(5);
+    }
   }
 
   /**

@@ -164,13 +164,3 @@ export function mountPathsFile(prefix: string): string {
   return `${runDir(prefix)}/mountpaths`;
 }
 
-/** The directories to create, parent first, so that `path` exists, given which of its ancestors exist. */
-export function missingDirs(path: string, exists: (p: string) => boolean): string[] {
-  const out: string[] = [];
-  let p = path;
-  while (p !== '/' && p !== '' && !exists(p)) {
-    out.unshift(p);
-    p = p.slice(0, p.lastIndexOf('/')) || '/';
-  }
-  return out;
-}
