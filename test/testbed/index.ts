@@ -388,7 +388,10 @@ export class Testbed {
     await this.setLink(name, network, 'down');
   }
 
-  /** Plugs the cable back in; resolves once the host's interface is operationally up again. */
+  /**
+   * Plugs the cable back in; resolves once the host's interface is operationally up again and the
+   * bridge forwards on the hub-side port.
+   */
   async linkUp(name: string, network: string): Promise<void> {
     await this.setLink(name, network, 'up');
   }
@@ -403,9 +406,13 @@ export class Testbed {
       const out = await runCommand(action, ['ip', '-n', h.netns, '-j', 'link', 'show', 'dev', h.ifname(network)]);
       const link = (JSON.parse(out) as { operstate?: string; flags?: string[] }[])[0];
       const noCarrier = link?.flags?.includes('NO-CARRIER') ?? false;
-      if (state === 'up' ? link?.operstate === 'UP' : noCarrier && link?.operstate !== 'UP') return;
+      // Up also means the bridge forwards on the port again (carrier events reach it via linkwatch).
+      const port = state === 'up'
+        ? (JSON.parse(await runCommand(action, ['bridge', '-n', this.hub, '-j', 'link', 'show', 'dev', h.hubPort(network)])) as { state?: string }[])[0]?.state
+        : undefined;
+      if (state === 'up' ? link?.operstate === 'UP' && port === 'forwarding' : noCarrier && link?.operstate !== 'UP') return;
       if (Date.now() > deadline) {
-        throw new HakitError('TESTBED', { action, detail: `${h.ifname(network)} is ${link?.operstate} (${link?.flags?.join(',')}) after ${LINK_TIMEOUT_MS} ms` });
+        throw new HakitError('TESTBED', { action, detail: `${h.ifname(network)} is ${link?.operstate} (${link?.flags?.join(',')}), hub port ${port ?? '?'}, after ${LINK_TIMEOUT_MS} ms` });
       }
       await delay(5);
     }
