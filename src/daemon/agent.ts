@@ -99,7 +99,7 @@ export class NodeAgent {
     const config = res.config;
     for (const w of res.warnings) opts.logbook.log(null, 'warn', formatIssue(w));
     const node = findNode(config, opts.node, localAddresses());
-    const key = await loadKey(config.cluster.keyFile);
+    const { key } = await loadKey(config.cluster.keyFile);
     const self = config.cluster.nodes.find((n) => n.name === node)!;
     const mine = config.modules.filter((m) => m.nodes.includes(node));
     const clock = opts.clock ?? realClock;

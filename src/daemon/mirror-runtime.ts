@@ -107,7 +107,7 @@ export class MirrorRuntime {
         await this.deps.vips.remove(vip);
       }
     }
-    let persisted: Persisted | null = null;
+    let persisted: Persisted | null;
     try {
       persisted = (await this.deps.store.read<Persisted>(MIRROR_STATE_NAME)) ?? null;
     } catch (e) {
@@ -299,7 +299,8 @@ export class MirrorRuntime {
   private pulse(): void {
     for (const [network, address] of this.peerAddress) {
       try {
-        this.deps.transport.send(network, address, { module: this.name, view: this.published });
+        const v = this.published;
+        this.deps.transport.send(network, address, { module: this.name, view: { ...v, generation: { current: v.generation.current, history: [...v.generation.history] } } });
       } catch (e) {
         this.log('error', `heartbeat on ${network} not sent: ${(e as Error).message}`);
       }

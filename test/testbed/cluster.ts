@@ -6,7 +6,7 @@
  * Used by the integration tests and by `npm run demo`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKey } from '../../src/adapters/key/cluster-key.js';
@@ -95,7 +95,7 @@ export class TestCluster {
   async startDaemon(node: string): Promise<void> {
     const h = this.tb.host(node);
     const p = h.spawn(['/usr/bin/node', '--enable-source-maps', HAKIT, 'daemon', '--config-dir', this.configDir(node),
-      '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { logFile: join(h.dir, 'daemon.log') });
+      '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')] });
     this.daemons.set(node, p);
     await this.waitFor(`daemon on ${node} answers`, async () => (await this.hakit(node, ['status', '--json'])).code === 0, 15_000);
   }
