@@ -53,9 +53,11 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .option('--config-dir <dir>', `configuration directory (env ${ENV_CONFIG_DIR})`)
     .option('--state-dir <dir>', `state directory (env ${ENV_STATE_DIR}, default ${DEFAULT_STATE_DIR})`)
     .option('--socket <path>', `control socket (env ${ENV_SOCKET}, default ${DEFAULT_SOCKET})`)
-    .action(async (opts: { configDir?: string; stateDir?: string; socket?: string }) => {
-      const { runDaemon } = await import('../daemon/main.js');
+    .option('--node <name>', 'this node\'s name in cluster.yaml (env HAKIT_NODE; default: the node whose address is on this host)')
+    .action(async (opts: { configDir?: string; stateDir?: string; socket?: string; node?: string }) => {
+      const { runDaemon } = await import('../api/serve.js');
       result.code = await runDaemon({
+        node: opts.node ?? io.env.HAKIT_NODE,
         configDir: opts.configDir ?? io.env[ENV_CONFIG_DIR] ?? DEFAULT_CONFIG_DIR,
         stateDir: opts.stateDir ?? io.env[ENV_STATE_DIR] ?? DEFAULT_STATE_DIR,
         socket: opts.socket ?? socketOf(),

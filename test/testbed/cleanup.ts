@@ -5,14 +5,15 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { HakitError } from '../../src/core/errors.js';
-import { DIR_ROOT, PREFIX_RE, RUN_ROOT, ownerFile, prefixOfNetns } from './layout.js';
+import { DIR_ROOT, LOCK_FILE, MOUNTPOINTS_FILE, PREFIX_RE, RUN_ROOT, ownerFile, prefixOfNetns } from './layout.js';
 import { execCommand, processStartTime } from './run.js';
 
 /**
  * Shell script, argument $1 = run prefix. Kills every process in the run's namespaces (repeating
  * while processes fork, at most 50 rounds), deletes the namespaces (hub, bridges and veths go with
  * them), lazily unmounts the run directory (and the mount namespace files on it), removes the run
- * and host directories. Exits 1, naming what is left, when something could not be removed.
+ * and host directories, then (under LOCK_FILE) the mount-point directories runs created on the root
+ * file system that no remaining run lists in its mountpaths file. Exits 1, naming what is left, when something could not be removed.
  */
 const CLEANUP_SH = String.raw`
 P="$1"; R="${RUN_ROOT}/$P"; D="${DIR_ROOT}/$P"
@@ -31,6 +32,19 @@ while [ "$j" -lt 10 ] && awk -v r="$R" '$5 == r || index($5, r "/") == 1 { f = 1
   j=$((j + 1))
 done
 rm -rf "$R" "$D" 2>/dev/null
+# Remove the mount-point directories runs created that no remaining run uses (deepest first).
+if [ -f "${MOUNTPOINTS_FILE}" ]; then
+  flock -w 20 "${LOCK_FILE}" sh -c '
+    used=$(cat "$1"/hk*/mountpaths 2>/dev/null)
+    awk "{ print length(\$0), \$0 }" "$2" | sort -rn | cut -d" " -f2- | while read -r m; do
+      if printf "%s\n" "$used" | awk -v m="$m" "\$0 == m || index(\$0, m \"/\") == 1 { f = 1 } END { exit !f }"; then
+        echo "$m"
+      else
+        rmdir "$m" 2>/dev/null
+      fi
+    done > "$2.new"
+    mv "$2.new" "$2"' sh "${RUN_ROOT}" "${MOUNTPOINTS_FILE}"
+fi
 left="$(list_ns | tr '\n' ' ')"
 [ -e "$R" ] && left="$left $R"
 [ -e "$D" ] && left="$left $D"

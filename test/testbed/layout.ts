@@ -110,3 +110,57 @@ export function checkMountPath(path: string): string | undefined {
   if (`${DIR_ROOT}/`.startsWith(`${path}/`)) return `must not hide ${DIR_ROOT}, where the host directories live`;
   return undefined;
 }
+
+/**
+ * Where a host's view of `path` lives on the root file system: under the host's backing directory
+ * when `path` is one of `mountPaths` or below one (the longest match wins), else `path` itself
+ * (paths outside the mount paths are the same for every host and for the root namespace).
+ */
+export function hostPathOf(prefix: string, host: string, mountPaths: readonly string[], path: string): string {
+  let best: string | undefined;
+  for (const m of mountPaths) {
+    if ((path === m || path.startsWith(`${m}/`)) && (best === undefined || m.length > best.length)) best = m;
+  }
+  if (best === undefined) return path;
+  return backingDir(prefix, host, best) + path.slice(best.length);
+}
+
+/** The nftables table (family bridge) in the hub that holds every fault rule. */
+export const FAULT_TABLE = 'hakit_faults';
+/** Its one chain, hooked on bridge forwarding: fault rules are appended here, heal flushes it. */
+export const FAULT_CHAIN = 'forward';
+
+/** nft script that creates the fault table and its empty chain (policy accept). */
+export function faultTableScript(): string {
+  return `table bridge ${FAULT_TABLE} {\n  chain ${FAULT_CHAIN} {\n    type filter hook forward priority 0; policy accept;\n  }\n}\n`;
+}
+
+/**
+ * nft commands that drop frames entering the hub from port `from` and leaving through port `to`
+ * (both hub-side port names), one rule per pair. `percent` (1..100) drops that share at random
+ * (`numgen random mod 100 < percent`); 100 drops every frame.
+ */
+export function dropRules(pairs: readonly (readonly [string, string])[], percent = 100): string {
+  if (!Number.isInteger(percent) || percent < 1 || percent > 100) throw new RangeError(`percent must be an integer in 1..100, got ${percent}`);
+  const loss = percent === 100 ? '' : `numgen random mod 100 < ${percent} `;
+  return pairs.map(([from, to]) => `add rule bridge ${FAULT_TABLE} ${FAULT_CHAIN} iifname "${from}" oifname "${to}" ${loss}drop\n`).join('');
+}
+
+/** nft command that removes every fault rule. */
+export function healScript(): string {
+  return `flush chain bridge ${FAULT_TABLE} ${FAULT_CHAIN}\n`;
+}
+
+/**
+ * Registry of the mount-point directories testbed runs created on the root file system (one
+ * absolute path a line), so the last run that uses one removes it. Guarded by LOCK_FILE.
+ */
+export const MOUNTPOINTS_FILE = `${RUN_ROOT}/mountpoints`;
+/** flock(1) lock serialising mount-point creation and removal between runs. */
+export const LOCK_FILE = `${RUN_ROOT}/lock`;
+
+/** The run's list of mount paths (one a line): a run using a path keeps it from being removed. */
+export function mountPathsFile(prefix: string): string {
+  return `${runDir(prefix)}/mountpaths`;
+}
+

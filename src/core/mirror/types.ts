@@ -102,7 +102,12 @@ export type MirrorEvent =
   /** A checker changed state (after rise/fall). `action` is what the checker asks for while down. */
   | { readonly type: 'checker'; readonly now: number; readonly name: string; readonly up: boolean; readonly action: CheckerAction }
   /** The daemon is shutting down: stop cleanly but keep `enabled` as it is. */
-  | { readonly type: 'shutdown'; readonly now: number };
+  | { readonly type: 'shutdown'; readonly now: number }
+  /**
+   * A resync asked for by `start-resync` ended (added for the replication issue; a module without
+   * replication never sends it). ok: this node now holds the peer's current generation.
+   */
+  | { readonly type: 'resync-done'; readonly now: number; readonly ok: boolean; readonly detail: string };
 
 export type MirrorAction =
   /** Store durably before executing the next action. */

@@ -1,0 +1,811 @@
+/**
+ * The mirror failover state machine (DESIGN.md 2, 3, 5; STYLE.md 1, 13). Pure: events in, actions
+ * out, time as an input. docs/states.md explains it for administrators.
+ *
+ *                       start (prestart)
+ *          +------+  ----------------------->  +------------------------+
+ *          | STOP |                            | WAIT peer-not-seen     |  listens heartbeatTimeoutMs
+ *          +------+  <-----------------------  +------------------------+
+ *             ^        stop (stop_*, poststop)    |        |          |
+ *             |                                   |        |          | peer silent: up to date
+ *   stop,     |           peer is primary, or     |        |          | (last primary / in sync)?
+ *   maxloop   |           lost the election       |        |          v
+ *             |          (start_both,             |        |     +-------+  no: WAIT
+ *             |           start_second)           |        |     | ALONE |  peer-not-up-to-date
+ *             |                 +--------+ <------+        |     +-------+
+ *             +---------------- | SECOND |                 |       ^   |  peer SECOND, up to date
+ *                               +--------+                 |  peer |   v  and same generation
+ *                  peer silent / |    ^  swap (handover)   |  lost +------+
+ *                  released:     |    |   conflict loser   +-----> | PRIM |  won the election
+ *                  takeover      |    +----------------------------+------+  (start_both,
+ *                  (stop_second, |                                    ^       vip add, mount rw,
+ *                   start_prim)  +------------------------------------+       start_prim)
+ *                                          swap request of the peer
+ *
+ *   WAIT reasons: peer-not-seen, peer-not-up-to-date, diverged, failover-off (re-decided on every
+ *   heartbeat and tick), checker:<name> (held while the checker is down), start_prim-failed,
+ *   vip-conflict (held: the node only becomes SECOND of a primary peer, or an admin acts).
+ *
+ * Every state is `ready` or transient; it is transient while the scripts of a transition run, one
+ * at a time (`run-script`, then wait for its `script-done`). Script arguments are
+ * `origin-state target-state action`.
+ *
+ * The handshake that keeps one writer (DESIGN.md 3.1):
+ * - A node announces PRIM or ALONE in its view *before* it adds the VIP, mounts rw or starts the
+ *   application, and leaves PRIM/ALONE only *after* stop_prim ended, the VIP is removed and the
+ *   mount is ro/none. So a view whose state is neither PRIM nor ALONE means "I hold no primary
+ *   resource": a SECOND that hears its peer in STOP, in a held WAIT, or handing over
+ *   (`stopping: true` with `msg.swap`) takes over at once. `stopping: true` is sent from the moment
+ *   a clean stop or a swap handover has released the resources.
+ * - Two candidates (WAIT listening, SECOND) decide with `elect`, a function of data both views
+ *   carry (generations, upToDate, lastPrimary in `msg`, the second flag) and of the shared config:
+ *   both sides compute the same winner.
+ * - Two primaries that meet (healed partition) resolve with the same rule: newer data stays, the
+ *   other releases and becomes SECOND (or WAIT diverged when the generations diverged; then the
+ *   tie rule keeps one of them running).
+ */
+import type {
+  CommandRefusal, Generation, MirrorAction, MirrorCommand, MirrorEvent, MirrorParams, MirrorStateName, MirrorStatus,
+  PeerView, Persisted, Role, ScriptName,
+} from './types.js';
+import type { CheckerAction } from '../config/types.js';
+import { compareGenerations, nextGeneration } from './generation.js';
+import { recordRestart } from './maxloop.js';
+
+/** What a node puts in `PeerView.msg` (every heartbeat). Unknown fields are ignored. */
+export interface MirrorMsg {
+  /** The sender's persisted lastPrimary (tie-break for `default_primary: last`). */
+  readonly lastPrimary: string | null;
+  /** The sender, a former primary, has released everything and asks its SECOND to take over. */
+  readonly swap?: true;
+  /** The sender (SECOND and default_primary) asks its PRIM to swap back. */
+  readonly wantSwap?: true;
+  /** The sender was told `second`: it never elects itself. */
+  readonly second?: true;
+}
+
+type Step =
+  | { readonly k: 'script'; readonly script: ScriptName; readonly args: readonly [string, string, string]; readonly role: Role | 'none' }
+  | { readonly k: 'act'; readonly action: MirrorAction }
+  /** Change the visible state (transient). */
+  | { readonly k: 'enter'; readonly name: MirrorStateName; readonly reason: string | null; readonly stopping: boolean; readonly swap?: boolean }
+  /** New generation, this node up to date and last primary; persisted. `absorb`: the peer's diverged id. */
+  | { readonly k: 'newgen'; readonly absorb: readonly string[] }
+  | { readonly k: 'patch'; readonly patch: Partial<Persisted> }
+  | { readonly k: 'stop-resync' }
+  /** The end of a transition: this state, ready. `listen`: WAIT peer-not-seen for heartbeatTimeoutMs. */
+  | { readonly k: 'done'; readonly name: MirrorStateName; readonly reason: string | null; readonly listen?: boolean };
+
+interface Plan {
+  steps: Step[];
+  /** The script whose `script-done` is awaited. */
+  waiting: ScriptName | null;
+  /** Set by `vip-failed` while a script runs: fail the primary once it ends. */
+  failure: string | null;
+}
+
+interface PeerTrack {
+  view: PeerView | null;
+  /** Last heartbeat on any network (ms), null if none since the runtime started. */
+  lastHeard: number | null;
+  /** Start of the current connection (the first heartbeat after silence). */
+  since: number | null;
+  perNet: Record<string, number>;
+  /** Networks reported silent (warned once). */
+  silentNets: string[];
+}
+
+interface S {
+  name: MirrorStateName;
+  ready: boolean;
+  reason: string | null;
+  stopping: boolean;
+  initialized: boolean;
+  idSeed: string;
+  persisted: Persisted;
+  peer: PeerTrack;
+  /** WAIT peer-not-seen: decide alone at this time. */
+  listenUntil: number | null;
+  plan: Plan | null;
+  /** Times of recent restarts/stopstarts (maxloop). */
+  restarts: number[];
+  /** This runtime saw the peer as primary with the same generation while this node was up to date. */
+  inSync: boolean;
+  /** The last comparison with the peer said diverged: the next resync must be full. */
+  wasDiverged: boolean;
+  resyncing: boolean;
+  /** Checkers with action `wait` that are down. */
+  waitCheckers: string[];
+  pendingStop: 'stop' | 'shutdown' | null;
+  /** Outgoing handover flag (swap) and swap-back request. */
+  swapOut: boolean;
+  wantSwap: boolean;
+  swapBackAsked: boolean;
+  /** `second [--fullsync]` given: never elect this node; full resync when set. */
+  forcedSecond: { full: boolean } | null;
+  /** Two primaries met; cleared (with a VIP announce) once the peer is no longer primary. */
+  conflict: boolean;
+  /** The peer was heard within heartbeatTimeoutMs at the last event (for validateCommand, which has no clock). */
+  peerLive: boolean;
+}
+
+/** The state of one mirror module on this node. Opaque to the daemon; plain data (cloneable). */
+export type MirrorState = Readonly<S>;
+
+const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off']);
+const PRIMARY = new Set<string>(['PRIM', 'ALONE']);
+
+function isPrimaryName(n: string): boolean { return PRIMARY.has(n); }
+
+/** STOP, not initialized: the state before the `init` event. */
+export function initialState(params: MirrorParams): MirrorState {
+  return {
+    name: 'STOP', ready: true, reason: null, stopping: false, initialized: false, idSeed: '',
+    persisted: {
+      generation: { current: '', history: [] }, upToDate: !params.hasReplication, enabled: false,
+      failover: params.failover, lastPrimary: null, idCounter: 0,
+    },
+    peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
+    listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false,
+    waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false,
+    forcedSecond: null, conflict: false, peerLive: false,
+  };
+}
+
+/** What heartbeats carry now. */
+export function viewOf(state: MirrorState): PeerView {
+  const msg: MirrorMsg = {
+    lastPrimary: state.persisted.lastPrimary,
+    ...(state.swapOut ? { swap: true as const } : {}),
+    ...(state.wantSwap ? { wantSwap: true as const } : {}),
+    ...(state.forcedSecond ? { second: true as const } : {}),
+  };
+  return {
+    state: state.name, ready: state.ready, reason: state.reason,
+    generation: { current: state.persisted.generation.current, history: [...state.persisted.generation.history] },
+    upToDate: state.persisted.upToDate, stopping: state.stopping, msg,
+  };
+}
+
+function peerMsg(v: PeerView): Partial<MirrorMsg> {
+  return typeof v.msg === 'object' && v.msg !== null ? v.msg as Partial<MirrorMsg> : {};
+}
+
+function peerAlive(s: MirrorState, params: MirrorParams, now: number): boolean {
+  return s.peer.lastHeard !== null && now - s.peer.lastHeard < params.heartbeatTimeoutMs;
+}
+
+export function statusOf(state: MirrorState, params: MirrorParams, now: number): MirrorStatus {
+  const alive = peerAlive(state, params, now);
+  const networks: Record<string, boolean> = {};
+  for (const n of params.networks) {
+    const t = state.peer.perNet[n];
+    networks[n] = t !== undefined && now - t < params.heartbeatTimeoutMs;
+  }
+  return {
+    state: state.name, ready: state.ready, reason: state.reason,
+    peer: { name: params.peer, state: alive && state.peer.view ? state.peer.view.state : null, networks },
+    upToDate: state.persisted.upToDate, failover: state.persisted.failover,
+    generation: state.persisted.generation,
+  };
+}
+
+/** The peer's role as seen from here. */
+type PeerRole = 'silent' | 'primary' | 'candidate' | 'handover' | 'passive';
+
+function peerRole(s: MirrorState, params: MirrorParams, now: number | null): PeerRole {
+  const v = s.peer.view;
+  if (!v || !(now === null ? s.peerLive : peerAlive(s, params, now))) return 'silent';
+  if (isPrimaryName(v.state)) return 'primary';
+  if (v.state === 'SECOND') return peerMsg(v).swap ? 'handover' : 'candidate';
+  if (v.state === 'WAIT' && v.ready && v.reason !== null && LISTENING.has(v.reason)) return 'candidate';
+  return 'passive';
+}
+
+/** Data comparison used for decisions: without replication every node is in sync. */
+function dataCmp(s: MirrorState, params: MirrorParams, peer: Generation): ReturnType<typeof compareGenerations> {
+  return params.hasReplication ? compareGenerations(s.persisted.generation, peer) : 'equal';
+}
+
+/**
+ * Who of two candidates becomes primary; both nodes compute the same answer from their views:
+ * newer data; then (with replication) the up-to-date one; then a node told `second` loses; then
+ * default_primary (a node, or `last` when both nodes name the same last primary); then the lowest
+ * node name. `none`: the generations diverged.
+ */
+function elect(s: MirrorState, params: MirrorParams, v: PeerView): 'me' | 'peer' | 'none' {
+  const cmp = dataCmp(s, params, v.generation);
+  if (cmp === 'ahead') return 'me';
+  if (cmp === 'behind') return 'peer';
+  if (cmp === 'diverged') return 'none';
+  return tieBreak(s, params, v);
+}
+
+function tieBreak(s: MirrorState, params: MirrorParams, v: PeerView): 'me' | 'peer' {
+  if (params.hasReplication && s.persisted.upToDate !== v.upToDate) return s.persisted.upToDate ? 'me' : 'peer';
+  const pm = peerMsg(v);
+  const meSecond = s.forcedSecond !== null;
+  const peerSecond = pm.second === true;
+  if (meSecond !== peerSecond) return meSecond ? 'peer' : 'me';
+  const dp = params.defaultPrimary;
+  if (dp === 'last') {
+    const mine = s.persisted.lastPrimary;
+    if (mine !== null && mine === pm.lastPrimary) {
+      if (mine === params.node) return 'me';
+      if (mine === params.peer) return 'peer';
+    }
+  } else if (dp === params.node) return 'me';
+  else if (dp === params.peer) return 'peer';
+  return params.node < params.peer ? 'me' : 'peer';
+}
+
+// ---------------------------------------------------------------------------------------------
+// step
+
+/** A mutable working copy of the state plus the actions emitted so far. */
+interface Ctx { s: S; out: MirrorAction[]; params: MirrorParams; now: number }
+
+/**
+ * Applies one event. Never throws for expected faults; an event that makes no sense in the
+ * current state is logged and ignored. The returned actions must be executed in order.
+ */
+export function step(state: MirrorState, event: MirrorEvent, params: MirrorParams): { state: MirrorState; actions: MirrorAction[] } {
+  const c: Ctx = { s: structuredClone(state) as S, out: [], params, now: event.now };
+  if (!c.s.initialized && event.type !== 'init') {
+    if (event.type === 'heartbeat') hearPeer(c, event.network, event.view);
+    c.s.peerLive = peerAlive(c.s, params, c.now);
+    return { state: c.s, actions: c.out };
+  }
+  switch (event.type) {
+    case 'init': onInit(c, event.persisted, event.idSeed); break;
+    case 'tick': watchNetworks(c); break;
+    case 'heartbeat': hearPeer(c, event.network, event.view); watchNetworks(c); break;
+    case 'command': onCommand(c, event.command); break;
+    case 'script-done': onScriptDone(c, event.script, event.ok, event.detail); break;
+    case 'vip-failed': onVipFailed(c, event.detail); break;
+    case 'checker': onChecker(c, event.name, event.up, event.action); break;
+    case 'shutdown':
+      if (c.s.name === 'STOP' && !c.s.plan) break;
+      if (c.s.plan) c.s.pendingStop = c.s.pendingStop ?? 'shutdown';
+      else stopPlan(c, 'shutdown', null);
+      break;
+    case 'resync-done': onResyncDone(c, event.ok, event.detail); break;
+  }
+  evaluate(c);
+  c.s.peerLive = peerAlive(c.s, params, c.now);
+  return { state: c.s, actions: c.out };
+}
+
+function log(c: Ctx, level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void {
+  c.out.push(fields ? { type: 'log', level, message, fields } : { type: 'log', level, message });
+}
+
+/** Sets the visible state; emits `transition` + `send-heartbeat` when name/ready/reason change. */
+function setState(c: Ctx, name: MirrorStateName, ready: boolean, reason: string | null, stopping = c.s.stopping): void {
+  const s = c.s;
+  const changed = s.name !== name || s.ready !== ready || s.reason !== reason;
+  const from = s.name;
+  const hb = changed || s.stopping !== stopping;
+  s.name = name; s.ready = ready; s.reason = reason; s.stopping = stopping;
+  if (changed) c.out.push({ type: 'transition', from, to: name, ready, reason });
+  if (hb) c.out.push({ type: 'send-heartbeat' });
+}
+
+function persist(c: Ctx, patch: Partial<Persisted>): void {
+  const p = { ...c.s.persisted, ...patch };
+  const same = JSON.stringify(p) === JSON.stringify(c.s.persisted);
+  c.s.persisted = p;
+  if (!same) c.out.push({ type: 'persist', persisted: p });
+}
+
+function onInit(c: Ctx, persisted: Persisted | null, idSeed: string): void {
+  const s = c.s;
+  if (s.initialized) { log(c, 'warn', 'init received twice: ignored'); return; }
+  s.initialized = true;
+  s.idSeed = idSeed;
+  if (persisted) {
+    s.persisted = persisted;
+  } else {
+    s.persisted = { ...s.persisted, generation: { current: `${idSeed}.0`, history: [] }, idCounter: 1 };
+    c.out.push({ type: 'persist', persisted: s.persisted });
+  }
+  if (s.persisted.enabled) startPlan(c, 'start', []);
+}
+
+// ---- heartbeats and silence ----------------------------------------------------------------------
+
+function hearPeer(c: Ctx, network: string, view: PeerView): void {
+  const p = c.s.peer;
+  if (p.lastHeard === null || c.now - p.lastHeard >= c.params.heartbeatTimeoutMs) {
+    p.since = c.now;
+    p.silentNets = [];
+    p.perNet = {};
+  }
+  p.lastHeard = c.now;
+  p.perNet[network] = c.now;
+  p.view = view;
+}
+
+/** Warns once per heartbeat network that goes silent while another still carries heartbeats. */
+function watchNetworks(c: Ctx): void {
+  const { s, params, now } = c;
+  const p = s.peer;
+  if (!peerAlive(s, params, now) || p.since === null) return;
+  for (const n of params.networks) {
+    const last = p.perNet[n] ?? p.since;
+    const silent = now - last >= params.heartbeatTimeoutMs;
+    const known = p.silentNets.includes(n);
+    if (silent && !known) {
+      p.silentNets.push(n);
+      log(c, 'warn', `heartbeat network ${n} silent: peer ${params.peer} still heard on another network`, { network: n });
+    } else if (!silent && known) {
+      p.silentNets = p.silentNets.filter((x) => x !== n);
+      log(c, 'info', `heartbeat network ${n} carries heartbeats again`, { network: n });
+    }
+  }
+}
+
+// ---- plans (sequences of scripts and actions) ------------------------------------------------------
+
+function runPlan(c: Ctx, steps: Step[]): void {
+  c.s.plan = { steps, waiting: null, failure: null };
+  advance(c);
+}
+
+/** Executes steps until a script must be awaited or the plan ends. */
+function advance(c: Ctx): void {
+  const s = c.s;
+  while (s.plan && s.plan.waiting === null) {
+    const st = s.plan.steps.shift();
+    if (!st) { s.plan = null; break; }
+    switch (st.k) {
+      case 'script':
+        s.plan.waiting = st.script;
+        c.out.push({ type: 'run-script', script: st.script, args: st.args, role: st.role });
+        break;
+      case 'act': c.out.push(st.action); break;
+      case 'enter':
+        if (st.swap !== undefined) s.swapOut = st.swap;
+        setState(c, st.name, false, st.reason, st.stopping);
+        break;
+      case 'newgen': newGeneration(c, st.absorb); break;
+      case 'patch': persist(c, st.patch); break;
+      case 'stop-resync':
+        if (s.resyncing) { s.resyncing = false; c.out.push({ type: 'stop-resync' }); }
+        break;
+      case 'done':
+        s.plan = null;
+        s.listenUntil = st.listen ? c.now + c.params.heartbeatTimeoutMs : null;
+        setState(c, st.name, true, st.reason);
+        break;
+    }
+  }
+}
+
+/** Starts a new data generation: this node writes without its peer from now on (persisted). */
+function newGeneration(c: Ctx, absorb: readonly string[]): void {
+  const s = c.s;
+  const id = `${s.idSeed}.${s.persisted.idCounter}`;
+  persist(c, {
+    generation: nextGeneration(s.persisted.generation, id, absorb), idCounter: s.persisted.idCounter + 1,
+    upToDate: true, lastPrimary: c.params.node,
+  });
+  s.inSync = false;
+}
+
+function script(script: ScriptName, args: readonly [string, string, string], role: Role | 'none'): Step {
+  return { k: 'script', script, args, role };
+}
+const act = (action: MirrorAction): Step => ({ k: 'act', action });
+
+/** Steps that release a primary or a secondary (the state itself is left to the caller). */
+function releaseSteps(from: MirrorStateName, to: MirrorStateName, action: string, mount: 'ro' | 'none'): Step[] {
+  const args = [from, to, action] as const;
+  if (isPrimaryName(from)) return [script('stop_prim', args, 'prim'), act({ type: 'vip', op: 'remove' }), act({ type: 'mount', mode: mount })];
+  if (from === 'SECOND') return [{ k: 'stop-resync' }, script('stop_second', args, 'second'), act({ type: 'mount', mode: mount })];
+  return [];
+}
+
+function running(n: MirrorStateName): boolean { return n === 'PRIM' || n === 'ALONE' || n === 'SECOND'; }
+
+/** From `from` (any state but STOP) to primary `target`. ALONE starts a new generation before mount rw. */
+function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb: readonly string[] = []): void {
+  const from = c.s.name;
+  const args = [from, target, action] as const;
+  const steps: Step[] = [{ k: 'enter', name: target, reason: null, stopping: false, swap: false }];
+  if (from === 'SECOND') steps.push({ k: 'stop-resync' }, script('stop_second', args, 'second'));
+  else steps.push(script('start_both', args, 'prim'));
+  steps.push(act({ type: 'vip', op: 'add' }));
+  if (target === 'ALONE') steps.push({ k: 'newgen', absorb });
+  else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node } });
+  steps.push(act({ type: 'mount', mode: 'rw' }), script('start_prim', args, 'prim'), { k: 'done', name: target, reason: null });
+  c.s.wantSwap = false;
+  c.s.swapBackAsked = false;
+  c.s.forcedSecond = null;
+  runPlan(c, steps);
+}
+
+/** From WAIT (or a primary: swap, conflict loser) to SECOND. */
+function becomeSecond(c: Ctx, action: string, handover: boolean): void {
+  const from = c.s.name;
+  const args = [from, 'SECOND', action] as const;
+  const steps: Step[] = [];
+  if (isPrimaryName(from)) steps.push({ k: 'enter', name: from, reason: null, stopping: false }, ...releaseSteps(from, 'SECOND', action, 'ro'));
+  steps.push({ k: 'enter', name: 'SECOND', reason: null, stopping: handover, swap: handover });
+  if (!running(from)) steps.push(script('start_both', args, 'second'), act({ type: 'mount', mode: 'ro' }));
+  steps.push(script('start_second', args, 'second'), { k: 'done', name: 'SECOND', reason: null });
+  c.s.inSync = false;
+  runPlan(c, steps);
+}
+
+/** Releases whatever this node holds and waits with `reason`. */
+function releaseToWait(c: Ctx, reason: string, action: string): void {
+  const from = c.s.name;
+  const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(from, 'WAIT', action, 'none')];
+  if (running(from)) steps.push(script('stop_both', [from, 'WAIT', action], 'none'));
+  steps.push({ k: 'done', name: 'WAIT', reason });
+  c.s.inSync = false;
+  c.s.wantSwap = false;
+  runPlan(c, steps);
+}
+
+function stopSteps(c: Ctx, action: string, reason: string | null): Step[] {
+  const from = c.s.name;
+  const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(from, 'STOP', action, 'none')];
+  if (running(from)) steps.push(script('stop_both', [from, 'STOP', action], 'none'));
+  steps.push({ k: 'enter', name: 'STOP', reason, stopping: true, swap: false }, script('poststop', [from, 'STOP', action], 'none'));
+  return steps;
+}
+
+/** stop / shutdown / maxloop: ends in STOP (ready) with `reason`. `shutdown` keeps `enabled`. */
+function stopPlan(c: Ctx, action: 'stop' | 'shutdown' | 'maxloop', reason: string | null): void {
+  const steps = stopSteps(c, action === 'shutdown' ? 'stop' : action, reason);
+  if (action !== 'shutdown') steps.push({ k: 'patch', patch: { enabled: false } });
+  steps.push({ k: 'done', name: 'STOP', reason });
+  c.s.inSync = false;
+  c.s.wantSwap = false;
+  c.s.pendingStop = null;
+  runPlan(c, steps);
+}
+
+/** From STOP: prestart, then WAIT peer-not-seen. `prefix`: steps to run first (stopstart). */
+function startPlan(c: Ctx, action: string, prefix: Step[]): void {
+  runPlan(c, [...prefix,
+    { k: 'enter', name: 'STOP', reason: null, stopping: false, swap: false },
+    script('prestart', ['STOP', 'WAIT', action], 'none'),
+    { k: 'patch', patch: { enabled: true } },
+    { k: 'done', name: 'WAIT', reason: 'peer-not-seen', listen: true }]);
+}
+
+function stopstartPlan(c: Ctx, action: string): void {
+  c.s.inSync = false;
+  c.s.wantSwap = false;
+  startPlan(c, action, stopSteps(c, action, null));
+}
+
+/** Counts a restart/stopstart; false (and the module stops, reason maxloop) when over maxloop. */
+function countRestart(c: Ctx): boolean {
+  const r = recordRestart(c.s.restarts, c.now, c.params.maxloop);
+  c.s.restarts = r.times;
+  if (!r.allowed) {
+    log(c, 'error', `maxloop: ${c.params.maxloop.count} restarts within ${c.params.maxloop.windowMs} ms: stopping the module`);
+    stopPlan(c, 'maxloop', 'maxloop');
+  }
+  return r.allowed;
+}
+
+/** A primary that could not start (start_prim failed, VIP conflict): release, let the peer take over. */
+function failPrimary(c: Ctx, reason: string): void {
+  c.s.plan = null;
+  if (!countRestart(c)) return;
+  releaseToWait(c, reason, 'stopstart');
+}
+
+function onScriptDone(c: Ctx, name: ScriptName, ok: boolean, detail: string): void {
+  const plan = c.s.plan;
+  if (!plan || plan.waiting !== name) {
+    log(c, 'warn', `script-done for ${name} that was not awaited: ignored`, { script: name });
+    return;
+  }
+  plan.waiting = null;
+  if (plan.failure !== null) { failPrimary(c, plan.failure); return; }
+  if (!ok) {
+    if (name === 'start_prim') {
+      log(c, 'error', `start_prim failed: releasing so that the peer can take over (${detail})`, { script: name, detail });
+      failPrimary(c, 'start_prim-failed');
+      return;
+    }
+    log(c, 'error', `script ${name} failed: continuing (${detail})`, { script: name, detail });
+  }
+  advance(c);
+}
+
+function onVipFailed(c: Ctx, detail: string): void {
+  log(c, 'error', `virtual IP could not be added: ${detail}`, { detail });
+  if (!isPrimaryName(c.s.name)) return;
+  if (c.s.plan && c.s.plan.waiting !== null) { c.s.plan.failure = 'vip-conflict'; return; }
+  failPrimary(c, 'vip-conflict');
+}
+
+function onResyncDone(c: Ctx, ok: boolean, detail: string): void {
+  const s = c.s;
+  if (!s.resyncing) return;
+  s.resyncing = false;
+  if (!ok) { log(c, 'error', `resync failed: ${detail}`, { detail }); return; }
+  const v = s.peer.view;
+  if (v) {
+    persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true });
+    s.wasDiverged = false;
+  }
+}
+
+function onChecker(c: Ctx, name: string, up: boolean, action: CheckerAction): void {
+  const s = c.s;
+  log(c, up ? 'info' : 'warn', `checker ${name} ${up ? 'up' : 'down'} (action ${action})`, { checker: name, up, action });
+  if (action === 'wait') {
+    if (up) {
+      s.waitCheckers = s.waitCheckers.filter((x) => x !== name);
+      if (s.name === 'WAIT' && s.reason?.startsWith('checker:') && !s.plan) {
+        const next = s.waitCheckers[0];
+        if (next !== undefined) setState(c, 'WAIT', true, `checker:${next}`);
+        else { setState(c, 'WAIT', true, 'peer-not-seen'); s.listenUntil = c.now; }
+      }
+      return;
+    }
+    if (!s.waitCheckers.includes(name)) s.waitCheckers.push(name);
+    return; // applied by evaluate (also after a running transition ends)
+  }
+  if (up || s.plan || s.name === 'STOP') return;
+  if (action === 'restart' || action === 'stopstart' || action === 'stop') {
+    if (validateCommand(s, { cmd: action }, c.params) === null) onCommand(c, { cmd: action });
+  }
+}
+
+// ---- commands ----------------------------------------------------------------------------------
+
+/** Why a command makes no sense now, or null if `step` will carry it out. */
+export function validateCommand(state: MirrorState, command: MirrorCommand, params: MirrorParams): CommandRefusal | null {
+  const s = state;
+  const where = `${params.module} is ${s.name}${s.ready ? '' : ' (transient)'}${s.reason ? ` (${s.reason})` : ''}`;
+  if (!s.initialized) return { message: `${params.module} is not initialised yet: retry in a moment` };
+  if (command.cmd === 'failover') return null;
+  if (command.cmd === 'stop') return s.name === 'STOP' && !s.plan ? { message: `${params.module} is already stopped` } : null;
+  if (s.plan) {
+    const running = s.plan.waiting ? `: ${s.plan.waiting} is running` : '';
+    return { message: `${where}${running}; retry when the transition ends` };
+  }
+  switch (command.cmd) {
+    case 'start':
+      return s.name === 'STOP' ? null : { message: `${where}: already started (use stop first, or stopstart)` };
+    case 'restart':
+      return isPrimaryName(s.name) ? null : { message: `${where}: restart reruns the application's scripts on the primary only` };
+    case 'stopstart':
+      return s.name === 'STOP' ? { message: `${where}: use start` } : null;
+    case 'swap': {
+      if (s.name !== 'PRIM') return { message: `${where}: swap is run on the primary (PRIM) while its secondary is ready` };
+      const v = s.peer.view;
+      if (peerRole(s, params, null) !== 'candidate' || !v || v.state !== 'SECOND' || !v.ready) {
+        return { message: `${where}: no ready secondary to swap with` };
+      }
+      if (!v.upToDate || dataCmp(s, params, v.generation) !== 'equal') {
+        return { message: `${where}: the secondary ${params.peer} is not up to date; wait for its resync to end` };
+      }
+      return null;
+    }
+    case 'prim':
+      if (s.name !== 'WAIT') return { message: `${where}: prim forces a waiting node (WAIT) to become primary` };
+      if (s.waitCheckers.length > 0) return { message: `${where}: checker ${s.waitCheckers[0] ?? ''} is down` };
+      if (s.peer.view && peerRole(s, params, null) === 'primary') {
+        return { message: `${where}: the peer ${params.peer} is primary (${s.peer.view.state}); stop it first` };
+      }
+      return null;
+    case 'second':
+      return s.name === 'WAIT' || s.name === 'STOP' ? null : { message: `${where}: second applies to a waiting or stopped node` };
+  }
+}
+
+function onCommand(c: Ctx, command: MirrorCommand): void {
+  const s = c.s;
+  const refusal = validateCommand(s, command, c.params);
+  if (refusal) { log(c, 'warn', `command ${command.cmd} refused: ${refusal.message}`); return; }
+  log(c, 'info', `command ${command.cmd}`, { command });
+  switch (command.cmd) {
+    case 'failover':
+      persist(c, { failover: command.on });
+      break;
+    case 'start':
+      s.restarts = [];
+      startPlan(c, 'start', []);
+      break;
+    case 'stop':
+      if (s.plan) s.pendingStop = 'stop';
+      else stopPlan(c, 'stop', null);
+      break;
+    case 'restart': {
+      if (!countRestart(c)) return;
+      const n = s.name;
+      runPlan(c, [{ k: 'enter', name: n, reason: null, stopping: false },
+        script('stop_prim', [n, n, 'restart'], 'prim'), script('start_prim', [n, n, 'restart'], 'prim'),
+        { k: 'done', name: n, reason: null }]);
+      break;
+    }
+    case 'stopstart':
+      if (!countRestart(c)) return;
+      stopstartPlan(c, 'stopstart');
+      break;
+    case 'swap':
+      becomeSecond(c, 'swap', true);
+      break;
+    case 'prim': {
+      const v = s.peer.view;
+      const absorb = v && c.params.hasReplication && compareGenerations(s.persisted.generation, v.generation) === 'diverged'
+        ? [v.generation.current] : [];
+      s.wasDiverged = false;
+      becomePrimary(c, 'ALONE', 'prim', absorb);
+      break;
+    }
+    case 'second':
+      s.forcedSecond = { full: command.fullsync === true };
+      if (s.name === 'STOP') startPlan(c, 'start', []);
+      else setState(c, 'WAIT', true, 'peer-not-seen');
+      s.listenUntil = null;
+      break;
+  }
+}
+
+// ---- decisions when no transition runs ----------------------------------------------------------
+
+function evaluate(c: Ctx): void {
+  const s = c.s;
+  if (!s.initialized || s.plan) return;
+  if (s.pendingStop) {
+    if (s.name === 'STOP') s.pendingStop = null;
+    else { stopPlan(c, s.pendingStop, null); return; }
+  }
+  if (s.name === 'STOP') return;
+  if (s.waitCheckers.length > 0) {
+    const reason = `checker:${s.waitCheckers[0] ?? ''}`;
+    if (s.name !== 'WAIT') { log(c, 'warn', `checker down: releasing the module (${reason})`); releaseToWait(c, reason, 'stopstart'); }
+    else if (!s.reason?.startsWith('checker:')) setState(c, 'WAIT', true, reason);
+    return;
+  }
+  const role = peerRole(s, c.params, c.now);
+  if (role !== 'primary' && s.conflict) { s.conflict = false; c.out.push({ type: 'announce-vip' }); }
+  if (role === 'silent' && s.swapBackAsked) s.swapBackAsked = false;
+  switch (s.name) {
+    case 'WAIT': evalWait(c, role); break;
+    case 'SECOND': evalSecond(c, role); break;
+    case 'PRIM': case 'ALONE': evalPrimary(c, role); break;
+  }
+}
+
+/** This node may run alone: up to date and it was the last primary, or in sync when the peer left. */
+function mayRunAlone(c: Ctx): boolean {
+  const s = c.s;
+  if (!c.params.hasReplication) return true;
+  return s.persisted.upToDate && (s.persisted.lastPrimary === c.params.node || s.inSync);
+}
+
+function evalWait(c: Ctx, role: PeerRole): void {
+  const s = c.s;
+  const r = s.reason ?? '';
+  const v = s.peer.view;
+  if (role === 'silent' || !v) {
+    if (r === 'peer-not-seen' && s.listenUntil !== null && c.now >= s.listenUntil && !s.forcedSecond) {
+      if (mayRunAlone(c)) becomePrimary(c, 'ALONE', 'start');
+      else setState(c, 'WAIT', true, 'peer-not-up-to-date');
+    } else if (r === 'failover-off' && s.persisted.failover && mayRunAlone(c)) {
+      becomePrimary(c, 'ALONE', 'takeover');
+    }
+    return;
+  }
+  const cmp = dataCmp(s, c.params, v.generation);
+  if (role === 'primary') {
+    if (cmp === 'equal' || cmp === 'behind' || s.forcedSecond) { s.wasDiverged ||= cmp === 'diverged'; becomeSecond(c, 'start', false); } else waitFor(c, 'diverged');
+    return;
+  }
+  if (!LISTENING.has(r)) return; // held reasons: start_prim-failed, vip-conflict
+  if (role === 'candidate') {
+    const e = elect(s, c.params, v);
+    if (e === 'me' && !s.forcedSecond) becomePrimary(c, 'PRIM', 'start');
+    else if (e === 'peer') becomeSecond(c, 'start', false);
+    else if (e === 'none') waitFor(c, 'diverged');
+    return;
+  }
+  // The peer is passive (STOP, held WAIT): it holds nothing and will not start without us.
+  if (s.forcedSecond || (r === 'failover-off' && !s.persisted.failover)) return;
+  if (cmp === 'ahead' || (cmp === 'equal' && s.persisted.upToDate)) becomePrimary(c, 'ALONE', 'start');
+  else waitFor(c, cmp === 'diverged' ? 'diverged' : 'peer-not-up-to-date');
+}
+
+function waitFor(c: Ctx, reason: string): void {
+  if (reason === 'diverged') c.s.wasDiverged = true;
+  if (c.s.name === 'WAIT') setState(c, 'WAIT', true, reason);
+  else releaseToWait(c, reason, 'stopstart');
+}
+
+/** The peer is gone or released everything: take over, or wait. */
+function takeoverOrWait(c: Ctx, why: string): void {
+  const s = c.s;
+  if (!s.persisted.failover) { log(c, 'warn', `peer ${c.params.peer} ${why}; failover is off: waiting`); releaseToWait(c, 'failover-off', 'stopstart'); return; }
+  if (!mayRunAlone(c)) { log(c, 'warn', `peer ${c.params.peer} ${why}; this node is not up to date: waiting`); releaseToWait(c, 'peer-not-up-to-date', 'stopstart'); return; }
+  log(c, 'warn', `peer ${c.params.peer} ${why}: taking over`);
+  becomePrimary(c, 'ALONE', 'takeover');
+}
+
+function evalSecond(c: Ctx, role: PeerRole): void {
+  const s = c.s;
+  const v = s.peer.view;
+  if (role === 'silent' || !v) { s.swapOut = false; takeoverOrWait(c, 'silent on every heartbeat network'); return; }
+  const cmp = dataCmp(s, c.params, v.generation);
+  if (role === 'primary') {
+    if (s.swapOut) { s.swapOut = false; setState(c, 'SECOND', true, null, false); }
+    if (s.persisted.lastPrimary !== c.params.peer) persist(c, { lastPrimary: c.params.peer });
+    if (!c.params.hasReplication) {
+      if (s.persisted.generation.current !== v.generation.current) {
+        persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true });
+      }
+    } else if (cmp === 'behind' || (s.forcedSecond && cmp !== 'equal') || (cmp === 'diverged' && s.wasDiverged)) {
+      if (!s.resyncing) {
+        s.resyncing = true;
+        const full = s.wasDiverged || cmp === 'diverged' || s.forcedSecond?.full === true;
+        persist(c, { upToDate: false });
+        c.out.push({ type: 'start-resync', full });
+      }
+      return;
+    } else if (cmp !== 'equal') { waitFor(c, 'diverged'); return; }
+    s.forcedSecond = null;
+    s.inSync = s.persisted.upToDate && dataCmp(s, c.params, v.generation) === 'equal';
+    const dp = c.params.defaultPrimary;
+    if (dp === c.params.node && s.inSync && v.state === 'PRIM' && v.ready && !s.swapBackAsked) {
+      s.swapBackAsked = true;
+      s.wantSwap = true;
+      log(c, 'info', `default primary ${c.params.node} is in sync: asking ${c.params.peer} to swap back`);
+      c.out.push({ type: 'send-heartbeat' });
+    }
+    return;
+  }
+  if (s.wantSwap) { s.wantSwap = false; c.out.push({ type: 'send-heartbeat' }); }
+  if (role === 'handover') { log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`); becomePrimary(c, 'PRIM', 'swap'); return; }
+  if (s.swapOut) return; // our own handover: wait for the peer to take over (or fall silent)
+  if (role === 'candidate') {
+    const e = elect(s, c.params, v);
+    if (e === 'me' && !s.forcedSecond) becomePrimary(c, 'PRIM', 'start');
+    else if (e === 'none') waitFor(c, 'diverged');
+    return;
+  }
+  takeoverOrWait(c, v.stopping ? 'stopped cleanly' : `released the primary role (${v.state}${v.reason ? ` ${v.reason}` : ''})`);
+}
+
+function evalPrimary(c: Ctx, seen: PeerRole): void {
+  const s = c.s;
+  const role = seen === 'handover' ? 'candidate' : seen; // a handing-over SECOND is still our secondary
+  const v = s.peer.view;
+  if (role === 'primary' && v) {
+    const cmp = dataCmp(s, c.params, v.generation);
+    const winner = cmp === 'ahead' ? 'me' : cmp === 'behind' ? 'peer' : tieBreak(s, c.params, v);
+    if (!s.conflict) {
+      s.conflict = true;
+      log(c, 'error', `two primaries: peer ${c.params.peer} is ${v.state} too (data ${cmp}); ${winner === 'me' ? 'this node stays' : 'this node releases'}`, { cmp });
+    }
+    if (winner === 'me') return;
+    s.conflict = false;
+    if (cmp === 'diverged') waitFor(c, 'diverged');
+    else { s.wasDiverged = false; becomeSecond(c, 'conflict', false); }
+    return;
+  }
+  const peerSecondInSync = role === 'candidate' && v !== null && v.state === 'SECOND' && v.ready && v.upToDate &&
+    dataCmp(s, c.params, v.generation) === 'equal';
+  const peerComing = role === 'candidate' && v !== null && (v.state === 'SECOND' || v.reason === 'peer-not-seen');
+  if (s.name === 'ALONE' && peerSecondInSync) { setState(c, 'PRIM', true, null); return; }
+  if (s.name === 'PRIM' && !peerComing) {
+    newGeneration(c, []);
+    log(c, 'warn', `peer ${c.params.peer} ${role === 'silent' ? 'silent on every heartbeat network' : `is ${v?.state ?? '?'}`}: going on alone`);
+    setState(c, 'ALONE', true, null);
+    return;
+  }
+  if (s.name === 'PRIM' && peerSecondInSync && v && peerMsg(v).wantSwap && validateCommand(s, { cmd: 'swap' }, c.params) === null) {
+    log(c, 'info', `swap back to the default primary ${c.params.peer}`);
+    becomeSecond(c, 'swap', true);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The shapes of the control API, shared by the daemon (producer), the CLI and the console.
+ * `StatusReport` is the public `hakit status --json` format of DESIGN.md 6: extend, never rename.
+ */
+export interface ResyncStatus {
+  active: boolean;
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+}
+
+export interface ModuleStatus {
+  name: string;
+  kind: 'mirror' | 'farm';
+  state: string;
+  ready: boolean;
+  reason: string | null;
+  peer: { name: string; state: string } | null;
+  vip: string[];
+  replication: { upToDate: boolean; resync: ResyncStatus } | null;
+  [extra: string]: unknown;
+}
+
+export interface StatusReport {
+  node: string;
+  modules: ModuleStatus[];
+}
+
+export interface LogEntry {
+  time: number;
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  [extra: string]: unknown;
+}

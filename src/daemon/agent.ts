@@ -1,0 +1,190 @@
+/**
+ * The node agent: loads the configuration, finds which node this host is, opens the heartbeat
+ * transport and runs every module of this node. It is the `Controller` the control API serves
+ * (src/api), but depends on nothing there.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { realClock, type Clock } from '../adapters/clock/index.js';
+import { loadConfigDir } from '../adapters/configfs/index.js';
+import { loadKey } from '../adapters/key/cluster-key.js';
+import { ProcessScriptRunner, type ScriptRunner } from '../adapters/scripts/index.js';
+import { FileStateStore, moduleStateDir } from '../adapters/store/index.js';
+import type { HeartbeatTransport } from '../adapters/udp/transport.js';
+import { UdpHeartbeatTransport, type UdpBind } from '../adapters/udp/udp-transport.js';
+import { IpVipManager, type VipManager } from '../adapters/vip/index.js';
+import { formatIssue, type HakitConfig, type ModuleConfig } from '../core/config/index.js';
+import { HakitError } from '../core/errors.js';
+import type { MirrorCommand } from '../core/mirror/index.js';
+import type { LogEntry, ModuleStatus, StatusReport } from '../core/status.js';
+import type { Logbook } from './logbook.js';
+import { MirrorRuntime } from './mirror-runtime.js';
+
+export interface AgentOptions {
+  readonly configDir: string;
+  readonly stateDir: string;
+  /** This node's name; default: the node whose address is configured on a local interface. */
+  readonly node?: string;
+  readonly logbook: Logbook;
+  /** Adapters, for tests; real ones by default. */
+  readonly clock?: Clock;
+  readonly scripts?: ScriptRunner;
+  readonly vips?: VipManager;
+  readonly transport?: HeartbeatTransport;
+}
+
+/** A command as the API passes it (validated there). */
+export interface AgentCommand {
+  readonly cmd: string;
+  readonly fullsync?: boolean;
+  readonly on?: boolean;
+}
+
+/** The addresses configured on this host's interfaces (canonical text). */
+function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(a.address);
+  return out;
+}
+
+/** Which node of the cluster this host is: `wanted` if given (checked), else by local addresses. */
+export function findNode(config: HakitConfig, wanted: string | undefined, local: Set<string>): string {
+  const names = config.cluster.nodes.map((n) => n.name);
+  if (wanted !== undefined) {
+    if (!names.includes(wanted)) throw new HakitError('CONFIG', { detail: `--node ${wanted} is not a node of cluster.yaml (nodes: ${names.join(', ')})` });
+    return wanted;
+  }
+  const mine = config.cluster.nodes.filter((n) => Object.values(n.addresses).some((a) => local.has(a)));
+  if (mine.length === 1) return mine[0]!.name;
+  if (mine.length === 0) {
+    throw new HakitError('CONFIG', { detail: `no address of any node (${names.join(', ')}) is configured on this host; configure the node's address or pass --node NAME` });
+  }
+  throw new HakitError('CONFIG', { detail: `addresses of several nodes (${mine.map((n) => n.name).join(', ')}) are on this host; pass --node NAME` });
+}
+
+function toMirrorCommand(c: AgentCommand): MirrorCommand {
+  switch (c.cmd) {
+    case 'start': case 'stop': case 'restart': case 'stopstart': case 'swap': case 'prim':
+      return { cmd: c.cmd };
+    case 'second':
+      return { cmd: 'second', fullsync: c.fullsync === true };
+    case 'failover':
+      if (typeof c.on !== 'boolean') throw new HakitError('BAD_REQUEST', { detail: '"failover" needs "on": true or false' });
+      return { cmd: 'failover', on: c.on };
+    case 'verify':
+      throw new HakitError('NOT_IMPLEMENTED', { command: 'verify' });
+    default:
+      throw new HakitError('BAD_REQUEST', { detail: `unknown command ${JSON.stringify(c.cmd)}` });
+  }
+}
+
+export class NodeAgent {
+  private constructor(
+    readonly node: string,
+    readonly config: HakitConfig,
+    private readonly logbook: Logbook,
+    private readonly transport: HeartbeatTransport,
+    private readonly mirrors: Map<string, MirrorRuntime>,
+    /** Modules of this node the daemon cannot run yet (farm), with why. */
+    private readonly others: Map<string, ModuleConfig>,
+  ) {}
+
+  /** Loads and checks everything, then starts every module. Throws HakitError on bad config or key. */
+  static async create(opts: AgentOptions): Promise<NodeAgent> {
+    const res = loadConfigDir(opts.configDir);
+    if (!res.ok) {
+      throw new HakitError('CONFIG', { detail: `${res.errors.length} error(s):\n${res.errors.map(formatIssue).join('\n')}\n` });
+    }
+    const config = res.config;
+    for (const w of res.warnings) opts.logbook.log(null, 'warn', formatIssue(w));
+    const node = findNode(config, opts.node, localAddresses());
+    const { key } = await loadKey(config.cluster.keyFile);
+    const self = config.cluster.nodes.find((n) => n.name === node)!;
+    const mine = config.modules.filter((m) => m.nodes.includes(node));
+    const clock = opts.clock ?? realClock;
+
+    let transport = opts.transport;
+    if (!transport) {
+      const nets = new Set(mine.flatMap((m) => m.heartbeat.networks));
+      const bind: UdpBind[] = [...nets].flatMap((network) => {
+        const address = self.addresses[network];
+        return address === undefined ? [] : [{ network, address }];
+      });
+      transport = await UdpHeartbeatTransport.open({
+        key, cluster: config.cluster.name, node,
+        members: Object.fromEntries(mine.map((m) => [m.name, m.nodes])),
+        bind,
+        onDrop: rateLimited(opts.logbook, clock),
+      });
+    }
+    const scripts = opts.scripts ?? new ProcessScriptRunner();
+    const vips = opts.vips ?? new IpVipManager();
+    const mirrors = new Map<string, MirrorRuntime>();
+    const others = new Map<string, ModuleConfig>();
+    for (const m of mine) {
+      if (m.kind !== 'mirror') {
+        others.set(m.name, m);
+        opts.logbook.log(m.name, 'warn', `${m.kind} modules are not implemented yet in this version: module ${m.name} stays STOP`);
+        continue;
+      }
+      const dir = moduleStateDir(opts.stateDir, m.name);
+      mkdirSync(`${dir}/logs`, { recursive: true, mode: 0o700 });
+      mirrors.set(m.name, new MirrorRuntime(
+        { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir },
+        { clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex') },
+      ));
+    }
+    const agent = new NodeAgent(node, config, opts.logbook, transport, mirrors, others);
+    opts.logbook.log(null, 'info', `node ${node} of cluster ${config.cluster.name}: modules ${mine.map((m) => m.name).join(', ') || 'none'}`);
+    for (const rt of mirrors.values()) await rt.start();
+    return agent;
+  }
+
+  status(module?: string): StatusReport {
+    if (module !== undefined && !this.mirrors.has(module) && !this.others.has(module)) throw new HakitError('NO_MODULE', { module });
+    const modules: ModuleStatus[] = [];
+    for (const m of this.config.modules) {
+      if (module !== undefined && m.name !== module) continue;
+      const rt = this.mirrors.get(m.name);
+      if (rt) modules.push(rt.status());
+      else if (this.others.has(m.name)) {
+        modules.push({ name: m.name, kind: m.kind, state: 'STOP', ready: true, reason: 'not-implemented', peer: null, vip: m.vip.map((v) => v.cidr), replication: null });
+      }
+    }
+    const c = this.transport.counters();
+    return { node: this.node, modules, heartbeat: { sent: c.sent, received: c.received, accepted: c.accepted, dropped: c.dropped } } as StatusReport;
+  }
+
+  async command(module: string, req: AgentCommand): Promise<{ message: string }> {
+    const rt = this.mirrors.get(module);
+    if (!rt) {
+      if (this.others.has(module)) throw new HakitError('NOT_IMPLEMENTED', { command: `${req.cmd} on a ${this.others.get(module)!.kind} module` });
+      throw new HakitError('NO_MODULE', { module });
+    }
+    return { message: rt.command(toMirrorCommand(req)) };
+  }
+
+  log(module: string, lines: number): LogEntry[] {
+    if (!this.mirrors.has(module) && !this.others.has(module)) throw new HakitError('NO_MODULE', { module });
+    return this.logbook.entries(module, lines);
+  }
+
+  /** Stops every module cleanly (keeping whether each is enabled), then closes the transport. */
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.mirrors.values()].map((rt) => rt.shutdown()));
+    await this.transport.close();
+  }
+}
+
+/** Logs dropped heartbeats at most once per 10 s per (network, reason); the counters keep every one. */
+function rateLimited(logbook: Logbook, clock: Clock): (network: string, from: string, reason: string) => void {
+  const last = new Map<string, number>();
+  return (network, from, reason) => {
+    const k = `${network}/${reason}`;
+    const now = clock.now();
+    if ((last.get(k) ?? -Infinity) + 10_000 > now) return;
+    last.set(k, now);
+    logbook.log(null, 'warn', `heartbeat dropped on ${network} from ${from}: ${reason} (further drops counted in hakit status)`, { network, from, reason });
+  };
+}

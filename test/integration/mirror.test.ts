@@ -1,0 +1,189 @@
+/**
+ * The mirror engine on the testbed (issue 3): real daemons in network namespaces, real VIPs with
+ * gratuitous ARP, real scripts starting a real HTTP application, a client on a third host.
+ * Defends DESIGN.md 3 promise 1 (one writer), 6 (authenticated) and 8 (timing path), and the
+ * failover rules of DESIGN.md 5.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { needs } from '../helpers/prereq.js';
+import { TestCluster, VIP } from '../testbed/cluster.js';
+
+const PREREQ = needs('root', 'netns', 'nft', 'arping');
+
+/** The node that answers on the VIP, from the client's point of view. */
+async function servedBy(c: TestCluster): Promise<string | null> {
+  const body = await c.get();
+  return body === null ? null : body.split(' ')[0]!;
+}
+
+async function waitServedBy(c: TestCluster, node: string, timeoutMs = 15_000): Promise<void> {
+  let last: string | null = null;
+  await c.waitFor(`client served by ${node}`, async () => (last = await servedBy(c)) === node, timeoutMs, () => `last answer from ${last}`);
+}
+
+/** Both nodes started; resolves with [primary, secondary]. */
+async function startBoth(c: TestCluster): Promise<[string, string]> {
+  await c.startDaemon('n1');
+  await c.startDaemon('n2');
+  assert.equal((await c.hakit('n1', ['start', 'web'])).code, 0);
+  assert.equal((await c.hakit('n2', ['start', 'web'])).code, 0);
+  await c.waitFor('one PRIM and one SECOND', async () => {
+    const [a, b] = [await c.status('n1'), await c.status('n2')];
+    return !!a?.ready && !!b?.ready && [a.state, b.state].sort().join() === 'PRIM,SECOND';
+  }, 20_000);
+  const s1 = await c.status('n1');
+  return s1!.state === 'PRIM' ? ['n1', 'n2'] : ['n2', 'n1'];
+}
+
+describe('mirror module: failover on the testbed', PREREQ, () => {
+  let c: TestCluster;
+  let prim = '';
+  let second = '';
+  before(async () => { c = await TestCluster.create({ defaultPrimary: 'n1' }); });
+  after(async () => { await c?.dispose(); });
+
+  test('both started: default_primary n1 is PRIM, n2 SECOND, the VIP serves from n1', async () => {
+    [prim, second] = await startBoth(c);
+    assert.equal(prim, 'n1');
+    await waitServedBy(c, 'n1');
+    const st = await c.status('n2');
+    assert.equal(st?.peer?.state, 'PRIM');
+    assert.deepEqual(st?.vip, [`${VIP}/24`]);
+    // The human table names the states too.
+    const human = await c.hakit('n1', ['status']);
+    assert.match(human.stdout, /web\s+mirror\s+PRIM/);
+  });
+
+  test('cutting one of the two heartbeat networks causes no failover, only a warning', async () => {
+    await c.tb.partition([prim], [second], { networks: ['hb2'] });
+    try {
+      // Longer than the 2 s heartbeat timeout.
+      await new Promise((r) => setTimeout(r, 3500));
+      assert.equal((await c.status(second))?.state, 'SECOND');
+      assert.equal((await c.status(prim))?.state, 'PRIM');
+      const log = await c.hakit(second, ['log', 'web', '-n', '200']);
+      assert.match(log.stdout, /hb2/);
+    } finally {
+      await c.tb.heal();
+    }
+  });
+
+  test('SIGKILL of the whole primary host: the secondary becomes ALONE and the client is served again', async () => {
+    await c.crash(prim);
+    const st = await c.waitState(second, 'ALONE', 15_000);
+    assert.equal(st.reason, null);
+    await waitServedBy(c, second);
+  });
+
+  test('the dead node comes back and becomes SECOND; default_primary n1 takes its role back', async () => {
+    await c.startDaemon(prim);
+    // Enabled before the crash: the daemon resumes the module without a `start`.
+    await c.waitFor('n1 is PRIM again (default_primary swap back) or SECOND', async () => {
+      const s = await c.status(prim);
+      return !!s?.ready && (s.state === 'SECOND' || s.state === 'PRIM');
+    }, 20_000);
+    // default_primary: after failback the default primary takes the primary role back.
+    await c.waitState('n1', 'PRIM', 20_000);
+    await c.waitState('n2', 'SECOND', 20_000);
+    await waitServedBy(c, 'n1');
+    prim = 'n1'; second = 'n2';
+  });
+
+  test('swap exchanges the roles; refused on the secondary', async () => {
+    const refused = await c.hakit(second, ['swap', 'web']);
+    assert.equal(refused.code, 6, refused.stderr);
+    assert.match(refused.stderr, /HAKIT_E_BAD_STATE/);
+    assert.equal((await c.hakit(prim, ['swap', 'web'])).code, 0);
+    await c.waitState(second, 'PRIM', 20_000);
+    await c.waitState(prim, 'SECOND', 20_000);
+    await waitServedBy(c, second);
+    [prim, second] = [second, prim];
+  });
+
+  test('clean stop of the primary: the secondary takes over at once, not after the timeout', async () => {
+    const t0 = Date.now();
+    assert.equal((await c.hakit(prim, ['stop', 'web'])).code, 0);
+    await c.waitState(second, 'ALONE', 1900);
+    assert.ok(Date.now() - t0 < 1900);
+    await waitServedBy(c, second);
+    assert.equal((await c.waitState(prim, 'STOP')).state, 'STOP');
+    // And back: started again it joins as SECOND.
+    assert.equal((await c.hakit(prim, ['start', 'web'])).code, 0);
+    await c.waitFor(`${prim} SECOND or PRIM again`, async () => {
+      const s = await c.status(prim);
+      return !!s?.ready && (s.state === 'SECOND' || s.state === 'PRIM');
+    }, 20_000);
+  });
+});
+
+describe('mirror module: refusals and failures', PREREQ, () => {
+  let c: TestCluster;
+  // No default_primary: at a cold start the tie goes to the lowest node name (n1).
+  before(async () => { c = await TestCluster.create(); });
+  after(async () => { await c?.dispose(); });
+
+  test('failover off: the secondary waits instead of taking over', async () => {
+    await startBoth(c);
+    assert.equal((await c.hakit('n2', ['failover', 'off', 'web'])).code, 0);
+    await c.tb.partition(['n1'], ['n2']);
+    try {
+      const st = await c.waitState('n2', 'WAIT', 10_000, false);
+      assert.equal(st.reason, 'failover-off');
+      assert.notEqual((await c.status('n2'))?.state, 'ALONE');
+    } finally {
+      await c.tb.heal();
+    }
+    await c.waitState('n2', 'SECOND', 20_000);
+    assert.equal((await c.hakit('n2', ['failover', 'on', 'web'])).code, 0);
+  });
+
+  test('a forged heartbeat (wrong key) is dropped and counted; the module does not move', async () => {
+    const before = JSON.parse((await c.hakit('n2', ['status', '--json'])).stdout);
+    // A datagram with the right magic but a MAC under another key, sent to n2's heartbeat port.
+    const forged = Buffer.concat([Buffer.from('HKHB'), Buffer.alloc(200, 7)]);
+    await c.tb.host('client').exec(['/usr/bin/node', '-e', `
+      const s = require('node:dgram').createSocket('udp4');
+      const b = Buffer.from(${JSON.stringify(forged.toString('base64'))}, 'base64');
+      let n = 0; const go = () => s.send(b, 7405, ${JSON.stringify(c.tb.host('n2').addr('lan'))}, () => { if (++n < 5) go(); else s.close(); });
+      go();`], { timeoutMs: 5000 });
+    await c.waitFor('drops counted', async () => {
+      const now = JSON.parse((await c.hakit('n2', ['status', '--json'])).stdout);
+      const sum = (r: { heartbeat: { dropped: Record<string, number> } }) => Object.values(r.heartbeat.dropped).reduce((a, b) => a + b, 0);
+      return sum(now) >= sum(before) + 5;
+    }, 5000);
+    assert.equal((await c.status('n2'))?.state, 'SECOND');
+  });
+
+  test('a start_prim that fails makes the peer take over', async () => {
+    // n1 is PRIM, n2 SECOND; n1's application will fail to start: `restart` runs stop_prim then
+    // start_prim on n1, which fails, so n1 releases and n2 takes over.
+    assert.equal((await c.status('n1'))?.state, 'PRIM');
+    writeFileSync(join(c.moduleDir('n1'), 'run/fail-start'), '');
+    try {
+      assert.equal((await c.hakit('n1', ['restart', 'web'])).code, 0);
+      await c.waitState('n2', 'PRIM', 20_000).catch(async () => c.waitState('n2', 'ALONE', 5000));
+      await waitServedBy(c, 'n2');
+    } finally {
+      rmSync(join(c.moduleDir('n1'), 'run/fail-start'), { force: true });
+    }
+  });
+
+  test('a stop script that hangs is run again with force, then killed; the module stops', async () => {
+    const s2 = await c.status('n2');
+    const prim = s2?.state === 'PRIM' || s2?.state === 'ALONE' ? 'n2' : 'n1';
+    writeFileSync(join(c.moduleDir(prim), 'run/hang-stop'), '');
+    try {
+      assert.equal((await c.hakit(prim, ['stop', 'web'])).code, 0);
+      // stop_timeout is 2 s in this cluster: force run after 2 s; the forced run ends the app.
+      await c.waitState(prim, 'STOP', 15_000);
+      const log = await c.hakit(prim, ['log', 'web', '-n', '200']);
+      assert.match(log.stdout, /stop_prim/);
+      assert.ok(!existsSync(join(c.moduleDir(prim), 'run/app.pid')), 'the forced stop_prim stopped the application');
+    } finally {
+      rmSync(join(c.moduleDir(prim), 'run/hang-stop'), { force: true });
+    }
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * A hakit cluster on the testbed: real `hakit daemon` processes in network namespaces, each node
+ * with its own config dir, state dir and control socket, driven through the real CLI
+ * (`node bin/hakit.js ...` run inside the node), as an administrator would.
+ *
+ * Used by the integration tests and by `npm run demo`.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateKey } from '../../src/adapters/key/cluster-key.js';
+import type { StatusReport, ModuleStatus } from '../../src/core/status.js';
+import { Testbed } from './index.js';
+
+/** The repository root (dist/test/testbed/cluster.js -> ../../..). */
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const HAKIT = join(REPO, 'bin/hakit.js');
+const FIXTURES = join(REPO, 'test/fixtures');
+
+export interface ClusterOptions {
+  /** Node names (default n1, n2); every other testbed host is a client. */
+  nodes?: string[];
+  clients?: string[];
+  /** Extra module.yaml lines for the `web` module (e.g. `failover: false`). */
+  moduleYaml?: string;
+  /** Heartbeat settings line, default `heartbeat: { networks: [lan, hb2] }`. */
+  heartbeat?: string;
+  defaultPrimary?: string;
+}
+
+export const VIP = '198.18.0.100';
+export const APP_PORT = 8080;
+export const MODULE = 'web';
+
+export class TestCluster {
+  private daemons = new Map<string, ChildProcess>();
+  private constructor(readonly tb: Testbed, readonly nodes: string[], readonly clients: string[]) {}
+
+  static async create(opts: ClusterOptions = {}): Promise<TestCluster> {
+    const nodes = opts.nodes ?? ['n1', 'n2'];
+    const clients = opts.clients ?? ['client'];
+    const tb = await Testbed.create({ hosts: [...nodes, ...clients], networks: ['lan', 'hb2'] });
+    const c = new TestCluster(tb, nodes, clients);
+    try {
+      c.writeConfig(opts);
+    } catch (e) {
+      await tb.dispose();
+      throw e;
+    }
+    return c;
+  }
+
+  configDir(node: string): string { return join(this.tb.host(node).dir, 'etc'); }
+  stateDir(node: string): string { return join(this.tb.host(node).dir, 'state'); }
+  socket(node: string): string { return join(this.tb.host(node).dir, 'hakit.sock'); }
+  moduleDir(node: string): string { return join(this.configDir(node), 'modules', MODULE); }
+
+  private writeConfig(opts: ClusterOptions): void {
+    const key = generateKey();
+    const nodeLines = this.nodes.map((n) => {
+      const h = this.tb.host(n);
+      return `  - { name: ${n}, addresses: { lan: ${h.addr('lan')}, hb2: ${h.addr('hb2')} } }`;
+    });
+    const cluster = ['cluster:', '  name: test', '  key_file: cluster.key', 'networks: [lan, hb2]', 'nodes:', ...nodeLines, ''].join('\n');
+    const mod = [
+      'kind: mirror',
+      `nodes: [${this.nodes.join(', ')}]`,
+      ...(opts.defaultPrimary ? [`default_primary: ${opts.defaultPrimary}`] : []),
+      opts.heartbeat ?? 'heartbeat: { networks: [lan, hb2] }',
+      'vip:',
+      `  - { address: ${VIP}/24, interface: eth0 }`,
+      'scripts: { stop_timeout: 2s }',
+      ...(opts.moduleYaml ? [opts.moduleYaml] : []),
+      '',
+    ].join('\n');
+    for (const n of this.nodes) {
+      const etc = this.configDir(n);
+      const md = this.moduleDir(n);
+      mkdirSync(join(md, 'bin'), { recursive: true, mode: 0o755 });
+      mkdirSync(join(md, 'app'), { recursive: true, mode: 0o755 });
+      mkdirSync(join(md, 'run'), { recursive: true, mode: 0o755 });
+      writeFileSync(join(etc, 'cluster.yaml'), cluster);
+      writeFileSync(join(etc, 'cluster.key'), key, { mode: 0o600 });
+      writeFileSync(join(md, 'module.yaml'), mod);
+      for (const f of readdirSync(join(FIXTURES, 'modules/web/bin'))) {
+        copyFileSync(join(FIXTURES, 'modules/web/bin', f), join(md, 'bin', f));
+        chmodSync(join(md, 'bin', f), 0o755);
+      }
+      copyFileSync(join(FIXTURES, 'apps/http-app.mjs'), join(md, 'app/http-app.mjs'));
+    }
+  }
+
+  /** Starts `hakit daemon` on a node and waits until its socket answers. */
+  async startDaemon(node: string): Promise<void> {
+    const h = this.tb.host(node);
+    const p = h.spawn(['/usr/bin/node', '--enable-source-maps', HAKIT, 'daemon', '--config-dir', this.configDir(node),
+      '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')] });
+    this.daemons.set(node, p);
+    await this.waitFor(`daemon on ${node} answers`, async () => (await this.hakit(node, ['status', '--json'])).code === 0, 15_000);
+  }
+
+  /** Runs `hakit ARGS` on a node against its daemon's socket. */
+  async hakit(node: string, args: string[], timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    return this.tb.host(node).exec(['/usr/bin/node', HAKIT, '--socket', this.socket(node), ...args], { timeoutMs });
+  }
+
+  async status(node: string): Promise<ModuleStatus | undefined> {
+    const r = await this.hakit(node, ['status', '--json']);
+    if (r.code !== 0) return undefined;
+    return (JSON.parse(r.stdout) as StatusReport).modules.find((m) => m.name === MODULE);
+  }
+
+  /** Waits until the node's module is in `state` (and ready, unless `ready` is false). */
+  async waitState(node: string, state: string, timeoutMs = 20_000, ready = true): Promise<ModuleStatus> {
+    let last: ModuleStatus | undefined;
+    await this.waitFor(`${node} ${state}${ready ? ' ready' : ''}`, async () => {
+      last = await this.status(node);
+      return last?.state === state && (!ready || last.ready);
+    }, timeoutMs, () => JSON.stringify(last));
+    return last!;
+  }
+
+  /** One HTTP GET of the VIP from a client host; the body ("n1 3") or null when it failed. */
+  async get(client = this.clients[0]!, timeoutMs = 1000): Promise<string | null> {
+    const r = await this.tb.host(client).exec(['curl', '-s', '--max-time', String(timeoutMs / 1000), `http://${VIP}:${APP_PORT}/`], { timeoutMs: timeoutMs + 2000 });
+    return r.code === 0 ? r.stdout.trim() : null;
+  }
+
+  /** Polls `check` every 50 ms until it is true; throws naming `what` after `timeoutMs`. */
+  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, detail?: () => string): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      if (await check()) return;
+      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `: ${detail()}` : ''}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stops a daemon with SIGTERM (clean stop of its modules) and waits for it to exit. */
+  async stopDaemon(node: string, timeoutMs = 20_000): Promise<void> {
+    const p = this.daemons.get(node);
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    await Promise.race([exited, new Promise((_r, rej) => setTimeout(() => rej(new Error(`daemon on ${node} did not stop in ${timeoutMs} ms`)), timeoutMs))]);
+  }
+
+  /** SIGKILLs every process of the node's host (the whole server dies) and unmounts its FUSE mounts. */
+  async crash(node: string): Promise<void> {
+    await this.tb.crash(node);
+    this.daemons.delete(node);
+  }
+
+  async dispose(): Promise<void> {
+    await this.tb.dispose();
+  }
+}
