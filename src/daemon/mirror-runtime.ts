@@ -155,7 +155,6 @@ export class MirrorRuntime {
     if (refusal) {
       throw new HakitError('BAD_STATE', { command: command.cmd, module: this.name, state: s.state, detail: refusal.message });
     }
-    this.log('info', `command ${command.cmd}${command.cmd === 'failover' ? (command.on ? ' on' : ' off') : ''}`, { event: 'command', command });
     this.deliver({ type: 'command', now: this.deps.clock.now(), command });
     return `${command.cmd}: accepted by module ${this.name} on ${this.params.node} (was ${s.state}${s.ready ? '' : ', transient'})`;
   }

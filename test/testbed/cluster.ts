@@ -6,7 +6,7 @@
  * Used by the integration tests and by `npm run demo`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKey } from '../../src/adapters/key/cluster-key.js';
@@ -35,6 +35,7 @@ export const MODULE = 'web';
 
 export class TestCluster {
   private daemons = new Map<string, ChildProcess>();
+  private down = new Set<string>();
   private constructor(readonly tb: Testbed, readonly nodes: string[], readonly clients: string[]) {}
 
   static async create(opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -93,6 +94,7 @@ export class TestCluster {
 
   /** Starts `hakit daemon` on a node and waits until its socket answers. */
   async startDaemon(node: string): Promise<void> {
+    await this.powerOn(node);
     const h = this.tb.host(node);
     const p = h.spawn(['/usr/bin/node', '--enable-source-maps', HAKIT, 'daemon', '--config-dir', this.configDir(node),
       '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')] });
@@ -146,13 +148,34 @@ export class TestCluster {
     await Promise.race([exited, new Promise((_r, rej) => setTimeout(() => rej(new Error(`daemon on ${node} did not stop in ${timeoutMs} ms`)), timeoutMs))]);
   }
 
-  /** SIGKILLs every process of the node's host (the whole server dies) and unmounts its FUSE mounts. */
+  /**
+   * The whole server dies: SIGKILL of every process of the host (FUSE mounts unmounted), its
+   * cables pulled, and the addresses a reboot would not restore (the VIP) removed, so the dead
+   * host answers nothing until `startDaemon` powers it on again.
+   */
   async crash(node: string): Promise<void> {
     await this.tb.crash(node);
     this.daemons.delete(node);
+    for (const net of ['lan', 'hb2']) await this.tb.linkDown(node, net);
+    await this.tb.host(node).exec(['ip', 'addr', 'del', `${VIP}/24`, 'dev', 'eth0'], { timeoutMs: 5000 });
+    this.down.add(node);
   }
 
+  /** Powers a crashed node on again (cables back); its daemon is not started. */
+  async powerOn(node: string): Promise<void> {
+    if (!this.down.delete(node)) return;
+    for (const net of ['lan', 'hb2']) await this.tb.linkUp(node, net);
+  }
+
+  /** Removes the testbed; with HAKIT_TEST_LOGS=DIR the daemons' logs are copied there first. */
   async dispose(): Promise<void> {
+    const keep = process.env.HAKIT_TEST_LOGS;
+    if (keep) {
+      for (const n of this.nodes) {
+        const src = join(this.tb.host(n).dir, 'daemon.log');
+        if (existsSync(src)) { mkdirSync(keep, { recursive: true }); copyFileSync(src, join(keep, `${this.tb.prefix}-${n}.log`)); }
+      }
+    }
     await this.tb.dispose();
   }
 }

@@ -435,6 +435,9 @@ function becomeSecond(c: Ctx, action: string, handover: boolean): void {
   if (!running(from)) steps.push(script('start_both', args, 'second'), act({ type: 'mount', mode: 'ro' }));
   steps.push(script('start_second', args, 'second'), { k: 'done', name: 'SECOND', reason: null });
   c.s.inSync = false;
+  // A node that hands over on purpose (an admin's swap) does not ask for the role back: the
+  // default_primary swap-back is for a node that rejoins after a failover, not for undoing a swap.
+  if (handover) c.s.swapBackAsked = true;
   runPlan(c, steps);
 }
 
