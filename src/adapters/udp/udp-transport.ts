@@ -46,7 +46,8 @@ export class UdpHeartbeatTransport extends TransportBase {
     if (this.sockets.has(b.network)) throw new Error(`network ${b.network} is bound twice`);
     if (isIP(b.address) === 0) throw new RangeError(`heartbeat network ${b.network}: bind address ${b.address} is not an IP address`);
     // ipv6Only: a socket bound to :: must not also take the IPv4 datagrams of another network.
-    const sock = dgram.createSocket({ type: isIPv6(b.address) ? 'udp6' : 'udp4', reuseAddr: false, ipv6Only: true });
+    const v6 = isIPv6(b.address);
+    const sock = dgram.createSocket(v6 ? { type: 'udp6', reuseAddr: false, ipv6Only: true } : { type: 'udp4', reuseAddr: false });
     this.sockets.set(b.network, sock);
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
