@@ -38,7 +38,10 @@ export function parseKey(text: string, file = 'cluster.key'): Buffer {
     throw new HakitError('KEY_FILE', { file, detail: `the key line is not ${KEY_BYTES} bytes in base64 (44 characters ending in "=")` });
   }
   const key = Buffer.from(line, 'base64');
-  if (key.length !== KEY_BYTES) throw new HakitError('KEY_FILE', { file, detail: `the key is ${key.length} bytes, want ${KEY_BYTES}` });
+  // The last character carries 2 unused bits: only the canonical spelling is one key.
+  if (key.length !== KEY_BYTES || key.toString('base64') !== line) {
+    throw new HakitError('KEY_FILE', { file, detail: `the key line is not the canonical base64 of ${KEY_BYTES} bytes (was it edited by hand?)` });
+  }
   return key;
 }
 

@@ -17,8 +17,10 @@
  *     -16 16  MAC = HMAC-SHA-256(heartbeat subkey, every byte before it), first 16 bytes
  *
  * The heartbeat subkey is HKDF-SHA-256(cluster key, info "hakit heartbeat v1").
- * `decodeDatagram` checks framing, cluster and MAC only; replay and membership are the
- * receiver's job (receiver.ts) because they need state.
+ * `decodeDatagram` checks magic, version, flags, cluster and MAC before it parses anything else,
+ * so the variable part of a datagram is only read once it is authenticated (a datagram cut short
+ * after the fixed header therefore fails as `bad-mac`, not `malformed`). Replay and membership
+ * are the receive pipeline's job (transport.ts) because they need state.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';

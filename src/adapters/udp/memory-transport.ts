@@ -7,9 +7,15 @@
  * (setImmediate); with `autoDeliver: false` nothing moves until the owner calls `deliverNext`
  * or `deliverAll`, so a simulator decides when (and, with its seeded `random`, what) arrives.
  * Faults apply per link (network, from address, to address) and are drawn from `random`.
+ *
+ * As with real UDP, a datagram goes to whatever endpoint holds the destination address and port,
+ * whichever network it was sent on, and is received on the network of that endpoint: a
+ * datagram sent on `lan` to a peer's `hb2` address arrives on `hb2` (and is dropped there as
+ * `wrong-network`). An address:port can be held by one endpoint only. A datagram to an address
+ * nobody holds is silently lost.
  */
 import { DEFAULT_HEARTBEAT_PORT } from './codec.js';
-import { TransportBase, parseAddress, type HeartbeatTransportOptions } from './transport.js';
+import { TransportBase, formatAddress, parseAddress, type HeartbeatTransportOptions } from './transport.js';
 
 export interface MemoryBind {
   network: string;
@@ -34,18 +40,33 @@ export interface LinkMatch {
 }
 
 interface InFlight {
-  network: string;
   to: string;
   from: string;
   bytes: Buffer;
 }
 
-function key(network: string, host: string, port: number): string {
-  return `${network}|${host}|${port}`;
+/** A raw datagram endpoint on the memory network: the twin of a plain dgram socket (tests). */
+export interface MemoryRawSocket {
+  /** "host:port" of this endpoint. */
+  readonly address: string;
+  /** Sends raw bytes, as `dgram.Socket.send` would. */
+  send(toAddress: string, bytes: Buffer): void;
+  /** Called for every datagram that arrives. */
+  onMessage(handler: (bytes: Buffer, fromAddress: string) => void): void;
+  close(): void;
+}
+
+interface Endpoint {
+  network: string;
+  arrive(network: string, from: string, bytes: Buffer): void;
+}
+
+function key(host: string, port: number): string {
+  return formatAddress(host, port);
 }
 
 export class MemoryHeartbeatNetwork {
-  private readonly endpoints = new Map<string, MemoryHeartbeatTransport>();
+  private readonly endpoints = new Map<string, Endpoint>();
   private readonly rules: { match: LinkMatch; faults: LinkFaults }[] = [];
   private readonly queue: InFlight[] = [];
   private readonly random: () => number;
@@ -61,11 +82,28 @@ export class MemoryHeartbeatNetwork {
   transport(opts: HeartbeatTransportOptions & { bind: readonly MemoryBind[] }): MemoryHeartbeatTransport {
     const binds = opts.bind.map((b) => ({ network: b.network, address: b.address, port: b.port ?? DEFAULT_HEARTBEAT_PORT }));
     for (const b of binds) {
-      if (this.endpoints.has(key(b.network, b.address, b.port))) throw new Error(`address ${b.address}:${b.port} on ${b.network} is in use`);
+      parseAddress(b.address);
+      if (this.endpoints.has(key(b.address, b.port))) throw new Error(`address ${key(b.address, b.port)} is in use (EADDRINUSE)`);
     }
     const t = new MemoryHeartbeatTransport(opts, this, binds);
-    for (const b of binds) this.endpoints.set(key(b.network, b.address, b.port), t);
+    for (const b of binds) this.endpoints.set(key(b.address, b.port), { network: b.network, arrive: (n, f, bytes) => t.arrive(n, f, bytes) });
     return t;
+  }
+
+  /** Binds a raw endpoint at `address:port` (port default 7405), labelled `network` for fault rules. */
+  socket(network: string, address: string, port = DEFAULT_HEARTBEAT_PORT): MemoryRawSocket {
+    const k = key(address, port);
+    if (this.endpoints.has(k)) throw new Error(`address ${k} is in use (EADDRINUSE)`);
+    const handlers: ((bytes: Buffer, from: string) => void)[] = [];
+    let open = true;
+    const ep: Endpoint = { network, arrive: (_n, from, bytes) => { if (open) for (const h of handlers) h(bytes, from); } };
+    this.endpoints.set(k, ep);
+    return {
+      address: k,
+      send: (to, bytes) => { if (open) this.carry(network, k, formatAddress(parseAddress(to).host, parseAddress(to).port), Buffer.from(bytes)); },
+      onMessage: (h) => { handlers.push(h); },
+      close: () => { open = false; if (this.endpoints.get(k) === ep) this.endpoints.delete(k); },
+    };
   }
 
   /** Adds a fault rule; later rules override earlier ones field by field. */
@@ -84,9 +122,12 @@ export class MemoryHeartbeatNetwork {
     this.rules.length = 0;
   }
 
-  /** Puts raw bytes on the wire as if sent from `fromAddress` (forged or garbage datagrams). */
-  inject(network: string, fromAddress: string, toAddress: string, bytes: Buffer): void {
-    this.enqueue({ network, from: fromAddress, to: toAddress, bytes: Buffer.from(bytes) });
+  /**
+   * Puts raw bytes on the wire as if sent from `fromAddress` (forged or garbage datagrams),
+   * bypassing fault rules; `network` is kept for compatibility: delivery follows `toAddress`.
+   */
+  inject(_network: string, fromAddress: string, toAddress: string, bytes: Buffer): void {
+    this.enqueue({ from: fromAddress, to: toAddress, bytes: Buffer.from(bytes) });
   }
 
   /** Datagrams in flight. */
@@ -98,8 +139,9 @@ export class MemoryHeartbeatNetwork {
   deliverNext(): boolean {
     const d = this.queue.shift();
     if (!d) return false;
-    const to = parseAddress(d.to, DEFAULT_HEARTBEAT_PORT);
-    this.endpoints.get(key(d.network, to.host, to.port))?.arrive(d.network, d.from, d.bytes);
+    const to = parseAddress(d.to);
+    const ep = this.endpoints.get(key(to.host, to.port));
+    ep?.arrive(ep.network, d.from, d.bytes);
     return true;
   }
 
@@ -110,13 +152,13 @@ export class MemoryHeartbeatNetwork {
     return n;
   }
 
-  /** @internal called by transports. */
+  /** @internal called by transports: `network` is the sender's (fault rules match on it). */
   carry(network: string, from: string, to: string, bytes: Buffer): void {
-    const f = this.faultsFor(network, parseAddress(from, DEFAULT_HEARTBEAT_PORT).host, parseAddress(to, DEFAULT_HEARTBEAT_PORT).host);
+    const f = this.faultsFor(network, parseAddress(from).host, parseAddress(to).host);
     if (f.drop !== undefined && this.random() < f.drop) return;
     const copies = f.duplicate !== undefined && this.random() < f.duplicate ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      const d = { network, from, to, bytes };
+      const d = { from, to, bytes };
       if (f.reorder !== undefined && this.queue.length > 0 && this.random() < f.reorder) {
         this.queue.splice(Math.floor(this.random() * this.queue.length), 0, d);
         this.schedule();
@@ -127,8 +169,8 @@ export class MemoryHeartbeatNetwork {
   }
 
   /** @internal */
-  detach(t: MemoryHeartbeatTransport): void {
-    for (const [k, v] of this.endpoints) if (v === t) this.endpoints.delete(k);
+  detach(binds: readonly { address: string; port: number }[]): void {
+    for (const b of binds) this.endpoints.delete(key(b.address, b.port));
   }
 
   private enqueue(d: InFlight): void {
@@ -163,18 +205,15 @@ export class MemoryHeartbeatTransport extends TransportBase {
     private readonly net: MemoryHeartbeatNetwork,
     private readonly binds: readonly { network: string; address: string; port: number }[],
   ) {
-    super(opts);
-  }
-
-  protected hasNetwork(network: string): boolean {
-    return this.binds.some((b) => b.network === network);
+    super(opts, binds.map((b) => b.network));
   }
 
   protected transmit(network: string, to: { host: string; port: number }, bytes: Buffer): void {
     const b = this.binds.find((x) => x.network === network);
     if (!b) return;
-    const fmt = (h: string, p: number): string => (h.includes(':') ? `[${h}]:${p}` : `${h}:${p}`);
-    this.net.carry(network, fmt(b.address, b.port), fmt(to.host, to.port), bytes);
+    // Like the kernel: an IPv4 socket cannot send to an IPv6 address and vice versa.
+    if (b.address.includes(':') !== to.host.includes(':')) return this.sendFailed(network);
+    this.net.carry(network, formatAddress(b.address, b.port), formatAddress(to.host, to.port), bytes);
   }
 
   /** @internal called by the network. */
@@ -183,7 +222,8 @@ export class MemoryHeartbeatTransport extends TransportBase {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
-    this.net.detach(this);
+    this.net.detach(this.binds);
   }
 }

@@ -13,7 +13,10 @@
  *                   epoch that was already replaced, or an older epoch while the current one is alive
  */
 import { randomBytes } from 'node:crypto';
-import { codecKeys, decodeDatagram, encodeDatagram, type CodecKeys, type Decoded, type DecodeFailure, type HeartbeatView } from './codec.js';
+import { isIP } from 'node:net';
+import {
+  DEFAULT_HEARTBEAT_PORT, codecKeys, decodeDatagram, encodeDatagram, type CodecKeys, type Decoded, type DecodeFailure, type HeartbeatView,
+} from './codec.js';
 
 export type { HeartbeatView } from './codec.js';
 
@@ -31,7 +34,8 @@ export const DROP_REASONS: readonly DropReason[] = [
   'too-large', 'malformed', 'bad-version', 'wrong-cluster', 'bad-mac', 'wrong-network', 'unknown-module', 'unknown-node', 'replay',
 ];
 
-export interface HeartbeatCounters {
+/** Counts of one network, or of all networks together. Plain numbers: JSON as they are. */
+export interface HeartbeatCounts {
   /** Datagrams handed to the network. */
   sent: number;
   /** Sends the operating system refused (network down, no route); never thrown. */
@@ -40,25 +44,50 @@ export interface HeartbeatCounters {
   received: number;
   /** Datagrams delivered to the handlers. */
   accepted: number;
-  /** Datagrams dropped, per reason. */
+  /** Datagrams dropped, per reason; every reason of DROP_REASONS is present (0 when none). */
   dropped: Record<DropReason, number>;
 }
 
+/**
+ * What `counters()` returns: the totals (the fields of HeartbeatCounts) and the same counts per
+ * bound network, so `hakit status` can show that one heartbeat network drops or fails while the
+ * other works. Invariant: received = accepted + sum(dropped), per network and in total.
+ */
+export interface HeartbeatCounters extends HeartbeatCounts {
+  networks: Record<string, HeartbeatCounts>;
+}
+
+function zeroCounts(): HeartbeatCounts {
+  return { sent: 0, sendErrors: 0, received: 0, accepted: 0, dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number> };
+}
+
+function copyCounts(c: HeartbeatCounts): HeartbeatCounts {
+  return { sent: c.sent, sendErrors: c.sendErrors, received: c.received, accepted: c.accepted, dropped: { ...c.dropped } };
+}
+
+/**
+ * Called synchronously for every accepted heartbeat, in the receive path: must be quick and must
+ * not throw (an exception would escape into the socket's event loop turn, i.e. crash the daemon).
+ * `fromAddress` is the datagram's source ("198.18.0.1:7405", "[2001:2::1]:7405"); it is not
+ * authenticated, the node name in `decoded` is.
+ */
 export type ReceiveHandler = (network: string, fromAddress: string, decoded: DecodedHeartbeat) => void;
 
 export interface HeartbeatTransport {
   /**
    * Sends one heartbeat on `network` to `toAddress` ("198.18.0.2", "198.18.0.2:7405",
    * "2001:2::2" or "[2001:2::2]:7405"; the default port is 7405). Never blocks and never
-   * throws for network faults (they are counted); throws for programming errors: a network
-   * this transport is not bound to, or a packet larger than MAX_DATAGRAM.
+   * throws for network faults (they are counted, or the datagram is silently lost as UDP
+   * may); throws for programming errors: a network this transport was not opened with, an
+   * address that is not an IP literal with an optional port, or a packet larger than
+   * MAX_DATAGRAM. After close() it does nothing.
    */
   send(network: string, toAddress: string, packet: HeartbeatPacket): void;
   /** Adds a handler for accepted heartbeats; returns a function that removes it. */
   onReceive(handler: ReceiveHandler): () => void;
-  /** A snapshot of the counters since the transport was opened. */
+  /** A snapshot (a copy, safe to keep) of the counters since the transport was opened. */
   counters(): HeartbeatCounters;
-  /** Releases the sockets; sends after close are ignored. */
+  /** Releases the sockets (their ports can be bound again once it resolves); sends after close are ignored, nothing is received. */
   close(): Promise<void>;
 }
 
@@ -95,16 +124,34 @@ interface PeerEpochs {
 }
 const RETIRED_KEEP = 16;
 
-/** Parses "host", "host:port", "[v6]" or "[v6]:port" (a bare IPv6 address has no port). */
-export function parseAddress(s: string, defaultPort: number): { host: string; port: number } {
-  const m6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
-  if (m6) return { host: m6[1] as string, port: m6[2] ? Number(m6[2]) : defaultPort };
-  const colons = s.split(':').length - 1;
-  if (colons === 1) {
-    const [host, port] = s.split(':') as [string, string];
-    return { host, port: Number(port) };
+/**
+ * Parses "a.b.c.d", "a.b.c.d:port", "v6", "[v6]" or "[v6]:port" (a bare IPv6 address has no
+ * port). Host names are refused: resolving them would put DNS in the timing path.
+ * Throws RangeError for anything else, or a port outside 1..65535.
+ */
+export function parseAddress(s: string, defaultPort: number = DEFAULT_HEARTBEAT_PORT): { host: string; port: number } {
+  let host = s;
+  let port = defaultPort;
+  const m6 = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s);
+  const m4 = /^([0-9.]+):(\d{1,5})$/.exec(s);
+  if (m6) {
+    host = m6[1] as string;
+    if (m6[2] !== undefined) port = Number(m6[2]);
+    if (isIP(host) !== 6) throw new RangeError(`heartbeat address ${s}: not an IPv6 address in brackets`);
+  } else if (m4) {
+    host = m4[1] as string;
+    port = Number(m4[2]);
+    if (isIP(host) !== 4) throw new RangeError(`heartbeat address ${s}: not an IPv4 address`);
+  } else if (isIP(s) === 0) {
+    throw new RangeError(`heartbeat address ${s}: want an IP address, optionally with :port ([v6]:port)`);
   }
-  return { host: s, port: defaultPort };
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`heartbeat address ${s}: port must be 1..65535`);
+  return { host, port };
+}
+
+/** "host:port", with IPv6 hosts in brackets: the form `fromAddress` takes. */
+export function formatAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Shared logic of real and fake transports; subclasses move bytes. */
@@ -121,12 +168,11 @@ export abstract class TransportBase implements HeartbeatTransport {
   private readonly handlers = new Set<ReceiveHandler>();
   private readonly peers = new Map<string, PeerEpochs>();
   protected closed = false;
-  protected readonly stats: HeartbeatCounters = {
-    sent: 0, sendErrors: 0, received: 0, accepted: 0,
-    dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
-  };
+  private readonly total: HeartbeatCounts = zeroCounts();
+  private readonly perNetwork = new Map<string, HeartbeatCounts>();
 
-  protected constructor(opts: HeartbeatTransportOptions) {
+  /** `networks`: the heartbeat networks this transport sends and receives on. */
+  protected constructor(opts: HeartbeatTransportOptions, private readonly networks: readonly string[]) {
     this.keys = codecKeys(opts.key, opts.cluster);
     this.node = opts.node;
     const epoch = opts.epoch ?? randomBytes(8);
@@ -137,11 +183,11 @@ export abstract class TransportBase implements HeartbeatTransport {
     this.epochSilenceMs = opts.epochSilenceMs ?? 2000;
     this.onDrop = opts.onDrop;
     this.members = toMembers(opts.members);
+    for (const n of networks) this.perNetwork.set(n, zeroCounts());
   }
 
-  /** Moves one datagram; errors are reported through `sendFailed`. */
+  /** Moves one datagram; never throws; errors are reported through `sendFailed(network)`. */
   protected abstract transmit(network: string, to: { host: string; port: number }, bytes: Buffer): void;
-  protected abstract hasNetwork(network: string): boolean;
   abstract close(): Promise<void>;
 
   /** Replaces the module -> nodes table (config reload); keeps replay state of known senders. */
@@ -150,18 +196,27 @@ export abstract class TransportBase implements HeartbeatTransport {
   }
 
   send(network: string, toAddress: string, packet: HeartbeatPacket): void {
-    if (!this.hasNetwork(network)) throw new Error(`heartbeat transport is not bound to network ${network}`);
     if (this.closed) return;
-    this.seq += 1n;
+    const counts = this.perNetwork.get(network);
+    if (counts === undefined) throw new Error(`heartbeat transport is not bound to network ${network}`);
+    const to = parseAddress(toAddress);
+    // One counter for every module and network: each (module, network) sub-sequence a receiver
+    // checks is then strictly increasing too. Committed only once the datagram is encoded.
+    const seq = this.seq + 1n;
     const bytes = encodeDatagram(this.keys, {
-      network, module: packet.module, node: this.node, epoch: this.epoch, epochStart: this.epochStart, seq: this.seq,
+      network, module: packet.module, node: this.node, epoch: this.epoch, epochStart: this.epochStart, seq,
     }, packet.view);
-    this.stats.sent++;
-    this.transmit(network, parseAddress(toAddress, 7405), bytes);
+    this.seq = seq;
+    this.total.sent++;
+    counts.sent++;
+    this.transmit(network, to, bytes);
   }
 
-  protected sendFailed(): void {
-    this.stats.sendErrors++;
+  /** Counts a send the operating system refused on `network`. */
+  protected sendFailed(network: string): void {
+    this.total.sendErrors++;
+    const c = this.perNetwork.get(network);
+    if (c) c.sendErrors++;
   }
 
   onReceive(handler: ReceiveHandler): () => void {
@@ -170,23 +225,28 @@ export abstract class TransportBase implements HeartbeatTransport {
   }
 
   counters(): HeartbeatCounters {
-    return { ...this.stats, dropped: { ...this.stats.dropped } };
+    return { ...copyCounts(this.total), networks: Object.fromEntries([...this.perNetwork].map(([n, c]) => [n, copyCounts(c)])) };
   }
 
-  /** Runs the receive pipeline on one arrived datagram. */
+  /** Runs the receive pipeline on one datagram that arrived on `network` (one of `networks`). */
   protected receive(network: string, fromAddress: string, bytes: Buffer): void {
     if (this.closed) return;
-    this.stats.received++;
+    const counts = this.perNetwork.get(network);
+    if (counts === undefined) return;
+    this.total.received++;
+    counts.received++;
     const r = decodeDatagram(this.keys, bytes);
-    if (!r.ok) return this.drop(network, fromAddress, r.reason);
+    if (!r.ok) return this.drop(counts, network, fromAddress, r.reason);
     const reason = this.check(network, r.value);
-    if (reason !== null) return this.drop(network, fromAddress, reason);
-    this.stats.accepted++;
+    if (reason !== null) return this.drop(counts, network, fromAddress, reason);
+    this.total.accepted++;
+    counts.accepted++;
     for (const h of this.handlers) h(network, fromAddress, r.value);
   }
 
-  private drop(network: string, fromAddress: string, reason: DropReason): void {
-    this.stats.dropped[reason]++;
+  private drop(counts: HeartbeatCounts, network: string, fromAddress: string, reason: DropReason): void {
+    this.total.dropped[reason]++;
+    counts.dropped[reason]++;
     this.onDrop?.(network, fromAddress, reason);
   }
 

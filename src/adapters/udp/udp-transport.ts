@@ -7,9 +7,9 @@
  * heartbeats high priority needs an nftables rule (`udp dport 7405 ip dscp set cs6`) instead.
  */
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { DEFAULT_HEARTBEAT_PORT } from './codec.js';
-import { TransportBase, type HeartbeatTransportOptions } from './transport.js';
+import { TransportBase, formatAddress, type HeartbeatTransportOptions } from './transport.js';
 
 export interface UdpBind {
   network: string;
@@ -27,7 +27,7 @@ export class UdpHeartbeatTransport extends TransportBase {
   private readonly sockets = new Map<string, dgram.Socket>();
 
   private constructor(opts: UdpHeartbeatTransportOptions) {
-    super(opts);
+    super(opts, opts.bind.map((b) => b.network));
   }
 
   /** Opens and binds every socket; rejects (and closes what it opened) if one bind fails. */
@@ -44,7 +44,10 @@ export class UdpHeartbeatTransport extends TransportBase {
 
   private async bindOne(b: UdpBind): Promise<void> {
     if (this.sockets.has(b.network)) throw new Error(`network ${b.network} is bound twice`);
-    const sock = dgram.createSocket({ type: isIPv6(b.address) ? 'udp6' : 'udp4', reuseAddr: false });
+    if (isIP(b.address) === 0) throw new RangeError(`heartbeat network ${b.network}: bind address ${b.address} is not an IP address`);
+    // ipv6Only: a socket bound to :: must not also take the IPv4 datagrams of another network.
+    const v6 = isIPv6(b.address);
+    const sock = dgram.createSocket(v6 ? { type: 'udp6', reuseAddr: false, ipv6Only: true } : { type: 'udp4', reuseAddr: false });
     this.sockets.set(b.network, sock);
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
@@ -53,12 +56,9 @@ export class UdpHeartbeatTransport extends TransportBase {
         resolve();
       });
     });
-    // After bind, socket errors (e.g. ICMP-reported) are counted, never fatal.
-    sock.on('error', () => this.sendFailed());
-    sock.on('message', (msg, rinfo) => {
-      const from = rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}`;
-      this.receive(b.network, from, msg);
-    });
+    // After bind, socket errors are counted, never fatal (an 'error' without a listener would throw).
+    sock.on('error', () => this.sendFailed(b.network));
+    sock.on('message', (msg, rinfo) => this.receive(b.network, formatAddress(rinfo.address, rinfo.port), msg));
   }
 
   /** The bound address and port of each network. */
@@ -69,19 +69,17 @@ export class UdpHeartbeatTransport extends TransportBase {
     });
   }
 
-  protected hasNetwork(network: string): boolean {
-    return this.sockets.has(network);
-  }
-
   protected transmit(network: string, to: { host: string; port: number }, bytes: Buffer): void {
     const sock = this.sockets.get(network);
     if (!sock) return;
     try {
+      // Errors of the send itself (ENETUNREACH, EHOSTUNREACH, EINVAL for a v4/v6 mismatch) come to
+      // the callback; a synchronous throw means the socket is already closed.
       sock.send(bytes, to.port, to.host, (err) => {
-        if (err) this.sendFailed();
+        if (err) this.sendFailed(network);
       });
     } catch {
-      this.sendFailed();
+      this.sendFailed(network);
     }
   }
 
