@@ -26,7 +26,7 @@ describe('FakeScriptRunner', () => {
     assert.equal(out.result, undefined, 'the request waits for the force rerun');
     assert.equal(fake.release('stop_prim', { code: 0 }), true);
     await clock.advanceAsync(0);
-    const r = out.result;
+    const r = settled(out);
     assert.deepEqual({ ok: r?.ok, forced: r?.forced, killed: r?.killed, durationMs: r?.durationMs }, { ok: true, forced: true, killed: false, durationMs: 500 });
     assert.deepEqual(fake.hanging(), []);
     assert.equal(fake.release('stop_prim'), false, 'nothing left to release');
@@ -40,3 +40,8 @@ describe('FakeScriptRunner', () => {
     assert.deepEqual(fake.requests.map((r) => r.script), ['prestart', 'start_prim']);
   });
 });
+
+/** Reads the result set by a callback (a function, so the compiler does not narrow it to undefined). */
+function settled(out: { result?: ScriptResult }): ScriptResult | undefined {
+  return out.result;
+}
