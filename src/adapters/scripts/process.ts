@@ -17,7 +17,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, lstat, mkdir, open, readdir, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, lstat, mkdir, open, readdir, readFile, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { formatMessage, ERRORS } from '../../core/errors.js';
 import { realClock } from '../clock/index.js';
@@ -186,8 +186,8 @@ export class ProcessScriptRunner implements ScriptRunner {
       }
       // Wait for the group to go away (the script's process reaped, its children gone) up to the grace.
       const until = realClock.now() + this.killGraceMs;
-      while (realClock.now() < until && (!exitedNow || groupExists(pid))) await delay(POLL_MS);
-      if (groupExists(pid)) signalGroup(pid, 'SIGKILL');
+      while (realClock.now() < until && (!exitedNow || await groupAlive(pid))) await delay(POLL_MS);
+      if (await groupAlive(pid)) signalGroup(pid, 'SIGKILL');
       await exited;
       return true;
     };
@@ -223,13 +223,35 @@ function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
   }
 }
 
-function groupExists(pgid: number): boolean {
+/**
+ * True while a process of group `pgid` runs. Zombies do not count: a killed grandchild that
+ * was reparented to a PID 1 which reaps late (containers) is dead for our purpose, although
+ * kill(-pgid, 0) still succeeds on it. Falls back to kill(-pgid, 0) without /proc.
+ */
+async function groupAlive(pgid: number): Promise<boolean> {
+  let pids: string[];
   try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n));
+  } catch {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
   }
+  for (const pid of pids) {
+    let text: string;
+    try {
+      text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // ended meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so parse after the last ')'.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+  }
+  return false;
 }
 
 function delay(ms: number): Promise<void> {
