@@ -33,7 +33,7 @@ export function readConfigDir(dir: string): { files?: ConfigFiles; errors: Confi
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     errors.push(whole('cluster.yaml', code === 'ENOENT'
-      ? `file not found in ${root}; create it (see docs/config.md) or pass --config-dir`
+      ? 'file not found: the config dir needs a cluster.yaml (see docs/config.md); pass --config-dir DIR or set HAKIT_CONFIG_DIR to the right directory'
       : `cannot read: ${(e as Error).message}`));
   }
   const modules: { name: string; path: string; text: string }[] = [];

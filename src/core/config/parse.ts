@@ -45,18 +45,61 @@ function get(data: unknown, path: readonly PathSeg[]): unknown {
   return v;
 }
 
-/** zod issues -> located config issues, one per refused key. */
-function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue[]): ConfigIssue[] {
+/** Edit distance of two short strings (for "did you mean"). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The allowed key closest to a refused one, when it is a likely typo. */
+function suggest(key: string, allowed: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const a of allowed) {
+    const d = distance(key.toLowerCase(), a.toLowerCase());
+    if (d < bestD) { best = a; bestD = d; }
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+/**
+ * The issues of the union branch that got furthest into a value (for a union of a scalar and a
+ * list, the errors inside the list), or undefined when every branch refused the value itself.
+ */
+function deepestBranch(iss: z.core.$ZodIssue): z.core.$ZodIssue[] | undefined {
+  if (iss.code !== 'invalid_union') return undefined;
+  const branches = iss.errors.filter((b) => b.length > 0 && b.every((i) => i.path.length > 0));
+  return branches.length === 1 ? branches[0] : undefined;
+}
+
+/** zod issues -> located config issues, one per refused key. `empty` says what a file must hold. */
+function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue[], empty: string): ConfigIssue[] {
+  if (data === null || data === undefined) return [issueAt(y, [], `the file is empty (or holds only comments); expected ${empty}`)];
   const out: ConfigIssue[] = [];
   const kind = get(data, ['kind']);
   for (const iss of issues) {
     const path = iss.path.filter((s): s is string | number => typeof s !== 'symbol');
+    const inner = deepestBranch(iss);
+    if (inner) {
+      out.push(...zodIssues(y, data, inner.map((i) => ({ ...i, path: [...iss.path, ...i.path] })), empty));
+      continue;
+    }
     const input = (iss as { input?: unknown }).input;
     const last = path[path.length - 1];
     if (iss.code === 'unrecognized_keys') {
       const allowed = iss.message.startsWith(ALLOWED_KEYS_MARK) ? iss.message.slice(ALLOWED_KEYS_MARK.length) : '';
+      const present = get(data, path);
+      const missing = allowed.split(', ').filter((a) => a !== '' && (present === null || typeof present !== 'object' || !(a in present)));
       for (const k of iss.keys) {
-        let message = `unknown key "${k}"; allowed keys: ${allowed}`;
+        const guess = suggest(k, missing);
+        let message = `unknown key "${k}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}; allowed keys: ${allowed}`;
         if (path.length === 0 && kind === 'farm' && MIRROR_ONLY.has(k)) {
           message = `"${k}" belongs to mirror modules; a farm module has no ${k === 'replication' ? 'replicated directories' : 'primary'} (kind: farm)`;
         } else if (path.length === 0 && kind === 'mirror' && FARM_ONLY.has(k)) {
@@ -80,9 +123,13 @@ function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue
       out.push(issueAt(y, path, message));
       continue;
     }
-    if (input === undefined && iss.code === 'invalid_type') {
-      if (path.length === 0) out.push(issueAt(y, path, 'expected a mapping, got nothing (the file is empty)'));
-      else out.push(issueAt(y, path, `required key "${String(last)}" is missing`));
+    if (path.length === 0 && iss.code === 'invalid_type') {
+      out.push(issueAt(y, path, `expected ${empty}, got ${show(data)}`));
+      continue;
+    }
+    const parent = get(data, path.slice(0, -1));
+    if (typeof last === 'string' && parent !== null && typeof parent === 'object' && !Array.isArray(parent) && !(last in parent)) {
+      out.push(issueAt(y, path, `required key "${last}" is missing`));
       continue;
     }
     out.push(issueAt(y, path, iss.message));
@@ -90,11 +137,14 @@ function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue
   return out;
 }
 
-function validate<T>(schema: z.ZodType<T>, y: YamlFile, data: unknown): { value?: T; errors: ConfigIssue[] } {
+function validate<T>(schema: z.ZodType<T>, y: YamlFile, data: unknown, empty: string): { value?: T; errors: ConfigIssue[] } {
   const r = schema.safeParse(data, { reportInput: true, error: defaultMessage });
   if (r.success) return { value: r.data, errors: [] };
-  return { errors: zodIssues(y, data, r.error.issues) };
+  return { errors: zodIssues(y, data, r.error.issues, empty) };
 }
+
+const CLUSTER_CONTENT = 'a mapping with the keys cluster, networks and nodes (see docs/config.md)';
+const MODULE_CONTENT = 'a mapping that starts with "kind: mirror" or "kind: farm" (see docs/config.md)';
 
 interface ModuleEntry {
   readonly name: string;
@@ -225,7 +275,7 @@ function resolveModule(m: ModuleEntry, cluster: ClusterConfig | undefined, error
       }
       for (const net of networks) {
         if (cluster.networks.includes(net) && node.addresses[net] === undefined) {
-          err(['nodes', i], `node "${n}" has no address on heartbeat network "${net}" in cluster.yaml`);
+          err(['nodes', i], `node "${n}" has no address on heartbeat network "${net}"; add one to its addresses in cluster.yaml${f.heartbeat?.networks ? ' or remove the network from heartbeat.networks' : ' or list this module\'s networks in heartbeat.networks'}`);
         }
       }
     });
@@ -285,7 +335,7 @@ function resolveModule(m: ModuleEntry, cluster: ClusterConfig | undefined, error
     const j = dirs.findIndex((o) => isWithin(r.value, o.path) || isWithin(o.path, r.value));
     if (j >= 0) {
       const o = dirs[j]!.path;
-      const message = o === r.value ? `${r.value} is listed twice`
+      const message = o === r.value ? `${r.value} is listed twice (also replication.dirs[${j}])`
         : isWithin(r.value, o) ? `${r.value} is inside ${o} (replication.dirs[${j}]); list only the outer directory`
           : `${r.value} contains ${o} (replication.dirs[${j}]); list only the outer directory`;
       err(['replication', 'dirs', i, 'path'], message);
@@ -358,7 +408,7 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
   errors.push(...cy.errors);
   let cluster: ClusterConfig | undefined;
   if (cy.errors.length === 0) {
-    const v = validate(clusterFileSchema, cy.yaml, cy.data);
+    const v = validate(clusterFileSchema, cy.yaml, cy.data, CLUSTER_CONTENT);
     errors.push(...v.errors);
     if (v.value) {
       const before = errors.length;
@@ -381,7 +431,7 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
     }
     errors.push(...my.errors);
     if (my.errors.length > 0) continue;
-    const v = validate(moduleFileSchema, my.yaml, my.data);
+    const v = validate(moduleFileSchema, my.yaml, my.data, MODULE_CONTENT);
     errors.push(...v.errors);
     if (v.value) entries.push({ name: m.name, y: my.yaml, file: v.value });
   }
