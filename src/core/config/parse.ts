@@ -91,7 +91,6 @@ function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue
       out.push(...zodIssues(y, data, inner.map((i) => ({ ...i, path: [...iss.path, ...i.path] })), empty));
       continue;
     }
-    const input = (iss as { input?: unknown }).input;
     const last = path[path.length - 1];
     if (iss.code === 'unrecognized_keys') {
       const allowed = iss.message.startsWith(ALLOWED_KEYS_MARK) ? iss.message.slice(ALLOWED_KEYS_MARK.length) : '';
