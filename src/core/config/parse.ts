@@ -417,7 +417,6 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
   }
 
   const sorted = [...files.modules].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const order = [rel(files.cluster.path), ...sorted.map((m) => rel(m.path))];
   const entries: ModuleEntry[] = [];
   for (const d of dupes(sorted, (m) => m.name)) {
     const m = sorted[d.index]!;
@@ -438,9 +437,24 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
   for (const e of entries) e.module = resolveModule(e, cluster, errors, warnings);
   crossModules(entries, sorted.map((m) => m.name), errors);
 
-  const rank = (i: ConfigIssue) => { const r = order.indexOf(i.file); return r < 0 ? order.length : r; };
-  const byPlace = (a: ConfigIssue, b: ConfigIssue) => rank(a) - rank(b) || a.line - b.line || a.column - b.column;
-  if (errors.length > 0 || !cluster) return { ok: false, errors: errors.sort(byPlace) };
+  if (errors.length > 0 || !cluster) return { ok: false, errors: errors.sort(compareIssues) };
   const config: HakitConfig = { dir: files.dir, cluster, modules: entries.map((e) => e.module!) };
-  return { ok: true, config, warnings: warnings.sort(byPlace) };
+  return { ok: true, config, warnings: warnings.sort(compareIssues) };
+}
+
+/** Sort key of a file: cluster.yaml, then `modules/<name>/...` by module name, then anything else. */
+function fileKey(file: string): [number, string] {
+  if (file === 'cluster.yaml') return [0, ''];
+  const m = /^modules\/([^/]+)\//.exec(file);
+  return m ? [1, m[1]!] : [2, file];
+}
+
+/**
+ * The order issues are reported in: by file (cluster.yaml first, then modules by name), line,
+ * column. Callers that add issues of their own (unreadable files) sort the union with it.
+ */
+export function compareIssues(a: ConfigIssue, b: ConfigIssue): number {
+  const [ra, na] = fileKey(a.file);
+  const [rb, nb] = fileKey(b.file);
+  return ra - rb || (na < nb ? -1 : na > nb ? 1 : 0) || a.line - b.line || a.column - b.column;
 }
