@@ -4,6 +4,7 @@
  * dotted IPv4 tail); refuses zone ids (`%eth0`). Results carry the canonical text (RFC 5952 for
  * IPv6), so two spellings of one address compare equal.
  */
+import { show } from './units.js';
 
 export interface IpAddress {
   readonly family: 4 | 6;
@@ -112,7 +113,7 @@ export function parseIPv6(text: string): IpResult<IpAddress> {
 
 /** Parses a plain IPv4 or IPv6 address without prefix. */
 export function parseIp(text: unknown): IpResult<IpAddress> {
-  if (typeof text !== 'string') return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${typeof text === 'number' ? String(text) : typeof text}`);
+  if (typeof text !== 'string') return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${show(text)}`);
   if (text.includes('/')) return fail(`expected an IP address without a prefix (198.18.0.1 or 2001:2::1), got ${JSON.stringify(text)}`);
   const r = text.includes(':') ? parseIPv6(text) : parseIPv4(text);
   if (!r.ok) return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${JSON.stringify(text)}${ipHint(text)}`);
@@ -140,7 +141,7 @@ function ipHint(text: string): string {
 /** Parses `address/prefix` (`198.18.0.100/24`, `2001:2::100/64`); the prefix is required. */
 export function parseIpPrefix(text: unknown): IpResult<IpPrefix> {
   const expected = 'expected an IP address with a prefix length (198.18.0.100/24 or 2001:2::100/64)';
-  if (typeof text !== 'string') return fail(`${expected}, got ${typeof text === 'number' ? String(text) : typeof text}`);
+  if (typeof text !== 'string') return fail(`${expected}, got ${show(text)}`);
   const slash = text.indexOf('/');
   if (slash < 0) return fail(`${expected}, got ${JSON.stringify(text)} (the prefix length is missing)`);
   const ip = parseIp(text.slice(0, slash));
@@ -163,7 +164,7 @@ export interface HostPort {
 /** Parses `host:port`; IPv6 hosts go in brackets, host names follow RFC 1123. */
 export function parseHostPort(text: unknown): IpResult<HostPort> {
   const expected = 'expected host:port (127.0.0.1:8080, [2001:2::1]:8080 or localhost:8080)';
-  if (typeof text !== 'string') return fail(`${expected}, got ${typeof text === 'number' ? String(text) : typeof text}`);
+  if (typeof text !== 'string') return fail(`${expected}, got ${show(text)}`);
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : 0;
   if (!m) return fail(`${expected}, got ${JSON.stringify(text)}`);

@@ -44,7 +44,16 @@ export function parseYaml(file: string, text: string): { yaml: YamlFile; data: u
   try {
     return { yaml, data: doc.toJS({ maxAliasCount: 100 }), errors: [] };
   } catch (e) {
-    return { yaml, data: undefined, errors: [at(0, `invalid YAML: ${(e as Error).message}`)] };
+    // toJS throws on an alias without an anchor before it: report it where the alias is.
+    let error = at(0, `invalid YAML: ${(e as Error).message}`);
+    visit(doc, {
+      Alias(_, node) {
+        if (node.resolve(doc) !== undefined) return undefined;
+        error = at(node.range?.[0] ?? 0, `invalid YAML: alias "*${node.source}" has no anchor "&${node.source}" before it`);
+        return visit.BREAK;
+      },
+    });
+    return { yaml, data: undefined, errors: [error] };
   }
 }
 
@@ -113,7 +122,9 @@ export function locate(y: YamlFile, path: readonly PathSeg[], key = false): { li
       if (!pair) break;
       const k = pair.key as Node | null;
       const v = pair.value as Node | null;
-      next = key && i === path.length - 1 ? k : (v ?? k);
+      // A key written without a value (`lan:`) has an empty value node: point at the key.
+      const empty = v === null || (isScalar(v) && v.value === null && v.range !== undefined && v.range !== null && v.range[0] === v.range[1]);
+      next = (key && i === path.length - 1) || empty ? k : v;
       if (next === null) break;
     } else if (isSeq(node) && typeof seg === 'number') {
       next = (node.items[seg] as Node | undefined) ?? null;

@@ -23,7 +23,7 @@ export const BANDWIDTH_EXPECTED = 'expected a bandwidth as a size per second (50
 /** How a configuration value is shown in messages: strings quoted, other scalars as written. */
 export function show(v: unknown): string {
   if (v === undefined) return 'nothing';
-  if (v === null) return 'nothing (null)';
+  if (v === null) return 'no value';
   if (typeof v === 'string') return JSON.stringify(v);
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
