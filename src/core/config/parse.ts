@@ -103,6 +103,8 @@ function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue
           message = `"${k}" belongs to mirror modules; a farm module has no ${k === 'replication' ? 'replicated directories' : 'primary'} (kind: farm)`;
         } else if (path.length === 0 && kind === 'mirror' && FARM_ONLY.has(k)) {
           message = `"${k}" belongs to farm modules (kind: mirror)`;
+        } else if (k === 'action' && path[0] === 'checkers' && get(data, [...path, 'type']) === 'splitbrain') {
+          message = 'a splitbrain checker has no action: its result decides takeover and self-demotion; remove "action"';
         }
         out.push(issueAt(y, [...path, k], message, true));
       }

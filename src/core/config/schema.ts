@@ -215,7 +215,12 @@ const vipItem = strict({ address: ipPrefix(), interface: ifname() });
 
 export const mirrorFileSchema = strict({
   kind: z.literal('mirror'),
-  nodes: list(name('node'), 2, 'node').max(2, { error: 'a mirror module has exactly 2 nodes; use a farm module for more' }),
+  nodes: z.array(name('node'), { error: expecting((v) => `expected a list, got ${show(v)}`) }).length(2, {
+    error: (iss) => {
+      const n = Array.isArray(iss.input) ? iss.input.length : 0;
+      return `a mirror module has exactly 2 nodes, got ${n}${n > 2 ? '; use a farm module for more' : ''}`;
+    },
+  }),
   default_primary: name('node').optional().describe('A node of the module, or "last".'),
   ...moduleCommon,
   vip: list(vipItem).optional(),
