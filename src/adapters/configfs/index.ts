@@ -5,7 +5,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseConfig } from '../../core/config/index.js';
+import { compareIssues, parseConfig } from '../../core/config/index.js';
 import type { ConfigFiles, ConfigIssue, ConfigResult, KeyFileInfo } from '../../core/config/index.js';
 
 function whole(file: string, message: string): ConfigIssue {
@@ -33,7 +33,7 @@ export function readConfigDir(dir: string): { files?: ConfigFiles; errors: Confi
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     errors.push(whole('cluster.yaml', code === 'ENOENT'
-      ? `file not found in ${root}; create it (see docs/config.md) or pass --config-dir`
+      ? 'file not found: the config dir needs a cluster.yaml (see docs/config.md); pass --config-dir DIR or set HAKIT_CONFIG_DIR to the right directory'
       : `cannot read: ${(e as Error).message}`));
   }
   const modules: { name: string; path: string; text: string }[] = [];
@@ -58,11 +58,11 @@ export function readConfigDir(dir: string): { files?: ConfigFiles; errors: Confi
   return { files: { dir: root, cluster: { path: clusterPath, text: clusterText }, modules }, errors };
 }
 
-/** Reads and validates a config dir: every error of every file at once. */
+/** Reads and validates a config dir: every error of every file at once, sorted (compareIssues). */
 export function loadConfigDir(dir: string): ConfigResult {
   const { files, errors } = readConfigDir(dir);
   if (!files) return { ok: false, errors };
   const res = parseConfig(files, { keyFile: keyFileInfo });
   if (errors.length === 0) return res;
-  return { ok: false, errors: [...errors, ...(res.ok ? [] : res.errors)] };
+  return { ok: false, errors: [...errors, ...(res.ok ? [] : res.errors)].sort(compareIssues) };
 }

@@ -1,5 +1,5 @@
 /** hakit's configuration: parse, validate and type a config dir's texts (pure). */
-export { parseConfig, formatIssue } from './parse.js';
+export { parseConfig, formatIssue, compareIssues } from './parse.js';
 export { DEFAULTS } from './defaults.js';
 export { clusterFileSchema, moduleFileSchema, CHECKER_TYPES } from './schema.js';
 export { parseDuration, parseSize, parseBandwidth, formatDuration, formatSize, type UnitResult } from './units.js';

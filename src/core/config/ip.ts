@@ -4,6 +4,7 @@
  * dotted IPv4 tail); refuses zone ids (`%eth0`). Results carry the canonical text (RFC 5952 for
  * IPv6), so two spellings of one address compare equal.
  */
+import { show } from './units.js';
 
 export interface IpAddress {
   readonly family: 4 | 6;
@@ -112,17 +113,35 @@ export function parseIPv6(text: string): IpResult<IpAddress> {
 
 /** Parses a plain IPv4 or IPv6 address without prefix. */
 export function parseIp(text: unknown): IpResult<IpAddress> {
-  if (typeof text !== 'string') return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${typeof text === 'number' ? String(text) : typeof text}`);
+  if (typeof text !== 'string') return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${show(text)}`);
   if (text.includes('/')) return fail(`expected an IP address without a prefix (198.18.0.1 or 2001:2::1), got ${JSON.stringify(text)}`);
   const r = text.includes(':') ? parseIPv6(text) : parseIPv4(text);
-  if (!r.ok) return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${JSON.stringify(text)}`);
+  if (!r.ok) return fail(`expected an IP address (198.18.0.1 or 2001:2::1), got ${JSON.stringify(text)}${ipHint(text)}`);
   return r;
+}
+
+/** Why a text that looks like an address is not one, as a parenthesized hint ('' when unsure). */
+function ipHint(text: string): string {
+  if (text.includes('%')) return ' (zone ids such as %eth0 are not accepted)';
+  if (text.includes(':')) {
+    if (text.split('::').length > 2) return ' ("::" may appear only once)';
+    if (!text.includes('::') && !text.includes('.') && text.split(':').length !== 8) return ' (an IPv6 address has 8 groups, or "::" for a run of zeros)';
+    if (text.split(':').some((g) => g.length > 4 && !g.includes('.'))) return ' (an IPv6 group has at most 4 hex digits)';
+    return '';
+  }
+  const parts = text.split('.');
+  if (parts.length === 4 && parts.every((p) => /^[0-9]+$/.test(p))) {
+    if (parts.some((p) => Number(p) > 255)) return ' (each number is 0 to 255)';
+    if (parts.some((p) => /^0[0-9]/.test(p))) return ' (no leading zeros)';
+  }
+  if (/^[0-9.]+$/.test(text)) return ' (an IPv4 address has 4 numbers)';
+  return '';
 }
 
 /** Parses `address/prefix` (`198.18.0.100/24`, `2001:2::100/64`); the prefix is required. */
 export function parseIpPrefix(text: unknown): IpResult<IpPrefix> {
   const expected = 'expected an IP address with a prefix length (198.18.0.100/24 or 2001:2::100/64)';
-  if (typeof text !== 'string') return fail(`${expected}, got ${typeof text === 'number' ? String(text) : typeof text}`);
+  if (typeof text !== 'string') return fail(`${expected}, got ${show(text)}`);
   const slash = text.indexOf('/');
   if (slash < 0) return fail(`${expected}, got ${JSON.stringify(text)} (the prefix length is missing)`);
   const ip = parseIp(text.slice(0, slash));
@@ -145,10 +164,11 @@ export interface HostPort {
 /** Parses `host:port`; IPv6 hosts go in brackets, host names follow RFC 1123. */
 export function parseHostPort(text: unknown): IpResult<HostPort> {
   const expected = 'expected host:port (127.0.0.1:8080, [2001:2::1]:8080 or localhost:8080)';
-  if (typeof text !== 'string') return fail(`${expected}, got ${typeof text === 'number' ? String(text) : typeof text}`);
+  if (typeof text !== 'string') return fail(`${expected}, got ${show(text)}`);
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : 0;
-  if (!m || port < 1 || port > 65535) return fail(`${expected}, got ${JSON.stringify(text)}`);
+  if (!m) return fail(`${expected}, got ${JSON.stringify(text)}`);
+  if (port < 1 || port > 65535) return fail(`${expected}, got ${JSON.stringify(text)} (a port is 1 to 65535)`);
   if (m[1] !== undefined) {
     const v6 = parseIPv6(m[1]);
     if (!v6.ok) return fail(`${expected}, got ${JSON.stringify(text)}`);

@@ -45,22 +45,66 @@ function get(data: unknown, path: readonly PathSeg[]): unknown {
   return v;
 }
 
-/** zod issues -> located config issues, one per refused key. */
-function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue[]): ConfigIssue[] {
+/** Edit distance of two short strings (for "did you mean"). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The allowed key closest to a refused one, when it is a likely typo. */
+function suggest(key: string, allowed: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const a of allowed) {
+    const d = distance(key.toLowerCase(), a.toLowerCase());
+    if (d < bestD) { best = a; bestD = d; }
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+/**
+ * The issues of the union branch that got furthest into a value (for a union of a scalar and a
+ * list, the errors inside the list), or undefined when every branch refused the value itself.
+ */
+function deepestBranch(iss: z.core.$ZodIssue): z.core.$ZodIssue[] | undefined {
+  if (iss.code !== 'invalid_union') return undefined;
+  const branches = iss.errors.filter((b) => b.length > 0 && b.every((i) => i.path.length > 0));
+  return branches.length === 1 ? branches[0] : undefined;
+}
+
+/** zod issues -> located config issues, one per refused key. `empty` says what a file must hold. */
+function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue[], empty: string): ConfigIssue[] {
+  if (data === null || data === undefined) return [issueAt(y, [], `the file is empty (or holds only comments); expected ${empty}`)];
   const out: ConfigIssue[] = [];
   const kind = get(data, ['kind']);
   for (const iss of issues) {
     const path = iss.path.filter((s): s is string | number => typeof s !== 'symbol');
-    const input = (iss as { input?: unknown }).input;
+    const inner = deepestBranch(iss);
+    if (inner) {
+      out.push(...zodIssues(y, data, inner.map((i) => ({ ...i, path: [...iss.path, ...i.path] })), empty));
+      continue;
+    }
     const last = path[path.length - 1];
     if (iss.code === 'unrecognized_keys') {
       const allowed = iss.message.startsWith(ALLOWED_KEYS_MARK) ? iss.message.slice(ALLOWED_KEYS_MARK.length) : '';
+      const present = get(data, path);
+      const missing = allowed.split(', ').filter((a) => a !== '' && (present === null || typeof present !== 'object' || !(a in present)));
       for (const k of iss.keys) {
-        let message = `unknown key "${k}"; allowed keys: ${allowed}`;
+        const guess = suggest(k, missing);
+        let message = `unknown key "${k}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}; allowed keys: ${allowed}`;
         if (path.length === 0 && kind === 'farm' && MIRROR_ONLY.has(k)) {
           message = `"${k}" belongs to mirror modules; a farm module has no ${k === 'replication' ? 'replicated directories' : 'primary'} (kind: farm)`;
         } else if (path.length === 0 && kind === 'mirror' && FARM_ONLY.has(k)) {
           message = `"${k}" belongs to farm modules (kind: mirror)`;
+        } else if (k === 'action' && path[0] === 'checkers' && get(data, [...path, 'type']) === 'splitbrain') {
+          message = 'a splitbrain checker has no action: its result decides takeover and self-demotion; remove "action"';
         }
         out.push(issueAt(y, [...path, k], message, true));
       }
@@ -80,9 +124,13 @@ function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue
       out.push(issueAt(y, path, message));
       continue;
     }
-    if (input === undefined && iss.code === 'invalid_type') {
-      if (path.length === 0) out.push(issueAt(y, path, 'expected a mapping, got nothing (the file is empty)'));
-      else out.push(issueAt(y, path, `required key "${String(last)}" is missing`));
+    if (path.length === 0 && iss.code === 'invalid_type') {
+      out.push(issueAt(y, path, `expected ${empty}, got ${show(data)}`));
+      continue;
+    }
+    const parent = get(data, path.slice(0, -1));
+    if (typeof last === 'string' && parent !== null && typeof parent === 'object' && !Array.isArray(parent) && !(last in parent)) {
+      out.push(issueAt(y, path, `required key "${last}" is missing`));
       continue;
     }
     out.push(issueAt(y, path, iss.message));
@@ -90,11 +138,14 @@ function zodIssues(y: YamlFile, data: unknown, issues: readonly z.core.$ZodIssue
   return out;
 }
 
-function validate<T>(schema: z.ZodType<T>, y: YamlFile, data: unknown): { value?: T; errors: ConfigIssue[] } {
+function validate<T>(schema: z.ZodType<T>, y: YamlFile, data: unknown, empty: string): { value?: T; errors: ConfigIssue[] } {
   const r = schema.safeParse(data, { reportInput: true, error: defaultMessage });
   if (r.success) return { value: r.data, errors: [] };
-  return { errors: zodIssues(y, data, r.error.issues) };
+  return { errors: zodIssues(y, data, r.error.issues, empty) };
 }
+
+const CLUSTER_CONTENT = 'a mapping with the keys cluster, networks and nodes (see docs/config.md)';
+const MODULE_CONTENT = 'a mapping that starts with "kind: mirror" or "kind: farm" (see docs/config.md)';
 
 interface ModuleEntry {
   readonly name: string;
@@ -225,7 +276,7 @@ function resolveModule(m: ModuleEntry, cluster: ClusterConfig | undefined, error
       }
       for (const net of networks) {
         if (cluster.networks.includes(net) && node.addresses[net] === undefined) {
-          err(['nodes', i], `node "${n}" has no address on heartbeat network "${net}" in cluster.yaml`);
+          err(['nodes', i], `node "${n}" has no address on heartbeat network "${net}"; add one to its addresses in cluster.yaml${f.heartbeat?.networks ? ' or remove the network from heartbeat.networks' : ' or list this module\'s networks in heartbeat.networks'}`);
         }
       }
     });
@@ -285,7 +336,7 @@ function resolveModule(m: ModuleEntry, cluster: ClusterConfig | undefined, error
     const j = dirs.findIndex((o) => isWithin(r.value, o.path) || isWithin(o.path, r.value));
     if (j >= 0) {
       const o = dirs[j]!.path;
-      const message = o === r.value ? `${r.value} is listed twice`
+      const message = o === r.value ? `${r.value} is listed twice (also replication.dirs[${j}])`
         : isWithin(r.value, o) ? `${r.value} is inside ${o} (replication.dirs[${j}]); list only the outer directory`
           : `${r.value} contains ${o} (replication.dirs[${j}]); list only the outer directory`;
       err(['replication', 'dirs', i, 'path'], message);
@@ -358,7 +409,7 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
   errors.push(...cy.errors);
   let cluster: ClusterConfig | undefined;
   if (cy.errors.length === 0) {
-    const v = validate(clusterFileSchema, cy.yaml, cy.data);
+    const v = validate(clusterFileSchema, cy.yaml, cy.data, CLUSTER_CONTENT);
     errors.push(...v.errors);
     if (v.value) {
       const before = errors.length;
@@ -368,7 +419,6 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
   }
 
   const sorted = [...files.modules].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const order = [rel(files.cluster.path), ...sorted.map((m) => rel(m.path))];
   const entries: ModuleEntry[] = [];
   for (const d of dupes(sorted, (m) => m.name)) {
     const m = sorted[d.index]!;
@@ -381,7 +431,7 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
     }
     errors.push(...my.errors);
     if (my.errors.length > 0) continue;
-    const v = validate(moduleFileSchema, my.yaml, my.data);
+    const v = validate(moduleFileSchema, my.yaml, my.data, MODULE_CONTENT);
     errors.push(...v.errors);
     if (v.value) entries.push({ name: m.name, y: my.yaml, file: v.value });
   }
@@ -389,9 +439,24 @@ export function parseConfig(files: ConfigFiles, probes: ConfigProbes = {}): Conf
   for (const e of entries) e.module = resolveModule(e, cluster, errors, warnings);
   crossModules(entries, sorted.map((m) => m.name), errors);
 
-  const rank = (i: ConfigIssue) => { const r = order.indexOf(i.file); return r < 0 ? order.length : r; };
-  const byPlace = (a: ConfigIssue, b: ConfigIssue) => rank(a) - rank(b) || a.line - b.line || a.column - b.column;
-  if (errors.length > 0 || !cluster) return { ok: false, errors: errors.sort(byPlace) };
+  if (errors.length > 0 || !cluster) return { ok: false, errors: errors.sort(compareIssues) };
   const config: HakitConfig = { dir: files.dir, cluster, modules: entries.map((e) => e.module!) };
-  return { ok: true, config, warnings: warnings.sort(byPlace) };
+  return { ok: true, config, warnings: warnings.sort(compareIssues) };
+}
+
+/** Sort key of a file: cluster.yaml, then `modules/<name>/...` by module name, then anything else. */
+function fileKey(file: string): [number, string] {
+  if (file === 'cluster.yaml') return [0, ''];
+  const m = /^modules\/([^/]+)\//.exec(file);
+  return m ? [1, m[1]!] : [2, file];
+}
+
+/**
+ * The order issues are reported in: by file (cluster.yaml first, then modules by name), line,
+ * column. Callers that add issues of their own (unreadable files) sort the union with it.
+ */
+export function compareIssues(a: ConfigIssue, b: ConfigIssue): number {
+  const [ra, na] = fileKey(a.file);
+  const [rb, nb] = fileKey(b.file);
+  return ra - rb || (na < nb ? -1 : na > nb ? 1 : 0) || a.line - b.line || a.column - b.column;
 }

@@ -50,9 +50,9 @@ function unit(pattern: string, parse: (s: unknown) => UnitResult) {
 }
 
 /** `250ms`, `2s`, `1m`, `1h` -> milliseconds. */
-export const duration = () => unit(DURATION_PATTERN, parseDuration);
+export const duration = () => unit(DURATION_PATTERN, parseDuration).meta({ description: 'A duration: a whole number and ms, s, m or h (250ms, 2s, 1m).' });
 /** `64KiB`, `1MiB` -> bytes. */
-export const size = () => unit(SIZE_PATTERN, parseSize);
+export const size = () => unit(SIZE_PATTERN, parseSize).meta({ description: 'A size: a whole number and B, KiB, MiB, GiB or TiB (64KiB, 1MiB).' });
 /** `50MiB` or `50MiB/s` -> bytes per second. */
 export const bandwidth = () => unit(BANDWIDTH_PATTERN, parseBandwidth);
 
@@ -86,18 +86,21 @@ const ifname = () => {
 const nonEmpty = (what: string) =>
   z.string({ error: expecting((v) => `expected ${what}, got ${show(v)}`) }).min(1, { error: `expected ${what}, got an empty string` });
 
+/** Why `s` is not a JavaScript regular expression, or undefined when it is one. */
+function regexError(s: string): string | undefined {
+  try {
+    new RegExp(s);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
+  }
+}
+
+/** A regular expression `what` must match (JavaScript syntax). */
 const regexSource = (what: string) =>
-  nonEmpty(`a regular expression ${what}`).refine(
-    (s) => {
-      try {
-        new RegExp(s);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { error: (iss) => `expected a valid regular expression ${what}, got ${show(iss.input)}` },
-  );
+  nonEmpty(`a regular expression (${what})`).refine((s) => regexError(s) === undefined, {
+    error: (iss) => `expected a regular expression (${what}), got ${show(iss.input)} (${regexError(String(iss.input)) ?? 'invalid'})`,
+  });
 
 const int = (min: number, max?: number) => {
   const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
@@ -158,12 +161,12 @@ const checkerSchema = z.discriminatedUnion('type', [
       error: (iss) => `expected an http:// or https:// URL, got ${show(iss.input)}`,
     }),
     status: int(100, 599).optional().meta({ default: DEFAULTS.http.status }),
-    body: regexSource('the body must match').optional(),
+    body: regexSource('the body must match it').optional(),
   }),
   strict({
     type: z.literal('process'), ...checkerCommon, action: action('process'),
     process_name: nonEmpty('a process name (as ps shows it)').optional(),
-    cmdline: regexSource('the command line must match').optional(),
+    cmdline: regexSource('the command line must match it').optional(),
     pidfile: nonEmpty('an absolute pid file path').optional(),
     min: int(0).optional().meta({ default: DEFAULTS.process.min }),
     max: int(0).optional(),
@@ -185,7 +188,7 @@ const checkerSchema = z.discriminatedUnion('type', [
     }),
   }),
   strict({ type: z.literal('splitbrain'), ...checkerCommon, witnesses: list(ipAddress(), 1, 'witness') }),
-]);
+]).meta({ id: 'checker', title: 'checker', description: 'A checker; `type` says which fields it takes.' });
 
 /** Checker types, in the order the docs list them. */
 export const CHECKER_TYPES = ['tcp', 'http', 'process', 'ping', 'interface', 'vip', 'custom', 'module', 'splitbrain'] as const;
@@ -212,7 +215,12 @@ const vipItem = strict({ address: ipPrefix(), interface: ifname() });
 
 export const mirrorFileSchema = strict({
   kind: z.literal('mirror'),
-  nodes: list(name('node'), 2, 'node').max(2, { error: 'a mirror module has exactly 2 nodes; use a farm module for more' }),
+  nodes: z.array(name('node'), { error: expecting((v) => `expected a list, got ${show(v)}`) }).length(2, {
+    error: (iss) => {
+      const n = Array.isArray(iss.input) ? iss.input.length : 0;
+      return `a mirror module has exactly 2 nodes, got ${n}${n > 2 ? '; use a farm module for more' : ''}`;
+    },
+  }),
   default_primary: name('node').optional().describe('A node of the module, or "last".'),
   ...moduleCommon,
   vip: list(vipItem).optional(),
