@@ -7,7 +7,7 @@
 import { TestCluster, VIP, APP_PORT } from '../test/testbed/cluster.js';
 
 const say = (s: string) => process.stdout.write(`\n\x1b[1m== ${s}\x1b[0m\n`);
-const show = (s: string) => process.stdout.write(s.replace(/^/gm, '   '));
+const show = (s: string) => process.stdout.write(s.split('\n').map((l) => (l === '' ? l : `   ${l}`)).join('\n'));
 
 async function main(): Promise<number> {
   say('Creating 3 hosts in network namespaces: n1, n2 (cluster nodes) and client');

@@ -252,6 +252,7 @@ export class MirrorRuntime {
   private async addVips(): Promise<void> {
     const added = [];
     for (const v of this.cfg.module.vip) {
+      const t0 = this.deps.clock.now();
       const r = await this.deps.vips.add(v);
       if (!r.ok) {
         for (const done of added) await this.deps.vips.remove(done);
@@ -260,7 +261,7 @@ export class MirrorRuntime {
         return;
       }
       added.push(v);
-      this.log('info', `VIP ${v.cidr} added on ${v.interface} and announced`, { vip: v.cidr });
+      this.log('info', `VIP ${v.cidr} added on ${v.interface} and announced`, { vip: v.cidr, durationMs: Math.round(this.deps.clock.now() - t0) });
     }
   }
 

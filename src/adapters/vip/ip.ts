@@ -35,7 +35,7 @@ import { KeyedQueue, type VipAddResult, type VipConfig, type VipManager, vipKey 
 export interface IpVipManagerOptions {
   /** How commands are run (default: execFile, bounded). */
   exec?: Exec;
-  /** How long the duplicate check waits for an answer, ms (default 500). IPv4 sends 2 probes in that time, IPv6 one. */
+  /** How long the duplicate check waits for an answer, ms (default 200: a LAN answers within milliseconds, and the check is part of every takeover). IPv4 sends 2 probes in that time, IPv6 one. */
   dadTimeoutMs?: number;
   /** Timeout of each `ip`/`sysctl` command, ms (default 5000). */
   commandTimeoutMs?: number;
@@ -73,7 +73,7 @@ export class IpVipManager implements VipManager {
 
   constructor(opts: IpVipManagerOptions = {}) {
     this.exec = opts.exec ?? execFileBounded;
-    this.dadTimeoutMs = opts.dadTimeoutMs ?? 500;
+    this.dadTimeoutMs = opts.dadTimeoutMs ?? 200;
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 5000;
   }
 
