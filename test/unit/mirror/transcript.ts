@@ -4,7 +4,7 @@
 //   params node=n1 peer=n2 default=n1|last|- repl=0|1 failover=1 nets=lan,hb2 timeout=2000 maxloop=3/60000
 //   @0 init seed=s [gen=s.1/s.0] [up=1] [en=1] [fo=1] [last=n1] [ctr=2]
 //     persist s.0 up=1 en=0 fo=1 last=-
-//   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [last=n2]
+//   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [last=n2] [sees=N|-]
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
 //   @30 done start_prim [fail]      @40 vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail]     @80 tick
@@ -15,7 +15,8 @@
 //   announce-vip | mount rw|ro|none | resync full|incr | stop-resync | log LEVEL: message
 // An expected line ending in `...` matches any action line that starts with the rest.
 // `hb *` delivers the same view on every network of the module. The peer's generation defaults
-// to this node's current one (in sync).
+// to this node's current one (in sync); the peer's `sees` defaults to this node's current change
+// counter (the peer has seen this node as it is now); `sees=-` means silent, a number a stale one.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { CheckerAction } from '../../../src/core/config/types.js';
@@ -150,7 +151,8 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
       const net = words[0] ?? '*';
       const st = words[1] ?? '';
       const o = kv(words.slice(2));
-      const msg: Record<string, unknown> = { lastPrimary: o.has('last') ? o.get('last') : null };
+      const sees = o.get('sees') ?? String(state.changes);
+      const msg: Record<string, unknown> = { lastPrimary: o.has('last') ? o.get('last') : null, n, sees: sees === '-' ? null : Number(sees) };
       for (const f of ['swap', 'wantSwap', 'second']) if (o.has(f)) msg[f] = true;
       const view: PeerView = {
         state: st.replace('~', ''), ready: !st.endsWith('~'), reason: o.get('r') ?? null,
