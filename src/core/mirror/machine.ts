@@ -62,6 +62,16 @@ export interface MirrorMsg {
   readonly wantSwap?: true;
   /** The sender was told `second`: it never elects itself. */
   readonly second?: true;
+  /** The sender's state-change counter (+1 on every change of state, ready or reason). */
+  readonly n: number;
+  /**
+   * The peer's `n` in the last view the sender received from it (null: silent). A node takes the
+   * primary role on the strength of its peer's view (an election, or a peer that is STOP/held)
+   * only when that view's `sees` equals its own current `n`: the peer has seen this node as it
+   * is now, and decided knowing it. This closes the races where both nodes act on stale views of
+   * each other (both start at once, a restarted primary holding an old SECOND view).
+   */
+  readonly sees: number | null;
 }
 
 type Step =
@@ -127,6 +137,8 @@ interface S {
   conflict: boolean;
   /** The peer was heard within heartbeatTimeoutMs at the last event (for validateCommand, which has no clock). */
   peerLive: boolean;
+  /** State-change counter, published as `msg.n`. */
+  changes: number;
 }
 
 /** The state of one mirror module on this node. Opaque to the daemon; plain data (cloneable). */
@@ -148,7 +160,7 @@ export function initialState(params: MirrorParams): MirrorState {
     peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false,
-    forcedSecond: null, conflict: false, peerLive: false,
+    forcedSecond: null, conflict: false, peerLive: false, changes: 0,
   };
 }
 
@@ -156,6 +168,8 @@ export function initialState(params: MirrorParams): MirrorState {
 export function viewOf(state: MirrorState): PeerView {
   const msg: MirrorMsg = {
     lastPrimary: state.persisted.lastPrimary,
+    n: state.changes,
+    sees: state.peerLive && state.peer.view && typeof peerMsg(state.peer.view).n === 'number' ? peerMsg(state.peer.view).n ?? null : null,
     ...(state.swapOut ? { swap: true as const } : {}),
     ...(state.wantSwap ? { wantSwap: true as const } : {}),
     ...(state.forcedSecond ? { second: true as const } : {}),
@@ -287,6 +301,7 @@ function setState(c: Ctx, name: MirrorStateName, ready: boolean, reason: string 
   const from = s.name;
   const hb = changed || s.stopping !== stopping;
   s.name = name; s.ready = ready; s.reason = reason; s.stopping = stopping;
+  if (changed) s.changes++;
   if (changed) c.out.push({ type: 'transition', from, to: name, ready, reason });
   if (hb) c.out.push({ type: 'send-heartbeat' });
 }
@@ -689,6 +704,11 @@ function mayRunAlone(c: Ctx): boolean {
   return s.persisted.upToDate && (s.persisted.lastPrimary === c.params.node || s.inSync);
 }
 
+/** The peer's view was made after it saw this node in its current state (see MirrorMsg.sees). */
+function peerSawMe(s: MirrorState, v: PeerView): boolean {
+  return peerMsg(v).sees === s.changes;
+}
+
 function evalWait(c: Ctx, role: PeerRole): void {
   const s = c.s;
   const r = s.reason ?? '';
@@ -710,14 +730,14 @@ function evalWait(c: Ctx, role: PeerRole): void {
   if (!LISTENING.has(r)) return; // held reasons: start_prim-failed, vip-conflict
   if (role === 'candidate') {
     const e = elect(s, c.params, v);
-    if (e === 'me' && !s.forcedSecond) becomePrimary(c, 'PRIM', 'start');
+    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, 'PRIM', 'start'); }
     else if (e === 'peer') becomeSecond(c, 'start', false);
     else if (e === 'none') waitFor(c, 'diverged');
     return;
   }
   // The peer is passive (STOP, held WAIT): it holds nothing and will not start without us.
   if (s.forcedSecond || (r === 'failover-off' && !s.persisted.failover)) return;
-  if (cmp === 'ahead' || (cmp === 'equal' && s.persisted.upToDate)) becomePrimary(c, 'ALONE', 'start');
+  if (cmp === 'ahead' || (cmp === 'equal' && s.persisted.upToDate)) { if (peerSawMe(s, v)) becomePrimary(c, 'ALONE', 'start'); }
   else waitFor(c, cmp === 'diverged' ? 'diverged' : 'peer-not-up-to-date');
 }
 
@@ -773,7 +793,7 @@ function evalSecond(c: Ctx, role: PeerRole): void {
   if (s.swapOut) return; // our own handover: wait for the peer to take over (or fall silent)
   if (role === 'candidate') {
     const e = elect(s, c.params, v);
-    if (e === 'me' && !s.forcedSecond) becomePrimary(c, 'PRIM', 'start');
+    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, 'PRIM', 'start'); }
     else if (e === 'none') waitFor(c, 'diverged');
     return;
   }
