@@ -120,7 +120,7 @@ describe('IpVipManager with a scripted host', () => {
     assert.deepEqual(await new IpVipManager({ exec: h.exec }).add(vip6), { ok: true });
     const lines = h.calls.map((c) => c.join(' '));
     const flush = lines.indexOf('ip -6 neigh flush to 2001:2::100 dev eth0');
-    const ping = lines.indexOf('ping -6 -n -q -c 1 -W 0.500 -I eth0 2001:2::100');
+    const ping = lines.indexOf('ping -6 -n -q -c 1 -W 0.200 -I eth0 2001:2::100');
     const add = lines.indexOf('ip addr add 2001:2::100/64 dev eth0 nodad');
     assert.ok(flush >= 0 && flush < ping && ping < add, lines.join('\n'));
     assert.ok(lines.includes('sysctl -q -w net/ipv6/conf/eth0/ndisc_notify=1'));
