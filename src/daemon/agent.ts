@@ -34,6 +34,14 @@ export interface AgentOptions {
   readonly transport?: HeartbeatTransport;
 }
 
+/** A module of this node that this version cannot run: it stays STOP with `reason`. */
+interface Unsupported {
+  readonly module: ModuleConfig;
+  readonly reason: string;
+  /** What is missing, for the refusal of commands. */
+  readonly what: string;
+}
+
 /** A command as the API passes it (validated there). */
 export interface AgentCommand {
   readonly cmd: string;
@@ -86,8 +94,8 @@ export class NodeAgent {
     private readonly logbook: Logbook,
     private readonly transport: HeartbeatTransport,
     private readonly mirrors: Map<string, MirrorRuntime>,
-    /** Modules of this node the daemon cannot run yet (farm), with why. */
-    private readonly others: Map<string, ModuleConfig>,
+    /** Modules of this node the daemon cannot run yet, with why. */
+    private readonly others: Map<string, Unsupported>,
   ) {}
 
   /** Loads and checks everything, then starts every module. Throws HakitError on bad config or key. */
@@ -121,12 +129,22 @@ export class NodeAgent {
     const scripts = opts.scripts ?? new ProcessScriptRunner();
     const vips = opts.vips ?? new IpVipManager();
     const mirrors = new Map<string, MirrorRuntime>();
-    const others = new Map<string, ModuleConfig>();
+    const others = new Map<string, Unsupported>();
     for (const m of mine) {
       if (m.kind !== 'mirror') {
-        others.set(m.name, m);
+        others.set(m.name, { module: m, reason: 'farm-not-implemented', what: 'farm modules' });
         opts.logbook.log(m.name, 'warn', `${m.kind} modules are not implemented yet in this version: module ${m.name} stays STOP`);
         continue;
+      }
+      if (m.replication.dirs.length > 0) {
+        // Running the application without the replication the admin asked for would lose data
+        // at the first failover: refuse until the replicated file system exists.
+        others.set(m.name, { module: m, reason: 'replication-not-implemented', what: 'replicated directories (replication.dirs)' });
+        opts.logbook.log(m.name, 'error', `replicated directories are not implemented yet in this version: module ${m.name} stays STOP (remove replication.dirs to run it without replication)`);
+        continue;
+      }
+      if (m.checkers.length > 0) {
+        opts.logbook.log(m.name, 'warn', `checkers are not implemented yet in this version: ${m.checkers.map((c) => c.name).join(', ')} not run`);
       }
       const dir = moduleStateDir(opts.stateDir, m.name);
       mkdirSync(`${dir}/logs`, { recursive: true, mode: 0o700 });
@@ -148,8 +166,9 @@ export class NodeAgent {
       if (module !== undefined && m.name !== module) continue;
       const rt = this.mirrors.get(m.name);
       if (rt) modules.push(rt.status());
-      else if (this.others.has(m.name)) {
-        modules.push({ name: m.name, kind: m.kind, state: 'STOP', ready: true, reason: 'not-implemented', peer: null, vip: m.vip.map((v) => v.cidr), replication: null });
+      else {
+        const u = this.others.get(m.name);
+        if (u) modules.push({ name: m.name, kind: m.kind, state: 'STOP', ready: true, reason: u.reason, peer: null, vip: m.vip.map((v) => v.cidr), replication: null });
       }
     }
     const c = this.transport.counters();
@@ -159,7 +178,8 @@ export class NodeAgent {
   async command(module: string, req: AgentCommand): Promise<{ message: string }> {
     const rt = this.mirrors.get(module);
     if (!rt) {
-      if (this.others.has(module)) throw new HakitError('NOT_IMPLEMENTED', { command: `${req.cmd} on a ${this.others.get(module)!.kind} module` });
+      const u = this.others.get(module);
+      if (u) throw new HakitError('NOT_IMPLEMENTED', { command: `${req.cmd} on a module with ${u.what}` });
       throw new HakitError('NO_MODULE', { module });
     }
     return { message: rt.command(toMirrorCommand(req)) };
