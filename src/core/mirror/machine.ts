@@ -40,6 +40,10 @@
  * - Two candidates (WAIT listening, SECOND) decide with `elect`, a function of data both views
  *   carry (generations, upToDate, lastPrimary in `msg`, the second flag) and of the shared config:
  *   both sides compute the same winner.
+ * - A node takes the primary role on the strength of a peer view (election won, or a peer in STOP
+ *   or a held WAIT) only if that view echoes this node's current change counter (`msg.sees` ==
+ *   own `msg.n`): the peer decided knowing this node as it is now. Silence (timeout) and an
+ *   explicit handover need no echo. The two-node driver test fails without this rule.
  * - Two primaries that meet (healed partition) resolve with the same rule: newer data stays, the
  *   other releases and becomes SECOND (or WAIT diverged when the generations diverged; then the
  *   tie rule keeps one of them running).
