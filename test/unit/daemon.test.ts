@@ -1,0 +1,165 @@
+/**
+ * The daemon's wiring (src/daemon) with the in-memory twins of every adapter: two node agents in
+ * one process, connected by a MemoryHeartbeatNetwork, sharing a FakeLan for their VIPs, with
+ * fake scripts. The real adapters are covered by their contract tests and by
+ * test/integration/mirror.test.ts; this test checks what the agent adds: node discovery, status,
+ * refusals, the executor order, shutdown handing over. Short heartbeat settings keep it fast.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Writable } from 'node:stream';
+import { join } from 'node:path';
+import { generateKey, parseKey } from '../../src/adapters/key/cluster-key.js';
+import { FakeScriptRunner } from '../../src/adapters/scripts/index.js';
+import { MemoryHeartbeatNetwork } from '../../src/adapters/udp/memory-transport.js';
+import { FakeLan, FakeVipManager } from '../../src/adapters/vip/index.js';
+import { loadConfigDir } from '../../src/adapters/configfs/index.js';
+import { NodeAgent, findNode } from '../../src/daemon/agent.js';
+import { Logbook } from '../../src/daemon/logbook.js';
+import { isHakitError } from '../../src/core/errors.js';
+
+const VIP = '198.18.0.100';
+
+function writeConfig(dir: string, extraModule = ''): void {
+  mkdirSync(join(dir, 'modules/web'), { recursive: true });
+  mkdirSync(join(dir, 'modules/data'), { recursive: true });
+  writeFileSync(join(dir, 'cluster.key'), generateKey(), { mode: 0o600 });
+  writeFileSync(join(dir, 'cluster.yaml'), [
+    'cluster: { name: t, key_file: cluster.key }',
+    'networks: [lan, hb2]',
+    'nodes:',
+    '  - { name: n1, addresses: { lan: 198.18.0.1, hb2: 198.19.0.1 } }',
+    '  - { name: n2, addresses: { lan: 198.18.0.2, hb2: 198.19.0.2 } }',
+    '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'modules/web/module.yaml'), [
+    'kind: mirror',
+    'nodes: [n1, n2]',
+    'default_primary: n1',
+    'heartbeat: { pulse: 20ms, timeout: 200ms }',
+    `vip: [ { address: ${VIP}/24, interface: eth0 } ]`,
+    extraModule,
+    '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'modules/data/module.yaml'), [
+    'kind: mirror',
+    'nodes: [n1, n2]',
+    'vip: [ { address: 198.18.0.101/24, interface: eth0 } ]',
+    'replication: { dirs: [ { path: /srv/data } ] }',
+    '',
+  ].join('\n'));
+}
+
+const quiet = () => new Writable({ write(_c, _e, cb) { cb(); } });
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('findNode', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hakit-daemon-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  writeConfig(dir);
+  const res = loadConfigDir(dir);
+  assert.ok(res.ok);
+  const config = res.ok ? res.config : undefined!;
+
+  test('finds the node whose address is on this host', () => {
+    assert.equal(findNode(config, undefined, new Set(['127.0.0.1', '198.19.0.2'])), 'n2');
+  });
+  test('refuses a host with no node address, naming the nodes and the --node flag', () => {
+    assert.throws(() => findNode(config, undefined, new Set(['127.0.0.1'])), /no address of any node \(n1, n2\).*--node NAME/);
+  });
+  test('refuses a host holding addresses of two nodes', () => {
+    assert.throws(() => findNode(config, undefined, new Set(['198.18.0.1', '198.18.0.2'])), /several nodes \(n1, n2\)/);
+  });
+  test('--node must name a node of cluster.yaml', () => {
+    assert.equal(findNode(config, 'n1', new Set()), 'n1');
+    assert.throws(() => findNode(config, 'n9', new Set()), /--node n9 is not a node/);
+  });
+});
+
+describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
+  const root = mkdtempSync(join(tmpdir(), 'hakit-daemon-'));
+  const lan = new FakeLan();
+  const net = new MemoryHeartbeatNetwork();
+  const agents: NodeAgent[] = [];
+  const vips: Record<string, FakeVipManager> = {};
+  after(async () => {
+    for (const a of agents) await a.shutdown().catch(() => undefined);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  async function agent(node: 'n1' | 'n2', mac: string): Promise<NodeAgent> {
+    const dir = join(root, node);
+    writeConfig(join(dir, 'etc'));
+    // Both nodes need the same key: copy n1's.
+    if (node === 'n2') writeFileSync(join(dir, 'etc/cluster.key'), readFileSync(join(root, 'n1/etc/cluster.key'), 'utf8'), { mode: 0o600 });
+    const key = parseKey(readFileSync(join(dir, 'etc/cluster.key'), 'utf8'));
+    const i = node === 'n1' ? 1 : 2;
+    vips[node] = new FakeVipManager({ lan, mac });
+    const a = await NodeAgent.create({
+      configDir: join(dir, 'etc'), stateDir: join(dir, 'state'), node, logbook: new Logbook({ destination: quiet() }),
+      scripts: new FakeScriptRunner(), vips: vips[node],
+      transport: net.transport({ key, cluster: 't', node, members: { web: ['n1', 'n2'], data: ['n1', 'n2'] },
+        bind: [{ network: 'lan', address: `198.18.0.${i}` }, { network: 'hb2', address: `198.19.0.${i}` }] }),
+    });
+    agents.push(a);
+    return a;
+  }
+
+  let n1: NodeAgent;
+  let n2: NodeAgent;
+  const holders = () => lan.answering(VIP);
+
+  test('started on both, the default primary n1 is PRIM and only n1 holds the VIP', async () => {
+    n1 = await agent('n1', '02:00:00:00:00:01');
+    n2 = await agent('n2', '02:00:00:00:00:02');
+    await n1.command('web', { cmd: 'start' });
+    await n2.command('web', { cmd: 'start' });
+    const st = (a: NodeAgent) => a.status('web').modules[0]!;
+    await waitFor('PRIM + SECOND', () => st(n1).state === 'PRIM' && st(n1).ready && st(n2).state === 'SECOND' && st(n2).ready);
+    assert.deepEqual(holders(), ['02:00:00:00:00:01']);
+    const s2 = n2.status('web');
+    assert.equal(s2.node, 'n2');
+    assert.deepEqual(s2.modules[0]!.peer, { name: 'n1', state: 'PRIM' });
+    assert.deepEqual(s2.modules[0]!.vip, [`${VIP}/24`]);
+    assert.equal(s2.modules[0]!.replication?.upToDate, true);
+  });
+
+  test('a module with replicated dirs stays STOP with a reason and refuses start (no silent unreplicated run)', async () => {
+    const s = n1.status('data').modules[0]!;
+    assert.equal(s.state, 'STOP');
+    assert.equal(s.reason, 'replication-not-implemented');
+    await assert.rejects(n1.command('data', { cmd: 'start' }), (e: unknown) => isHakitError(e) && e.code === 'HAKIT_E_NOT_IMPLEMENTED');
+  });
+
+  test('refusals: swap on the secondary is BAD_STATE; an unknown module is NO_MODULE; state unchanged', async () => {
+    await assert.rejects(n2.command('web', { cmd: 'swap' }), (e: unknown) => isHakitError(e) && e.code === 'HAKIT_E_BAD_STATE' && /swap/.test(e.message));
+    await assert.rejects(n2.command('nope', { cmd: 'start' }), (e: unknown) => isHakitError(e) && e.code === 'HAKIT_E_NO_MODULE');
+    assert.throws(() => n2.status('nope'), (e: unknown) => isHakitError(e) && e.code === 'HAKIT_E_NO_MODULE');
+    assert.equal(n2.status('web').modules[0]!.state, 'SECOND');
+  });
+
+  test('shutdown of the primary\'s daemon hands over: n2 holds the VIP, never both at once', async () => {
+    let both = false;
+    const watch = setInterval(() => { if (holders().length > 1) both = true; }, 1);
+    try {
+      await n1.shutdown();
+      agents.splice(agents.indexOf(n1), 1);
+      await waitFor('n2 ALONE ready', () => { const s = n2.status('web').modules[0]!; return s.state === 'ALONE' && s.ready; });
+      assert.deepEqual(holders(), ['02:00:00:00:00:02']);
+      assert.equal(both, false, 'the VIP was held by both nodes at some moment');
+      const log = n2.log('web', 100).map((e) => e.message).join('\n');
+      assert.match(log, /stopped cleanly: taking over/);
+    } finally {
+      clearInterval(watch);
+    }
+  });
+});
