@@ -10,6 +10,7 @@
  */
 import { type Clock, realClock } from '../clock/index.js';
 import {
+  LiveRuns,
   logFooter, logHeader, logName, logsToPrune, scriptArgv, scriptEnv,
   type ScriptName, type ScriptRequest, type ScriptResult, type ScriptRunner,
 } from './runner.js';
@@ -67,7 +68,7 @@ export class FakeScriptRunner implements ScriptRunner {
   private readonly defaultOutcome: FakeOutcome;
   private readonly programmed = new Map<ScriptName, FakeOutcome>();
   private readonly running: Running[] = [];
-  private readonly live = new Map<AbortController, Promise<ScriptResult>>();
+  private readonly live = new LiveRuns<ScriptResult>();
   private lastStamp = 0;
 
   constructor(opts: FakeScriptRunnerOptions = {}) {
@@ -104,17 +105,11 @@ export class FakeScriptRunner implements ScriptRunner {
   }
 
   run(req: ScriptRequest): Promise<ScriptResult> {
-    const ctl = new AbortController();
-    const done = this.runInner(req, req.signal ? AbortSignal.any([req.signal, ctl.signal]) : ctl.signal)
-      .finally(() => this.live.delete(ctl));
-    this.live.set(ctl, done);
-    return done;
+    return this.live.track((signal) => this.runInner(req, signal), req.signal);
   }
 
-  async killAll(): Promise<void> {
-    const runs = [...this.live];
-    for (const [ctl] of runs) ctl.abort();
-    await Promise.all(runs.map(([, p]) => p));
+  killAll(): Promise<void> {
+    return this.live.killAll();
   }
 
   private async runInner(req: ScriptRequest, signal: AbortSignal): Promise<ScriptResult> {

@@ -22,6 +22,7 @@ import { dirname, join } from 'node:path';
 import { formatMessage, ERRORS } from '../../core/errors.js';
 import { realClock } from '../clock/index.js';
 import {
+  LiveRuns,
   logFooter, logHeader, logName, logsToPrune, scriptArgv, scriptEnv,
   type ScriptRequest, type ScriptResult, type ScriptRunner,
 } from './runner.js';
@@ -43,7 +44,7 @@ export class ProcessScriptRunner implements ScriptRunner {
   private readonly checkOwnership: boolean;
   private readonly killGraceMs: number;
   /** Runs in progress: their abort handles and completion. */
-  private readonly live = new Map<AbortController, Promise<ScriptResult>>();
+  private readonly live = new LiveRuns<ScriptResult>();
   private lastStamp = 0;
 
   constructor(opts: ProcessScriptRunnerOptions = {}) {
@@ -53,17 +54,12 @@ export class ProcessScriptRunner implements ScriptRunner {
   }
 
   run(req: ScriptRequest): Promise<ScriptResult> {
-    const ctl = new AbortController();
     const t0 = realClock.now();
-    const done = this.runGuarded(req, ctl.signal, t0).finally(() => this.live.delete(ctl));
-    this.live.set(ctl, done);
-    return done;
+    return this.live.track((signal) => this.runGuarded(req, signal, t0));
   }
 
-  async killAll(): Promise<void> {
-    const runs = [...this.live];
-    for (const [ctl] of runs) ctl.abort();
-    await Promise.all(runs.map(([, p]) => p));
+  killAll(): Promise<void> {
+    return this.live.killAll();
   }
 
   /** Never rejects: an unexpected failure of the runner itself becomes a failed result. */

@@ -68,6 +68,29 @@ export interface ScriptRunner {
 /** Log files kept per script name and log directory. */
 export const LOGS_KEPT = 20;
 
+/**
+ * The runs in progress of a runner, each with its own AbortController, so that `killAll` can
+ * abort every one and wait for their results. Shared by the real runner and the fake.
+ */
+export class LiveRuns<T> {
+  private readonly live = new Map<AbortController, Promise<T>>();
+
+  /** Starts `run` with a signal that aborts on `killAll` (and on `outer`, if given). */
+  track(run: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal): Promise<T> {
+    const ctl = new AbortController();
+    const done = run(outer ? AbortSignal.any([outer, ctl.signal]) : ctl.signal).finally(() => this.live.delete(ctl));
+    this.live.set(ctl, done);
+    return done;
+  }
+
+  /** Aborts every run in progress and resolves when they all ended. */
+  async killAll(): Promise<void> {
+    const runs = [...this.live];
+    for (const [ctl] of runs) ctl.abort();
+    await Promise.all(runs.map(([, p]) => p));
+  }
+}
+
 /** The PATH every script gets. */
 export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
