@@ -148,6 +148,16 @@ export class TestCluster {
     await Promise.race([exited, new Promise((_r, rej) => setTimeout(() => rej(new Error(`daemon on ${node} did not stop in ${timeoutMs} ms`)), timeoutMs))]);
   }
 
+  /** SIGKILLs the node's daemon only: the application and the VIP it holds stay up. */
+  async killDaemon(node: string): Promise<void> {
+    const p = this.daemons.get(node);
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGKILL');
+    await exited;
+    this.daemons.delete(node);
+  }
+
   /**
    * The whole server dies: SIGKILL of every process of the host (FUSE mounts unmounted), its
    * cables pulled, and the addresses a reboot would not restore (the VIP) removed, so the dead

@@ -49,7 +49,7 @@ test('every transition is followed by a send-heartbeat (issue 3 item 1)', () => 
     { type: 'command', now: 0, command: { cmd: 'start' } },
     { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' },
     { type: 'tick', now: 3000 },
-    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' },
+    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' }, { type: 'vip-added', now: 3001 },
     { type: 'script-done', now: 3002, script: 'start_prim', ok: true, detail: '' },
     { type: 'command', now: 4000, command: { cmd: 'stop' } },
   ]);
@@ -84,7 +84,7 @@ test('refused commands say why, and step leaves the state unchanged (DESIGN.md 3
   const alone = drive(params, [
     { type: 'init', now: 0, persisted: null, idSeed: 's' }, { type: 'command', now: 0, command: { cmd: 'start' } },
     { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' }, { type: 'tick', now: 3000 },
-    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' },
+    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' }, { type: 'vip-added', now: 3001 },
     { type: 'script-done', now: 3002, script: 'start_prim', ok: true, detail: '' },
   ]).state;
   assert.equal(alone.name, 'ALONE');
@@ -122,7 +122,7 @@ function rng(seed: number): () => number {
 interface SimNode {
   name: string; params: MirrorParams; state: MirrorState; store: ReturnType<typeof viewOf> extends never ? never : import('../../src/core/mirror/index.js').Persisted | null;
   alive: boolean; restartAt: number; script: { name: import('../../src/core/mirror/index.js').ScriptName; at: number; ok: boolean } | null;
-  vip: boolean; rw: boolean; app: boolean; netDown: Set<string>;
+  vip: boolean; vipPending: boolean; rw: boolean; app: boolean; netDown: Set<string>;
 }
 
 /**
@@ -138,7 +138,7 @@ function simulate(seed: number, steps: number): { primaries: number; takeovers: 
   const nets = ['lan', 'hb2'];
   const mk = (name: string, peer: string): SimNode => ({
     name, params: defaultParams({ node: name, peer, defaultPrimary: pick(['n1', 'n2', 'last', undefined]), networks: nets, maxloop: { count: 5, windowMs: 20_000 } }),
-    state: initialState(defaultParams()), store: null, alive: false, restartAt: 0, script: null, vip: false, rw: false, app: false, netDown: new Set(),
+    state: initialState(defaultParams()), store: null, alive: false, restartAt: 0, script: null, vip: false, vipPending: false, rw: false, app: false, netDown: new Set(),
   });
   const nodes = [mk('n1', 'n2'), mk('n2', 'n1')];
   let now = 0;
@@ -158,7 +158,9 @@ function simulate(seed: number, steps: number): { primaries: number; takeovers: 
     for (const a of r.actions) {
       switch (a.type) {
         case 'persist': n.store = a.persisted; break;
-        case 'vip': n.vip = a.op === 'add'; break;
+        // An add is answered on the next pulse, after the duplicate check (vip-failed while the
+        // other node holds the VIP, as the real check would find).
+        case 'vip': if (a.op === 'add') n.vipPending = true; else { n.vip = false; n.vipPending = false; } break;
         case 'mount': n.rw = a.mode === 'rw'; break;
         case 'run-script': {
           if (a.script === 'start_prim') n.app = true;
@@ -182,6 +184,12 @@ function simulate(seed: number, steps: number): { primaries: number; takeovers: 
     now += 250;
     for (const n of nodes) {
       if (!n.alive) { if (now >= n.restartAt) boot(n); continue; }
+      if (n.vipPending) {
+        n.vipPending = false;
+        const other = nodes.find((o) => o !== n)!;
+        if (other.alive && other.vip) feed(n, { type: 'vip-failed', now, detail: 'conflict' });
+        else { n.vip = true; feed(n, { type: 'vip-added', now }); }
+      }
       if (n.script && now >= n.script.at) {
         const s = n.script; n.script = null;
         if (s.name === 'stop_prim') n.app = false;
@@ -198,7 +206,7 @@ function simulate(seed: number, steps: number): { primaries: number; takeovers: 
     const r = rand();
     const n = pick(nodes);
     if (r < 0.01 && n.alive) {
-      n.alive = false; n.vip = false; n.rw = false; n.app = false; n.script = null; n.restartAt = now + Math.floor(rand() * 5000);
+      n.alive = false; n.vip = false; n.vipPending = false; n.rw = false; n.app = false; n.script = null; n.restartAt = now + Math.floor(rand() * 5000);
       trace.push(`${now} ${n.name} CRASH`);
     } else if (r < 0.04) {
       const net = pick(nets);
