@@ -186,7 +186,6 @@ describe('mirror module: refusals and failures', PREREQ, () => {
     // Regression: the refused takeover must not start the application (nor mount rw) at all.
     const slog = await c.hakit(second, ['log', 'web', '-n', '200']);
     assert.doesNotMatch(slog.stdout.split('virtual IP could not be added').pop() ?? '', /script start_prim/);
-    assert.doesNotMatch(slog.stdout, /start_prim SECOND ALONE takeover/);
     await c.startDaemon(prim);
     await c.waitFor('one PRIM/ALONE and one SECOND again', async () => {
       const [a, b] = [await c.status('n1'), await c.status('n2')];
