@@ -80,6 +80,7 @@ export class MirrorRuntime {
   private readonly queue: Batch[] = [];
   private draining: Promise<void> | null = null;
   private timers: TimerHandle[] = [];
+  private silenceTimer: TimerHandle | null = null;
   private running = 0;
   private closed = false;
   private unsubscribe: (() => void) | null = null;
@@ -129,6 +130,7 @@ export class MirrorRuntime {
     this.unsubscribe = this.deps.transport.onReceive((network, _from, d) => {
       if (d.module !== this.name || d.node !== this.params.peer) return;
       this.deliver({ type: 'heartbeat', now: this.deps.clock.now(), network, view: d.view });
+      this.armSilenceTick();
     });
     this.deliver({ type: 'init', now: this.deps.clock.now(), persisted, idSeed: this.deps.idSeed() });
     this.schedulePulse();
@@ -203,6 +205,7 @@ export class MirrorRuntime {
     this.closed = true;
     for (const t of this.timers) this.deps.clock.clearTimer(t);
     this.timers = [];
+    if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
     this.unsubscribe?.();
   }
 
@@ -330,6 +333,18 @@ export class MirrorRuntime {
       this.schedulePulse();
     });
     this.timers.push(t);
+  }
+
+  /**
+   * A tick exactly when the peer would become silent (just after the heartbeat timeout), so that
+   * a lost peer is noticed at the timeout, not up to a tick period later.
+   */
+  private armSilenceTick(): void {
+    if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
+    this.silenceTimer = this.deps.clock.setTimer(this.params.heartbeatTimeoutMs + 1, () => {
+      this.silenceTimer = null;
+      if (!this.closed) this.deliver({ type: 'tick', now: this.deps.clock.now() });
+    });
   }
 
   private scheduleTick(): void {
