@@ -44,7 +44,7 @@ export class Probe {
   private constructor(private readonly child: ChildProcess) {}
 
   static start(client: Host, logFile: string, target = VIP, port = APP_PORT): Probe {
-    const child = client.spawn(['/usr/bin/node', join(REPO, 'dist/bench/probe.js'), target, String(port), '100', '2', '5'],
+    const child = client.spawn(['/usr/bin/node', join(REPO, 'dist/bench/probe.js'), target, String(port), '100', '2', '20'],
       { stdio: ['pipe', 'pipe', openSync(logFile, 'a')] });
     const p = new Probe(child);
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO } from '../test/testbed/cluster.js';
 import { sweep } from '../test/testbed/index.js';
+import { FAILOVER_GOAL } from './figures/failover.js';
 import { FIGURES } from './figures/index.js';
 import { assertKeepalivedConfined, monoMs } from './harness.js';
 import { markdownReport, stampOf, svgChart, textTable, type SessionResult } from './report.js';
@@ -89,7 +90,7 @@ async function main(): Promise<number> {
   if (failover.length > 0) {
     chart = `${stamp}-failover.svg`;
     writeFileSync(join(outDir, chart), svgChart('Failover outage per run (SIGKILL of the primary host)',
-      failover.map((m) => ({ label: m.id === 'failover' ? 'hakit' : 'keepalived', color: m.id === 'failover' ? '#1f77b4' : '#d62728', values: m.samples }))));
+      failover.map((m) => ({ label: m.id === 'failover' ? 'hakit' : 'keepalived', color: m.id === 'failover' ? '#1f77b4' : '#d62728', values: m.samples })), FAILOVER_GOAL.max));
   }
   writeFileSync(join(outDir, `${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(outDir, `${stamp}.md`), markdownReport(result, chart));

@@ -2,7 +2,7 @@
  * The bench client: runs on the client host and asks HOST:PORT over and over, each attempt a new
  * TCP connection with a short deadline, so that a takeover is seen within about one deadline.
  *
- *   node probe.js HOST PORT [TIMEOUT_MS=100] [LOOPS=2] [GAP_MS=5]
+ *   node probe.js HOST PORT [TIMEOUT_MS=100] [LOOPS=2] [GAP_MS=20]
  *
  * Prints one line per successful request: `ok <t> <server>`, where <t> is the time the answer was
  * complete in ms of the system monotonic clock (process.hrtime, CLOCK_MONOTONIC: the same clock in
@@ -20,7 +20,7 @@ if (!host || !portArg) {
 const port = Number(portArg);
 const timeoutMs = Number(timeoutArg ?? 100);
 const loops = Number(loopsArg ?? 2);
-const gapMs = Number(gapArg ?? 5);
+const gapMs = Number(gapArg ?? 20);
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 

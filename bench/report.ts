@@ -112,13 +112,14 @@ function xmlEscape(s: string): string {
 
 /**
  * A line chart as a standalone SVG document: x = run number (1..n), y = value in seconds (values
- * are ms), one polyline with dots per series, the y axis from 0 with nice ticks, a legend with
- * each series' median. Empty series are listed in the legend as 'no sample'.
+ * are ms), one polyline with dots per series, the y axis from 0 with nice ticks, a legend above
+ * the plot with each series' median, and `goalMs` as a dashed line when given. Empty series are
+ * listed in the legend as 'no sample'.
  */
-export function svgChart(title: string, series: readonly Series[]): string {
-  const W = 640, H = 360, L = 60, R = 20, T = 40, B = 50;
+export function svgChart(title: string, series: readonly Series[], goalMs?: number): string {
+  const W = 640, H = 380, L = 60, R = 20, T = 60, B = 50;
   const n = Math.max(1, ...series.map((s) => s.values.length));
-  const maxV = Math.max(0, ...series.flatMap((s) => s.values)) / 1000;
+  const maxV = Math.max(0, goalMs ?? 0, ...series.flatMap((s) => s.values)) / 1000;
   const step = niceStep(maxV || 1);
   const top = Math.max(step, Math.ceil(maxV / step) * step);
   const x = (i: number) => L + (n === 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (n - 1));
@@ -146,10 +147,14 @@ export function svgChart(title: string, series: readonly Series[]): string {
       parts.push(`<circle cx="${cx}" cy="${cy}" r="3.5" fill="${s.color}"/>`);
     }
     const med = s.values.length === 0 ? null : median(s.values);
-    const ly = T + 4 + k * 18;
-    parts.push(`<rect x="${W - R - 220}" y="${ly}" width="12" height="12" fill="${s.color}"/>`,
-      `<text x="${W - R - 202}" y="${ly + 10}">${xmlEscape(s.label)}: ${med === null ? 'no sample' : `median ${(med / 1000).toFixed(3)} s`}</text>`);
+    const lx = L + k * 200;
+    parts.push(`<rect x="${lx}" y="32" width="12" height="12" fill="${s.color}"/>`,
+      `<text x="${lx + 18}" y="42">${xmlEscape(s.label)}: ${med === null ? 'no sample' : `median ${(med / 1000).toFixed(3)} s`}</text>`);
   });
+  if (goalMs !== undefined) {
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(goalMs).toFixed(1)}" y2="${y(goalMs).toFixed(1)}" stroke="#2ca02c" stroke-dasharray="6 4"/>`,
+      `<text x="${W - R - 4}" y="${(y(goalMs) - 4).toFixed(1)}" text-anchor="end" fill="#2ca02c">goal ${goalMs / 1000} s</text>`);
+  }
   parts.push('</svg>');
   return parts.join('\n') + '\n';
 }
