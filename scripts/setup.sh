@@ -11,6 +11,7 @@ declare -A TOOLS=(
   [ip]=iproute2 [bridge]=iproute2 [nft]=nftables [arping]=arping [ping]=iputils-ping
   [fusermount]=fuse [nsenter]=util-linux [unshare]=util-linux [pkill]=procps [fuser]=psmisc
   [python3]=python3 [make]=make [g++]=g++ [curl]=curl
+  [keepalived]=keepalived   # the failover peer of npm run bench
 )
 LIBS=(libfuse2)   # checked with dpkg
 
