@@ -348,7 +348,9 @@ export class MirrorRuntime {
   }
 
   private scheduleTick(): void {
-    const t = this.deps.clock.setTimer(Math.min(this.params.pulseMs, 100), () => {
+    // Silence is caught by armSilenceTick at its exact deadline; this tick only drives the slower
+    // timeouts of the core (listening for the peer at start, maxloop windows), one per pulse.
+    const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
       this.timers = this.timers.filter((x) => x !== t);
       if (this.closed) return;
       this.deliver({ type: 'tick', now: this.deps.clock.now() });

@@ -93,10 +93,10 @@ export class TestCluster {
   }
 
   /** Starts `hakit daemon` on a node and waits until its socket answers. */
-  async startDaemon(node: string): Promise<void> {
+  async startDaemon(node: string, opts: { nodeArgs?: string[] } = {}): Promise<void> {
     await this.powerOn(node);
     const h = this.tb.host(node);
-    const p = h.spawn(['/usr/bin/node', '--enable-source-maps', HAKIT, 'daemon', '--config-dir', this.configDir(node),
+    const p = h.spawn(['/usr/bin/node', '--enable-source-maps', ...(opts.nodeArgs ?? []), HAKIT, 'daemon', '--config-dir', this.configDir(node),
       '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')] });
     this.daemons.set(node, p);
     await this.waitFor(`daemon on ${node} answers`, async () => (await this.hakit(node, ['status', '--json'])).code === 0, 15_000);

@@ -90,7 +90,7 @@ export type MirrorCommand =
 export type MirrorEvent =
   /** First event of a runtime: what the store held (null on first start) and a fresh random seed. */
   | { readonly type: 'init'; readonly now: number; readonly persisted: Persisted | null; readonly idSeed: string }
-  /** Sent every pulse (and at least every 100 ms while scripts run); drives silence detection. */
+  /** Sent every pulse, and at the exact moment the peer would become silent; drives every timeout of the core. */
   | { readonly type: 'tick'; readonly now: number }
   /** An authenticated, fresh heartbeat of the peer on one network. */
   | { readonly type: 'heartbeat'; readonly now: number; readonly network: string; readonly view: PeerView }
