@@ -30,6 +30,7 @@ export const ERRORS = {
   NOT_IMPLEMENTED: spec('HAKIT_E_NOT_IMPLEMENTED', 3, '`hakit {command}` is not implemented yet in this version.'),
   NO_DAEMON: spec('HAKIT_E_NO_DAEMON', 4, 'No hakit daemon answers on {socket}. Start it with `hakit daemon --config-dir DIR`, or pass --socket PATH / set HAKIT_SOCKET.'),
   NO_MODULE: spec('HAKIT_E_NO_MODULE', 5, 'There is no module named {module} on this node. `hakit status` lists the modules.'),
+  NO_CHECKER: spec('HAKIT_E_NO_CHECKER', 5, 'Module has no checker named {checker} (its checkers: {known}). `hakit status MODULE` lists them.'),
   BAD_STATE: spec('HAKIT_E_BAD_STATE', 6, 'Cannot {command} module {module} while it is {state}: {detail}.'),
   BAD_REQUEST: spec('HAKIT_E_BAD_REQUEST', 2, 'The request is invalid: {detail}.'),
   // environment and prerequisites
