@@ -708,6 +708,7 @@ export class LinkReceiver implements Omit<ReplicationReceiver, 'port' | 'close'>
           await handler(item.payload, item.seq);
         } catch (e) {
           if (s.alive) {
+            this.flushAck(s);
             s.conn.write(encodeFrame(s.keyOut, FrameType.Bye, s.nextSeq++, Buffer.from(`apply failed: ${(e as Error)?.message ?? String(e)}`.slice(0, 1000), 'utf8')));
             s.conn.end();
             this.endSession(s, `the handler refused seq ${item.seq}: ${(e as Error)?.message ?? String(e)}`);
@@ -739,11 +740,16 @@ export class LinkReceiver implements Omit<ReplicationReceiver, 'port' | 'close'>
     s.ackScheduled = true;
     setImmediate(() => {
       s.ackScheduled = false;
-      if (!s.alive || s.applied <= s.ackedSent) return;
-      s.ackedSent = s.applied;
-      s.conn.write(encodeFrame(s.keyOut, FrameType.Ack, s.nextSeq++, ackPayload(s.applied)));
-      this.counts.acksSent++;
+      if (s.alive) this.flushAck(s);
     });
+  }
+
+  /** Acks everything applied and not yet acked (also right before a BYE: applied is applied). */
+  private flushAck(s: ReceiverSession): void {
+    if (s.applied <= s.ackedSent) return;
+    s.ackedSent = s.applied;
+    s.conn.write(encodeFrame(s.keyOut, FrameType.Ack, s.nextSeq++, ackPayload(s.applied)));
+    this.counts.acksSent++;
   }
 
   /** Closes every connection; resolves when they are closed. */
@@ -751,6 +757,7 @@ export class LinkReceiver implements Omit<ReplicationReceiver, 'port' | 'close'>
     this.closed = true;
     const s = this.current;
     if (s) {
+      this.flushAck(s);
       s.conn.write(encodeFrame(s.keyOut, FrameType.Bye, s.nextSeq++, Buffer.from('receiver closed', 'utf8')));
       s.conn.end();
       this.endSession(s, 'the receiver is closed');
