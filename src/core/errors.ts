@@ -50,6 +50,8 @@ export const ERRORS = {
   SCRIPT_UNSAFE: spec('HAKIT_E_SCRIPT_UNSAFE', 10, 'Refusing to run {file} as root: {detail}. Make the script and its directory owned by root and not writable by group or others (chown root; chmod go-w).'),
   // virtual IPs (issue 3)
   VIP: spec('HAKIT_E_VIP', 9, 'Cannot {op} the virtual IP {vip} on {interface}: {detail}. Check the interface, that hakit runs as root and that `ip`, `arping` and `ping` are installed.'),
+  // replication link (issue 4)
+  PEER_GONE: spec('HAKIT_E_PEER_GONE', 8, 'The replication peer {peer} of module {module} is gone ({detail}); the change was not acknowledged by it. The module continues alone and the peer is resynced when it returns.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERRORS;
