@@ -49,6 +49,9 @@ export const ERRORS = {
   SCRIPT_UNSAFE: spec('HAKIT_E_SCRIPT_UNSAFE', 10, 'Refusing to run {file} as root: {detail}. Make the script and its directory owned by root and not writable by group or others (chown root; chmod go-w).'),
   // virtual IPs (issue 3)
   VIP: spec('HAKIT_E_VIP', 9, 'Cannot {op} the virtual IP {vip} on {interface}: {detail}. Check the interface, that hakit runs as root and that `ip`, `arping` and `ping` are installed.'),
+  // replicated file system (issue 4)
+  RFS_MOUNT: spec('HAKIT_E_RFS_MOUNT', 13, 'Cannot mount or unmount the replicated directory {dir}: {detail}. Check that /dev/fuse is usable, that hakit runs as root and that no other process has a mount there (`fusermount -uz {dir}` clears a stale one).'),
+  RFS: spec('HAKIT_E_RFS', 13, 'The replicated file system process for {dir} failed: {detail}. Read the daemon log; the module stays stopped until its directory can be mounted.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERRORS;
