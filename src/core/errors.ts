@@ -52,6 +52,9 @@ export const ERRORS = {
   VIP: spec('HAKIT_E_VIP', 9, 'Cannot {op} the virtual IP {vip} on {interface}: {detail}. Check the interface, that hakit runs as root and that `ip`, `arping` and `ping` are installed.'),
   // replication link (issue 4)
   PEER_GONE: spec('HAKIT_E_PEER_GONE', 8, 'The replication peer {peer} of module {module} is gone ({detail}); the change was not acknowledged by it. The module continues alone and the peer is resynced when it returns.'),
+  // replicated file system (issue 4)
+  RFS_MOUNT: spec('HAKIT_E_RFS_MOUNT', 13, 'Cannot mount or unmount the replicated directory {dir}: {detail}. Check that /dev/fuse is usable, that hakit runs as root and that no other process has a mount there (`fusermount -uz {dir}` clears a stale one).'),
+  RFS: spec('HAKIT_E_RFS', 13, 'The replicated file system process for {dir} failed: {detail}. Read the daemon log; the module stays stopped until its directory can be mounted.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERRORS;

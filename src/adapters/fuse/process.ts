@@ -1,0 +1,104 @@
+/**
+ * The daemon's handle on one rfs child process (`rfs-main.js`): requests as JSON lines on its
+ * stdin, replies on its stdout. A reply that is an error rejects with a HakitError carrying the
+ * child's code; the child exiting rejects every pending request with HAKIT_E_RFS.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { HakitError } from '../../core/errors.js';
+import type { RfsMode } from './passthrough.js';
+import type { Rfs, RfsReply, RfsRequest, RfsStatus } from './rfs.js';
+
+/** Path of the compiled child entry point, next to this file. */
+export const RFS_MAIN = fileURLToPath(new URL('./rfs-main.js', import.meta.url));
+
+type Req = RfsRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+export interface RfsProcessOptions {
+  /** `local` (default) acknowledges records at once; `recording` keeps them for `records()`. */
+  readonly replicator?: 'local' | 'recording';
+  /** Where the child's stderr goes (default: inherited). */
+  readonly stderr?: 'inherit' | 'ignore' | 'pipe';
+}
+
+
+export class RfsProcess implements Rfs {
+  readonly child: ChildProcess;
+  /** Resolves with the exit code (or signal name) when the child is gone. */
+  readonly exited: Promise<number | string>;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private dir = '(none)';
+
+  constructor(opts: RfsProcessOptions = {}) {
+    const args = [RFS_MAIN, '--replicator', opts.replicator ?? 'local'];
+    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', opts.stderr ?? 'inherit'] });
+    const rl = createInterface({ input: this.child.stdout as NodeJS.ReadableStream });
+    rl.on('line', (line) => {
+      let rep: RfsReply;
+      try {
+        rep = JSON.parse(line) as RfsReply;
+      } catch {
+        return;
+      }
+      const p = this.pending.get(rep.id);
+      if (p === undefined) return;
+      this.pending.delete(rep.id);
+      if (rep.ok) p.resolve(rep.result);
+      else p.reject(new HakitError('RFS', { dir: this.dir, detail: rep.error.message, childCode: rep.error.code }));
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        for (const p of this.pending.values()) p.reject(new HakitError('RFS', { dir: this.dir, detail: `the rfs process exited (${signal ?? code})` }));
+        this.pending.clear();
+        resolve(signal ?? code ?? -1);
+      });
+    });
+    this.child.stdin?.on('error', () => undefined);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private request(req: Req): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        reject(new HakitError('RFS', { dir: this.dir, detail: 'the rfs process is not running' }));
+        return;
+      }
+      this.pending.set(id, { resolve, reject });
+      this.child.stdin?.write(JSON.stringify({ ...req, id }) + '\n');
+    });
+  }
+
+  async mount(dir: string, mode: RfsMode): Promise<void> {
+    this.dir = dir;
+    await this.request({ cmd: 'mount', dir, mode });
+  }
+
+  async setMode(mode: RfsMode): Promise<void> {
+    await this.request({ cmd: 'set-mode', mode });
+  }
+
+  async unmount(): Promise<{ lazy: boolean }> {
+    return (await this.request({ cmd: 'unmount' })) as { lazy: boolean };
+  }
+
+  async stats(): Promise<RfsStatus> {
+    return (await this.request({ cmd: 'stats' })) as RfsStatus;
+  }
+
+  /** Records kept by a `recording` child (write data and xattr values as base64). */
+  async records(): Promise<{ [k: string]: unknown; seq: number; op: string }[]> {
+    return (await this.request({ cmd: 'records' })) as { seq: number; op: string }[];
+  }
+
+  /** Asks the child to unmount and exit (SIGTERM); resolves when it is gone. */
+  async stop(): Promise<number | string> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    return this.exited;
+  }
+}

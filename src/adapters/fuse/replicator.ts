@@ -1,0 +1,61 @@
+/**
+ * The replication seam of the rfs (DESIGN.md 5): every mutating call made through the mount is
+ * handed to a Replicator as a numbered record, in number order, before the call returns to the
+ * application. The rfs replies to the application only once `submit` has resolved (and its own
+ * local apply is done), so a resolved `submit` is the replicator's promise that the record is
+ * applied where it has to be (on the secondary, for the TCP replicator of the next step).
+ *
+ * Contract of every implementation:
+ * - `submit` is called with seq 1, 2, 3, ... (no gaps, no repeats) in that order; it may be
+ *   called again before earlier promises resolved (pipelining): it must keep the order.
+ * - `submit` never rejects for an expected fault (peer slow or gone): it goes ALONE and
+ *   resolves. A rejection is a defect and reaches the application as EIO.
+ * - the record's buffers belong to the replicator once submitted (the rfs made a copy).
+ */
+import type { Record } from '../../core/replication/records.js';
+
+export interface Replicator {
+  submit(record: Record): Promise<void>;
+}
+
+/** No peer: every record is acknowledged at once (a module without a secondary, or tests). */
+export class LocalOnlyReplicator implements Replicator {
+  submitted = 0;
+  submit(_record: Record): Promise<void> {
+    this.submitted++;
+    return Promise.resolve();
+  }
+}
+
+/**
+ * A test fake that keeps every record it is given, in order, and acknowledges at once — or, when
+ * `hold` is set, only when `release()` is called (to test that calls wait for the replicator).
+ */
+export class RecordingReplicator implements Replicator {
+  readonly records: Record[] = [];
+  hold = false;
+  private waiting: (() => void)[] = [];
+
+  submit(record: Record): Promise<void> {
+    const last = this.records[this.records.length - 1];
+    if (last !== undefined && record.seq !== last.seq + 1) {
+      return Promise.reject(new Error(`record ${record.seq} submitted after ${last.seq}`));
+    }
+    this.records.push(record);
+    if (!this.hold) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Acknowledges every record held so far. Returns how many were waiting. */
+  release(): number {
+    const w = this.waiting;
+    this.waiting = [];
+    for (const r of w) r();
+    return w.length;
+  }
+
+  /** Number of submitted records not acknowledged yet. */
+  get pending(): number {
+    return this.waiting.length;
+  }
+}

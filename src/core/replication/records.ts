@@ -1,0 +1,285 @@
+/**
+ * Replication records (DESIGN.md 5 "Replicated directories"): every mutating call made through a
+ * replicated directory's mount becomes one record, numbered in the order the primary applied it.
+ * The secondary applies records in `seq` order; applying the same sequence to two equal trees
+ * gives two equal trees.
+ *
+ * Paths are relative to the replicated directory and start with `/` (as FUSE gives them: `/` is
+ * the directory itself). Sizes and offsets are byte counts below 2^53. Times are milliseconds
+ * since the epoch (the precision fuse-native 2.2.6 gives us). Modes are full `st_mode` bits for
+ * create/mknod (type + permissions) and permission bits for mkdir/chmod.
+ *
+ * Wire format of one record (all integers big-endian), as `encodeRecord` writes it:
+ *   u32 length of what follows | u8 version (1) | u8 op code | u64 seq | fields of the op
+ * where a string is `u32 byte length + UTF-8`, bytes are `u32 length + bytes`, integers are u32
+ * or u64 as listed in FIELDS. A stream of records is records back to back; `RecordReader` splits
+ * one. Authentication of the stream is the transport's job (next step), not this codec's.
+ */
+
+export type RecordBody =
+  | { readonly op: 'create'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number }
+  | { readonly op: 'mknod'; readonly path: string; readonly mode: number; readonly rdev: number; readonly uid: number; readonly gid: number }
+  | { readonly op: 'mkdir'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number }
+  | { readonly op: 'symlink'; readonly path: string; readonly target: string; readonly uid: number; readonly gid: number }
+  | { readonly op: 'link'; readonly from: string; readonly path: string }
+  | { readonly op: 'write'; readonly path: string; readonly offset: number; readonly data: Uint8Array }
+  | { readonly op: 'truncate'; readonly path: string; readonly size: number }
+  | { readonly op: 'unlink'; readonly path: string }
+  | { readonly op: 'rmdir'; readonly path: string }
+  | { readonly op: 'rename'; readonly from: string; readonly path: string }
+  | { readonly op: 'chmod'; readonly path: string; readonly mode: number }
+  | { readonly op: 'chown'; readonly path: string; readonly uid: number; readonly gid: number }
+  /** `atimeMs`/`mtimeMs` of -1 mean "now" (the secondary uses its own clock). */
+  | { readonly op: 'utimens'; readonly path: string; readonly atimeMs: number; readonly mtimeMs: number }
+  | { readonly op: 'setxattr'; readonly path: string; readonly name: string; readonly value: Uint8Array; readonly flags: number }
+  | { readonly op: 'removexattr'; readonly path: string; readonly name: string }
+  /** A durability barrier: the secondary fsyncs `path` (fdatasync when `datasync`) before acking. */
+  | { readonly op: 'fsync'; readonly path: string; readonly datasync: boolean };
+
+/** A record: a body and its position in the primary's order (1, 2, 3, ...). */
+export type Record = RecordBody & { readonly seq: number };
+
+export type RecordOp = RecordBody['op'];
+
+/** Op codes on the wire: never renumber, only append. */
+export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
+  create: 1, mknod: 2, mkdir: 3, symlink: 4, link: 5, write: 6, truncate: 7, unlink: 8, rmdir: 9,
+  rename: 10, chmod: 11, chown: 12, utimens: 13, setxattr: 14, removexattr: 15, fsync: 16,
+};
+
+/** The ops whose records change the tree (all of them but `fsync`). */
+export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync');
+
+type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'i64' | 'bool';
+/** Field order of each op on the wire (after version, op code and seq). */
+const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind])[] } = {
+  create: [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32']],
+  mknod: [['path', 'str'], ['mode', 'u32'], ['rdev', 'u64'], ['uid', 'u32'], ['gid', 'u32']],
+  mkdir: [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32']],
+  symlink: [['path', 'str'], ['target', 'str'], ['uid', 'u32'], ['gid', 'u32']],
+  link: [['from', 'str'], ['path', 'str']],
+  write: [['path', 'str'], ['offset', 'u64'], ['data', 'bytes']],
+  truncate: [['path', 'str'], ['size', 'u64']],
+  unlink: [['path', 'str']],
+  rmdir: [['path', 'str']],
+  rename: [['from', 'str'], ['path', 'str']],
+  chmod: [['path', 'str'], ['mode', 'u32']],
+  chown: [['path', 'str'], ['uid', 'u32'], ['gid', 'u32']],
+  utimens: [['path', 'str'], ['atimeMs', 'i64'], ['mtimeMs', 'i64']],
+  setxattr: [['path', 'str'], ['name', 'str'], ['value', 'bytes'], ['flags', 'u32']],
+  removexattr: [['path', 'str'], ['name', 'str']],
+  fsync: [['path', 'str'], ['datasync', 'bool']],
+};
+
+export const RECORD_VERSION = 1;
+/** Largest encoded record accepted by the reader (a 128 KiB write plus a long path fits). */
+export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
+
+const OPS_BY_CODE = new Map<number, RecordOp>((Object.entries(OP_CODES) as [RecordOp, number][]).map(([op, code]) => [code, op]));
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Hands out sequence numbers in call order. One numberer per replicated directory; the first
+ * record gets `first` (1 by default, or the next number after a persisted last one).
+ */
+export class RecordNumberer {
+  private nextSeq: number;
+  constructor(first = 1) {
+    this.nextSeq = first;
+  }
+  /** The record for `body` with the next number. */
+  number(body: RecordBody): Record {
+    return { ...body, seq: this.nextSeq++ } as Record;
+  }
+  /** The number the next record will get. */
+  get next(): number {
+    return this.nextSeq;
+  }
+}
+
+/** Encodes one record as described in the header. Throws RangeError on a value the format cannot hold. */
+export function encodeRecord(rec: Record): Uint8Array {
+  const fields = FIELDS[rec.op];
+  const values = rec as unknown as { readonly [k: string]: unknown };
+  const parts: Uint8Array[] = [];
+  let size = 1 + 1 + 8;
+  for (const [name, kind] of fields) {
+    const v = values[name];
+    if (kind === 'str') {
+      const b = utf8.encode(String(v));
+      parts.push(b);
+      size += 4 + b.length;
+    } else if (kind === 'bytes') {
+      const b = v as Uint8Array;
+      parts.push(b);
+      size += 4 + b.length;
+    } else if (kind === 'u32') size += 4;
+    else if (kind === 'bool') size += 1;
+    else size += 8;
+  }
+  const out = new Uint8Array(4 + size);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, size);
+  dv.setUint8(4, RECORD_VERSION);
+  dv.setUint8(5, OP_CODES[rec.op]);
+  setU64(dv, 6, rec.seq, 'seq');
+  let at = 14;
+  let part = 0;
+  for (const [name, kind] of fields) {
+    const v = values[name];
+    if (kind === 'str' || kind === 'bytes') {
+      const b = parts[part++] as Uint8Array;
+      dv.setUint32(at, b.length);
+      out.set(b, at + 4);
+      at += 4 + b.length;
+    } else if (kind === 'u32') {
+      const n = v as number;
+      if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`${rec.op}.${name} is not a u32: ${n}`);
+      dv.setUint32(at, n);
+      at += 4;
+    } else if (kind === 'bool') {
+      dv.setUint8(at, v ? 1 : 0);
+      at += 1;
+    } else if (kind === 'u64') {
+      setU64(dv, at, v as number, `${rec.op}.${name}`);
+      at += 8;
+    } else {
+      const n = v as number;
+      if (!Number.isSafeInteger(n)) throw new RangeError(`${rec.op}.${name} is not a safe integer: ${n}`);
+      dv.setBigInt64(at, BigInt(n));
+      at += 8;
+    }
+  }
+  return out;
+}
+
+function setU64(dv: DataView, at: number, n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${what} is not a byte count or number below 2^53: ${n}`);
+  dv.setBigUint64(at, BigInt(n));
+}
+
+export type DecodeResult = { readonly ok: true; readonly record: Record } | { readonly ok: false; readonly error: string };
+
+/**
+ * Decodes exactly one encoded record (length prefix included). A malformed record is a result,
+ * not an exception: the caller drops the stream and counts it.
+ */
+export function decodeRecord(bytes: Uint8Array): DecodeResult {
+  const bad = (error: string): DecodeResult => ({ ok: false, error });
+  if (bytes.length < 14) return bad(`record too short (${bytes.length} bytes)`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const len = dv.getUint32(0);
+  if (len + 4 !== bytes.length) return bad(`length prefix ${len} does not match ${bytes.length - 4} bytes`);
+  const version = dv.getUint8(4);
+  if (version !== RECORD_VERSION) return bad(`unknown record version ${version}`);
+  const op = OPS_BY_CODE.get(dv.getUint8(5));
+  if (op === undefined) return bad(`unknown op code ${dv.getUint8(5)}`);
+  const seqBig = dv.getBigUint64(6);
+  if (seqBig > BigInt(Number.MAX_SAFE_INTEGER)) return bad('seq above 2^53');
+  const out: { [k: string]: unknown } = { op, seq: Number(seqBig) };
+  let at = 14;
+  for (const [name, kind] of FIELDS[op]) {
+    const need = kind === 'u32' || kind === 'str' || kind === 'bytes' ? 4 : kind === 'bool' ? 1 : 8;
+    if (at + need > bytes.length) return bad(`${op}.${name} runs past the end of the record`);
+    if (kind === 'str' || kind === 'bytes') {
+      const n = dv.getUint32(at);
+      if (at + 4 + n > bytes.length) return bad(`${op}.${name} runs past the end of the record`);
+      const b = bytes.slice(at + 4, at + 4 + n);
+      if (kind === 'str') {
+        try {
+          out[name] = fromUtf8.decode(b);
+        } catch {
+          return bad(`${op}.${name} is not UTF-8`);
+        }
+      } else out[name] = b;
+      at += 4 + n;
+    } else if (kind === 'u32') {
+      out[name] = dv.getUint32(at);
+      at += 4;
+    } else if (kind === 'bool') {
+      const b = dv.getUint8(at);
+      if (b > 1) return bad(`${op}.${name} is not a boolean`);
+      out[name] = b === 1;
+      at += 1;
+    } else {
+      const big = kind === 'u64' ? dv.getBigUint64(at) : dv.getBigInt64(at);
+      if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < BigInt(Number.MIN_SAFE_INTEGER)) return bad(`${op}.${name} is out of range`);
+      out[name] = Number(big);
+      at += 8;
+    }
+  }
+  if (at !== bytes.length) return bad(`${bytes.length - at} bytes left after ${op}`);
+  return { ok: true, record: out as unknown as Record };
+}
+
+/**
+ * Splits a byte stream into encoded records. `push` a chunk, then `take` records until it
+ * returns undefined. A length above `MAX_RECORD_BYTES` makes the reader `failed` (the stream is
+ * not a record stream); it then returns nothing more.
+ */
+export class RecordReader {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  failed: string | undefined;
+
+  push(chunk: Uint8Array): void {
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+  }
+
+  /** The next decoded record, a decode failure, or undefined when more bytes are needed. */
+  take(): DecodeResult | undefined {
+    if (this.failed !== undefined || this.buffered < 4) return undefined;
+    const head = this.peek(4);
+    const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+    if (len + 4 > MAX_RECORD_BYTES) {
+      this.failed = `record of ${len} bytes is above the ${MAX_RECORD_BYTES}-byte limit`;
+      return { ok: false, error: this.failed };
+    }
+    if (this.buffered < len + 4) return undefined;
+    const res = decodeRecord(this.consume(len + 4));
+    if (!res.ok) this.failed = res.error;
+    return res;
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0] as Uint8Array;
+    if (first.length >= n) return first.subarray(0, n);
+    return this.join(n, false);
+  }
+
+  private consume(n: number): Uint8Array {
+    return this.join(n, true);
+  }
+
+  private join(n: number, remove: boolean): Uint8Array {
+    const out = new Uint8Array(n);
+    let got = 0;
+    let i = 0;
+    while (got < n) {
+      const c = this.chunks[i] as Uint8Array;
+      const take = Math.min(c.length, n - got);
+      out.set(c.subarray(0, take), got);
+      got += take;
+      if (remove) {
+        if (take === c.length) this.chunks.shift();
+        else {
+          this.chunks[0] = c.subarray(take);
+          i = 0;
+        }
+      } else i++;
+    }
+    if (remove) this.buffered -= n;
+    return out;
+  }
+}
+
+/** Byte count of the data a record carries (write data, xattr values); 0 for metadata records. */
+export function payloadBytes(rec: RecordBody): number {
+  if (rec.op === 'write') return rec.data.length;
+  if (rec.op === 'setxattr') return rec.value.length;
+  return 0;
+}
