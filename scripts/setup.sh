@@ -11,6 +11,7 @@ declare -A TOOLS=(
   [ip]=iproute2 [bridge]=iproute2 [nft]=nftables [arping]=arping [ping]=iputils-ping
   [fusermount]=fuse [nsenter]=util-linux [unshare]=util-linux [pkill]=procps [fuser]=psmisc
   [python3]=python3 [make]=make [g++]=g++ [curl]=curl
+  [keepalived]=keepalived   # the failover peer of npm run bench
 )
 LIBS=(libfuse2)   # checked with dpkg
 
@@ -21,10 +22,13 @@ missing_pkgs() {
   printf '%s\n' "${pkgs[@]}" | sort -u | grep -v '^$' || true
 }
 
+# node_modules is current when it was installed from this very package-lock.json (by content, not
+# by mtime: a fresh clone or a git worktree sharing node_modules has newer files but the same lock).
+lock_sum() { sha256sum package-lock.json | cut -d' ' -f1; }
 npm_stale() {
   [ ! -d node_modules ] && return 0
-  [ ! -f node_modules/.package-lock.json ] && return 0
-  [ package-lock.json -nt node_modules/.package-lock.json ] && return 0
+  [ ! -f node_modules/.hakit-lock.sha256 ] && return 0
+  [ "$(cat node_modules/.hakit-lock.sha256)" != "$(lock_sum)" ] && return 0
   return 1
 }
 
@@ -51,6 +55,7 @@ fi
 if npm_stale; then
   echo "setup: installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
+  lock_sum > node_modules/.hakit-lock.sha256
 fi
 
 echo "setup: building"

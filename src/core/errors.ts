@@ -21,7 +21,8 @@ function spec(code: string, exit: number, message: string): ErrorSpec {
 
 export const ERRORS = {
   // configuration
-  CONFIG: spec('HAKIT_E_CONFIG', 1, 'The configuration is invalid: {detail}. Fix the files listed above and run `hakit config check`.'),
+  CONFIG: spec('HAKIT_E_CONFIG', 1, 'The configuration is invalid: {detail}. Fix it and run `hakit config check` to see every error.'),
+  NODE_UNKNOWN: spec('HAKIT_E_NODE_UNKNOWN', 1, 'Cannot tell which node of the cluster this host is: {detail}.'),
   CONFIG_DIR: spec('HAKIT_E_CONFIG_DIR', 1, 'Cannot read the configuration directory {dir}: {detail}. Pass --config-dir DIR or set HAKIT_CONFIG_DIR to a directory holding cluster.yaml.'),
   KEY_FILE: spec('HAKIT_E_KEY_FILE', 1, 'Cannot use the cluster key {file}: {detail}. Create one with `hakit cluster keygen > {file}` (mode 0600) and copy it to every node.'),
   // command line and API

@@ -60,15 +60,15 @@ function localAddresses(): Set<string> {
 export function findNode(config: HakitConfig, wanted: string | undefined, local: Set<string>): string {
   const names = config.cluster.nodes.map((n) => n.name);
   if (wanted !== undefined) {
-    if (!names.includes(wanted)) throw new HakitError('CONFIG', { detail: `--node ${wanted} is not a node of cluster.yaml (nodes: ${names.join(', ')})` });
+    if (!names.includes(wanted)) throw new HakitError('NODE_UNKNOWN', { detail: `--node ${wanted} is not a node of cluster.yaml (nodes: ${names.join(', ')})` });
     return wanted;
   }
   const mine = config.cluster.nodes.filter((n) => Object.values(n.addresses).some((a) => local.has(a)));
   if (mine.length === 1) return mine[0]!.name;
   if (mine.length === 0) {
-    throw new HakitError('CONFIG', { detail: `no address of any node (${names.join(', ')}) is configured on this host; configure the node's address or pass --node NAME` });
+    throw new HakitError('NODE_UNKNOWN', { detail: `no address of any node (${names.join(', ')}) is configured on this host; configure the node's address or pass --node NAME` });
   }
-  throw new HakitError('CONFIG', { detail: `addresses of several nodes (${mine.map((n) => n.name).join(', ')}) are on this host; pass --node NAME` });
+  throw new HakitError('NODE_UNKNOWN', { detail: `addresses of several nodes (${mine.map((n) => n.name).join(', ')}) are on this host; pass --node NAME` });
 }
 
 function toMirrorCommand(c: AgentCommand): MirrorCommand {
@@ -102,7 +102,9 @@ export class NodeAgent {
   static async create(opts: AgentOptions): Promise<NodeAgent> {
     const res = loadConfigDir(opts.configDir);
     if (!res.ok) {
-      throw new HakitError('CONFIG', { detail: `${res.errors.length} error(s):\n${res.errors.map(formatIssue).join('\n')}\n` });
+      const first = res.errors.slice(0, 5).map(formatIssue).join('; ');
+      const more = res.errors.length > 5 ? ` and ${res.errors.length - 5} more` : '';
+      throw new HakitError('CONFIG', { detail: `${res.errors.length} error(s) in ${opts.configDir}: ${first}${more}` });
     }
     const config = res.config;
     for (const w of res.warnings) opts.logbook.log(null, 'warn', formatIssue(w));

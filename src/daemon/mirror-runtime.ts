@@ -12,7 +12,7 @@
  * been executed: a node never tells its peer "I released the VIP" before the `ip addr del` ran.
  */
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
-import type { ScriptRunner } from '../adapters/scripts/index.js';
+import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import type { VipManager } from '../adapters/vip/index.js';
@@ -21,6 +21,7 @@ import { HakitError } from '../core/errors.js';
 import {
   initialState, statusOf, step, validateCommand, viewOf,
   type MirrorAction, type MirrorCommand, type MirrorEvent, type MirrorParams, type MirrorState, type Persisted, type PeerView,
+  type Role, type ScriptName,
 } from '../core/mirror/index.js';
 import type { ModuleStatus } from '../core/status.js';
 import type { Logbook } from './logbook.js';
@@ -79,6 +80,7 @@ export class MirrorRuntime {
   private readonly queue: Batch[] = [];
   private draining: Promise<void> | null = null;
   private timers: TimerHandle[] = [];
+  private silenceTimer: TimerHandle | null = null;
   private running = 0;
   private closed = false;
   private unsubscribe: (() => void) | null = null;
@@ -116,9 +118,19 @@ export class MirrorRuntime {
       this.log('error', (e as Error).message, { code: (e as HakitError).code });
       persisted = null;
     }
+    if (persisted?.enabled && persisted.lastPrimary === this.params.node) {
+      // The last daemon may have died while this node was primary, leaving the application
+      // running (only the daemon was killed). Stop it before anything else, so a restarted daemon
+      // never runs a second copy behind the peer's back (DESIGN.md 3.1). stop_prim must be
+      // idempotent (docs/scripts.md). The VIP was removed above.
+      this.log('info', 'this node was the last primary: running stop_prim to clean up what a crashed daemon may have left running');
+      const r = await this.deps.scripts.run(this.scriptRequest({ script: 'stop_prim', args: ['STOP', 'STOP', 'cleanup'], role: 'prim' }));
+      if (!r.missing) this.log(r.ok ? 'info' : 'error', `script stop_prim (cleanup) ${r.ok ? 'done' : 'failed'}: ${r.detail}`);
+    }
     this.unsubscribe = this.deps.transport.onReceive((network, _from, d) => {
       if (d.module !== this.name || d.node !== this.params.peer) return;
       this.deliver({ type: 'heartbeat', now: this.deps.clock.now(), network, view: d.view });
+      this.armSilenceTick();
     });
     this.deliver({ type: 'init', now: this.deps.clock.now(), persisted, idSeed: this.deps.idSeed() });
     this.schedulePulse();
@@ -193,6 +205,7 @@ export class MirrorRuntime {
     this.closed = true;
     for (const t of this.timers) this.deps.clock.clearTimer(t);
     this.timers = [];
+    if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
     this.unsubscribe?.();
   }
 
@@ -263,25 +276,13 @@ export class MirrorRuntime {
       added.push(v);
       this.log('info', `VIP ${v.cidr} added on ${v.interface} and announced`, { vip: v.cidr, durationMs: Math.round(this.deps.clock.now() - t0) });
     }
+    this.deliver({ type: 'vip-added', now: this.deps.clock.now() });
   }
 
   private runScript(a: Extract<MirrorAction, { type: 'run-script' }>): void {
-    const m = this.cfg.module;
-    const moduleDir = `${this.cfg.configDir}/modules/${m.name}`;
     this.running++;
     this.log('info', `script ${a.script} ${a.args.join(' ')}`, { event: 'script-start', script: a.script, args: a.args });
-    void this.deps.scripts.run({
-      module: m.name,
-      node: this.params.node,
-      role: a.role,
-      script: a.script,
-      binDir: `${moduleDir}/bin`,
-      moduleDir,
-      args: a.args,
-      timeoutMs: m.scripts.timeoutMs,
-      stopTimeoutMs: m.scripts.stopTimeoutMs,
-      logDir: `${this.cfg.moduleStateDir}/logs`,
-    }).then((r) => {
+    void this.deps.scripts.run(this.scriptRequest(a)).then((r) => {
       this.running--;
       if (!r.missing) {
         this.log(r.ok ? 'info' : 'error', `script ${a.script} ${r.ok ? 'done' : 'failed'}: ${r.detail}`,
@@ -293,6 +294,23 @@ export class MirrorRuntime {
       this.log('error', `script ${a.script} could not run: ${(e as Error).message}`);
       this.deliver({ type: 'script-done', now: this.deps.clock.now(), script: a.script, ok: false, detail: (e as Error).message });
     });
+  }
+
+  private scriptRequest(a: { script: ScriptName; args: readonly [string, string, string]; role: Role | 'none' }): ScriptRequest {
+    const m = this.cfg.module;
+    const moduleDir = `${this.cfg.configDir}/modules/${m.name}`;
+    return {
+      module: m.name,
+      node: this.params.node,
+      role: a.role,
+      script: a.script,
+      binDir: `${moduleDir}/bin`,
+      moduleDir,
+      args: a.args,
+      timeoutMs: m.scripts.timeoutMs,
+      stopTimeoutMs: m.scripts.stopTimeoutMs,
+      logDir: `${this.cfg.moduleStateDir}/logs`,
+    };
   }
 
   /** Sends the published view to the peer on every heartbeat network. */
@@ -317,8 +335,22 @@ export class MirrorRuntime {
     this.timers.push(t);
   }
 
+  /**
+   * A tick exactly when the peer would become silent (just after the heartbeat timeout), so that
+   * a lost peer is noticed at the timeout, not up to a tick period later.
+   */
+  private armSilenceTick(): void {
+    if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
+    this.silenceTimer = this.deps.clock.setTimer(this.params.heartbeatTimeoutMs + 1, () => {
+      this.silenceTimer = null;
+      if (!this.closed) this.deliver({ type: 'tick', now: this.deps.clock.now() });
+    });
+  }
+
   private scheduleTick(): void {
-    const t = this.deps.clock.setTimer(Math.min(this.params.pulseMs, 100), () => {
+    // Silence is caught by armSilenceTick at its exact deadline; this tick only drives the slower
+    // timeouts of the core (listening for the peer at start, maxloop windows), one per pulse.
+    const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
       this.timers = this.timers.filter((x) => x !== t);
       if (this.closed) return;
       this.deliver({ type: 'tick', now: this.deps.clock.now() });

@@ -172,6 +172,31 @@ describe('mirror module: refusals and failures', PREREQ, () => {
     }
   });
 
+  test('SIGKILL of the primary daemon only: the application keeps serving, the secondary does not steal the VIP; a restarted daemon cleans up and the pair reforms', async () => {
+    const s1 = await c.status('n1');
+    const prim = s1?.state === 'PRIM' || s1?.state === 'ALONE' ? 'n1' : 'n2';
+    const second = prim === 'n1' ? 'n2' : 'n1';
+    await c.waitState(second, 'SECOND', 20_000);
+    await c.killDaemon(prim);
+    // The secondary hears silence, but the VIP is still answered by the old primary's host:
+    // the duplicate check refuses to take it (two writers would follow).
+    const st = await c.waitState(second, 'WAIT', 15_000, false);
+    assert.equal(st.reason, 'vip-conflict');
+    assert.equal(await servedBy(c), prim, 'the application on the old primary still serves');
+    // Regression: the refused takeover must not start the application (nor mount rw) at all.
+    const slog = await c.hakit(second, ['log', 'web', '-n', '200']);
+    assert.doesNotMatch(slog.stdout.split('virtual IP could not be added').pop() ?? '', /script start_prim/);
+    await c.startDaemon(prim);
+    await c.waitFor('one PRIM/ALONE and one SECOND again', async () => {
+      const [a, b] = [await c.status('n1'), await c.status('n2')];
+      const states = [a?.state, b?.state].sort().join();
+      return !!a?.ready && !!b?.ready && (states === 'PRIM,SECOND' || states === 'ALONE,SECOND');
+    }, 30_000);
+    const log = await c.hakit(prim, ['log', 'web', '-n', '200']);
+    assert.match(log.stdout, /stop_prim \(cleanup\)/);
+    assert.notEqual(await servedBy(c), null);
+  });
+
   test('a stop script that hangs is run again with force, then killed; the module stops', async () => {
     const s2 = await c.status('n2');
     const prim = s2?.state === 'PRIM' || s2?.state === 'ALONE' ? 'n2' : 'n1';

@@ -160,7 +160,8 @@ function adminCommand(w: World, r: Random, n: SimNode, opts: RunOptions): void {
   const refusal = validateCommand(n.state, command, n.params);
   if (refusal) {
     w.stats.refused++;
-    checkRefusal(w, n, command, refusal.message);
+    // Before `init` (start-up cleanup) the daemon refuses with "not initialised" and never steps.
+    if (!n.starting) checkRefusal(w, n, command, refusal.message);
     return;
   }
   w.command(n, command);

@@ -55,7 +55,8 @@ function formatEvent(e: MirrorEvent): string {
     }
     case 'command': return `COMMAND ${e.command.cmd}${e.command.cmd === 'failover' ? (e.command.on ? ' on' : ' off') : ''}${e.command.cmd === 'second' && e.command.fullsync ? ' --fullsync' : ''}`;
     case 'script-done': return `script-done ${e.script} ${e.ok ? 'ok' : `FAILED (${e.detail})`}`;
-    case 'vip-failed': return 'vip-failed';
+    case 'vip-failed': return `vip-failed (${e.detail})`;
+    case 'vip-added': return 'vip-added';
     case 'checker': return `checker ${e.name} ${e.up ? 'up' : 'down'} (${e.action})`;
     case 'shutdown': return 'shutdown';
     case 'resync-done': return `resync-done ${e.ok ? 'ok' : `FAILED (${e.detail})`}`;

@@ -12,7 +12,14 @@
  *   starts the script, which answers later with `script-done`.
  * - The view published to the peer is the view after ALL actions of a step have executed;
  *   heartbeats carry it every pulse, plus at once after a batch holding `send-heartbeat`.
- * - Ticks every min(pulse, 100) ms. `vip-failed` is delivered when an add fails.
+ * - Ticks every pulse, plus one just after the heartbeat timeout following each heartbeat
+ *   received (the exact silence deadline).
+ * - `vip add` is answered with `vip-added` or `vip-failed`; the add fails when the peer answers
+ *   for the address (the duplicate-address check), which it can see only while the VIP's network
+ *   (`lan`) carries traffic both ways.
+ * - Start: leftover VIPs removed; if the store says enabled and this node was the last primary,
+ *   `stop_prim` (cleanup) runs and is awaited before `init` (a crashed daemon may have left the
+ *   application running).
  * - Shutdown: `shutdown` event, wait until quiet (bounded), one last pulse, then silent.
  * - Scripts: start scripts are killed at `timeoutMs` (ok=false); stop scripts are rerun with
  *   `force` at `stopTimeoutMs` and killed after as long again (src/adapters/scripts/supervise.ts).
@@ -22,7 +29,7 @@
  *   reorders across networks do.
  *
  * The writer resources a node holds are tracked from the EXECUTED effects, conservatively: the VIP
- * from the start of `vip add` to the end of `vip remove`; the application from the start of
+ * from the end of a successful `vip add` to the end of `vip remove`; the application from the start of
  * `start_prim` to the end of `stop_prim` (whatever its result: a failed stop script is assumed to
  * have stopped the application); the rw mount from the start of `mount rw` to the end of the next
  * mount. A crash is a power loss: every resource is gone at once and a `persist` that had not
@@ -102,6 +109,10 @@ export class SimNode {
   resync: number | null = null;
   /** Time the core last got a heartbeat of the peer (mirrors the core's lastHeard), null since boot. */
   lastHeard: number | null = null;
+  /** The daemon is in MirrorRuntime.start before `init` (cleanup): no heartbeats in or out. */
+  starting = false;
+  /** Token of the pending silence tick (only the latest one fires). */
+  silenceTick = 0;
   /** Life of the peer whose heartbeat this node's core heard last (what its `sees` echoes). */
   heardLife = 0;
   /** The last peer view delivered to the core in this life (what its decisions rest on). */
@@ -123,10 +134,10 @@ export class SimNode {
   }
 
   /** Holds any writer resource (VIP, application, rw mount). */
-  writer(): boolean { return this.vip !== 'none' || this.app || this.mount === 'rw'; }
+  writer(): boolean { return this.vip === 'held' || this.vip === 'removing' || this.app || this.mount === 'rw'; }
 
   resources(): string {
-    const r = [this.vip !== 'none' ? `vip:${this.vip}` : '', this.app ? 'app' : '', this.mount === 'rw' ? 'rw' : ''].filter(Boolean);
+    const r = [this.vip === 'held' || this.vip === 'removing' ? `vip:${this.vip}` : '', this.app ? 'app' : '', this.mount === 'rw' ? 'rw' : ''].filter(Boolean);
     return r.length ? r.join(',') : '-';
   }
 
@@ -252,16 +263,30 @@ export class World {
     n.up = true; n.closing = false; n.life++; n.upSince = this.now;
     n.state = initialState(n.params);
     n.published = viewOf(n.state);
-    n.queue = []; n.busy = false; n.resync = null; n.lastHeard = null; n.rx = null; n.txSeq = 0;
+    n.queue = []; n.busy = false; n.resync = null; n.lastHeard = null; n.rx = null; n.txSeq = 0; n.starting = true;
     n.checkersDown.clear();
     n.staleEcho = false; n.heardLife = 0; n.lastView = null;
     if (n.vip !== 'none') { n.vip = 'none'; this.onResources(n); }
-    this.trace.note(this.now, n.name, `BOOT disk=${n.disk ? `gen=${n.disk.generation.current} up=${+n.disk.upToDate} en=${+n.disk.enabled}` : 'empty'}`);
-    this.deliver(n, { type: 'init', now: this.now, persisted: n.disk, idSeed: `${n.name}-${this.rand.hex()}` });
-    const pulse = (): void => { if (n.up) { this.pulse(n); this.later(n, n.params.pulseMs, pulse); } };
-    const tick = (): void => { if (n.up) { this.deliver(n, { type: 'tick', now: this.now }); this.later(n, Math.min(n.params.pulseMs, 100), tick); } };
-    this.later(n, n.params.pulseMs, pulse);
-    this.later(n, Math.min(n.params.pulseMs, 100), tick);
+    this.trace.note(this.now, n.name, `BOOT disk=${n.disk ? `gen=${n.disk.generation.current} up=${+n.disk.upToDate} en=${+n.disk.enabled} last=${n.disk.lastPrimary ?? '-'}` : 'empty'}`);
+    const go = (): void => {
+      n.starting = false;
+      this.deliver(n, { type: 'init', now: this.now, persisted: n.disk, idSeed: `${n.name}-${this.rand.hex()}` });
+      const pulse = (): void => { if (n.up) { this.pulse(n); this.later(n, n.params.pulseMs, pulse); } };
+      const tick = (): void => { if (n.up) { this.deliver(n, { type: 'tick', now: this.now }); this.later(n, n.params.pulseMs, tick); } };
+      this.later(n, n.params.pulseMs, pulse);
+      this.later(n, n.params.pulseMs, tick);
+    };
+    if (n.disk?.enabled && n.disk.lastPrimary === n.name) {
+      // MirrorRuntime.start: stop_prim cleanup, awaited, before init.
+      const ms = this.rand.int(0, this.behaviour.scriptMaxMs);
+      this.later(n, ms, () => {
+        if (n.app) { n.app = false; this.onResources(n); }
+        this.trace.note(this.now, n.name, 'stop_prim (cleanup at start) ended');
+        go();
+      });
+      return;
+    }
+    go();
   }
 
   /** Power loss: everything the node held is gone, its pending disk write lost. */
@@ -296,7 +321,7 @@ export class World {
 
   /** MirrorRuntime.deliver: step the core now, queue the actions, run the executor. */
   deliver(n: SimNode, e: MirrorEvent): void {
-    if (!n.up) return;
+    if (!n.up || n.starting) return;
     const before = n.state;
     const r = step(before, e, n.params);
     n.steps++;
@@ -334,7 +359,7 @@ export class World {
     switch (a.type) {
       case 'persist': return this.rand.int(1, b.diskMaxMs);
       case 'vip':
-        if (a.op === 'add') { n.vip = 'adding'; this.onResources(n); } else if (n.vip !== 'none') { n.vip = 'removing'; }
+        if (a.op === 'add') n.vip = 'adding'; else if (n.vip !== 'none') n.vip = 'removing';
         return this.rand.int(2, 60);
       case 'mount':
         if (a.mode === 'rw') { n.mount = 'rw'; this.onResources(n); }
@@ -353,18 +378,22 @@ export class World {
       case 'persist':
         n.disk = a.persisted;
         return;
-      case 'vip':
+      case 'vip': {
         if (a.op === 'remove') { n.vip = 'none'; this.onResources(n); return; }
-        if (this.rand.chance(this.behaviour.vipFail)) {
+        const p = n.peer;
+        const duplicate = (p.vip === 'held' || p.vip === 'removing') && !this.link('lan', n).cut && !this.link('lan', p).cut;
+        if (duplicate || this.rand.chance(this.behaviour.vipFail)) {
           n.vip = 'none';
           this.stats.vipFailed++;
-          this.trace.note(this.now, n.name, 'vip add FAILED');
-          this.onResources(n);
-          this.deliver(n, { type: 'vip-failed', now: this.now, detail: 'simulated: address answered by another host' });
+          this.trace.note(this.now, n.name, `vip add FAILED${duplicate ? ` (duplicate: ${p.name} answers)` : ''}`);
+          this.deliver(n, { type: 'vip-failed', now: this.now, detail: duplicate ? 'duplicate address' : 'simulated failure' });
           return;
         }
         n.vip = 'held';
+        this.onResources(n);
+        this.deliver(n, { type: 'vip-added', now: this.now });
         return;
+      }
       case 'mount':
         if (a.mode !== 'rw') { n.mount = a.mode; this.onResources(n); }
         return;
@@ -439,7 +468,7 @@ export class World {
 
   /** The transport's replay filter, then the core. */
   private receive(r: SimNode, net: string, from: string, epoch: number, seq: number, view: PeerView): void {
-    if (!r.up || from !== r.peer.name) return;
+    if (!r.up || r.starting || from !== r.peer.name) return;
     const rx = r.rx;
     if (rx === null || epoch > rx.epoch) {
       r.rx = { epoch, seq: new Map([[net, seq]]), max: seq };
@@ -456,6 +485,9 @@ export class World {
     r.heardLife = epoch;
     r.lastView = view;
     this.deliver(r, { type: 'heartbeat', now: this.now, network: net, view });
+    // MirrorRuntime.armSilenceTick: a tick just after the silence deadline.
+    const token = ++r.silenceTick;
+    this.later(r, r.params.heartbeatTimeoutMs + 1, () => { if (r.silenceTick === token) this.deliver(r, { type: 'tick', now: this.now }); });
   }
 
   // ---- admin and checkers --------------------------------------------------------------------------

@@ -93,10 +93,10 @@ export class TestCluster {
   }
 
   /** Starts `hakit daemon` on a node and waits until its socket answers. */
-  async startDaemon(node: string): Promise<void> {
+  async startDaemon(node: string, opts: { nodeArgs?: string[] } = {}): Promise<void> {
     await this.powerOn(node);
     const h = this.tb.host(node);
-    const p = h.spawn(['/usr/bin/node', '--enable-source-maps', HAKIT, 'daemon', '--config-dir', this.configDir(node),
+    const p = h.spawn(['/usr/bin/node', '--enable-source-maps', ...(opts.nodeArgs ?? []), HAKIT, 'daemon', '--config-dir', this.configDir(node),
       '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')] });
     this.daemons.set(node, p);
     await this.waitFor(`daemon on ${node} answers`, async () => (await this.hakit(node, ['status', '--json'])).code === 0, 15_000);
@@ -146,6 +146,16 @@ export class TestCluster {
     const exited = new Promise<void>((r) => p.once('exit', () => r()));
     p.kill('SIGTERM');
     await Promise.race([exited, new Promise((_r, rej) => setTimeout(() => rej(new Error(`daemon on ${node} did not stop in ${timeoutMs} ms`)), timeoutMs))]);
+  }
+
+  /** SIGKILLs the node's daemon only: the application and the VIP it holds stay up. */
+  async killDaemon(node: string): Promise<void> {
+    const p = this.daemons.get(node);
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGKILL');
+    await exited;
+    this.daemons.delete(node);
   }
 
   /**

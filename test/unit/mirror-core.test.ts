@@ -50,7 +50,7 @@ test('every transition is followed by a send-heartbeat (issue 3 item 1)', () => 
     { type: 'command', now: 0, command: { cmd: 'start' } },
     { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' },
     { type: 'tick', now: 3000 },
-    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' },
+    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' }, { type: 'vip-added', now: 3001 },
     { type: 'script-done', now: 3002, script: 'start_prim', ok: true, detail: '' },
     { type: 'command', now: 4000, command: { cmd: 'stop' } },
   ]);
@@ -85,7 +85,7 @@ test('refused commands say why, and step leaves the state unchanged (DESIGN.md 3
   const alone = drive(params, [
     { type: 'init', now: 0, persisted: null, idSeed: 's' }, { type: 'command', now: 0, command: { cmd: 'start' } },
     { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' }, { type: 'tick', now: 3000 },
-    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' },
+    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' }, { type: 'vip-added', now: 3001 },
     { type: 'script-done', now: 3002, script: 'start_prim', ok: true, detail: '' },
   ]).state;
   assert.equal(alone.name, 'ALONE');
@@ -108,8 +108,9 @@ test('refused commands say why, and step leaves the state unchanged (DESIGN.md 3
 
 // ---- the two-node driver ------------------------------------------------------------------------
 // The seeded two-node driver grew into the simulator (test/sim, docs/simulator.md): the same real
-// core, plus the daemon's executor semantics, a lossy network, disks, crashes and the checks of
-// DESIGN.md 3. A few of its seeds run here; test/sim runs 10 000.
+// core, plus the daemon's executor semantics (VIP add answered after the duplicate check), a
+// lossy network, disks, crashes and the checks of DESIGN.md 3. A few of its seeds run here;
+// test/sim runs 10 000.
 
 test('two cores on a simulated network: never two writers over random seeded runs (DESIGN.md 3.1, STYLE.md 5)', () => {
   let withPrimary = 0;

@@ -93,41 +93,8 @@ export class ProcessScriptRunner implements ScriptRunner {
     }
   }
 
-  /**
-   * 'ok', 'missing', or why the file is refused (one line). The X bit is checked on the mode as
-   * well as with access(): root passes access(X_OK) whenever any X bit is set.
-   */
-  private async inspect(file: string, binDir: string): Promise<string> {
-    let l;
-    try {
-      l = await lstat(file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return 'missing';
-      return `cannot inspect ${file}: ${(e as Error).message}`;
-    }
-    let s;
-    try {
-      s = l.isSymbolicLink() ? await stat(file) : l;
-    } catch (e) {
-      return `broken symbolic link ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
-    }
-    if (!s.isFile()) return 'not a regular file';
-    if ((s.mode & 0o111) === 0) return 'not executable';
-    try {
-      await access(file, constants.X_OK);
-    } catch {
-      return 'not executable';
-    }
-    if (!this.checkOwnership) return 'ok';
-    const paths = new Set<string>([...chain(await realpath(file)), ...chain(await realpath(binDir))]);
-    for (const p of paths) {
-      const st = await stat(p);
-      let why: string | null = null;
-      if (st.uid !== 0) why = `${p} is owned by uid ${st.uid}, not root`;
-      else if ((st.mode & 0o022) !== 0 && !(st.isDirectory() && (st.mode & 0o1000) !== 0)) why = `${p} is writable by group or others`;
-      if (why !== null) return formatMessage(ERRORS.SCRIPT_UNSAFE.message, { file, detail: why });
-    }
-    return 'ok';
+  private inspect(file: string, binDir: string): Promise<string> {
+    return inspectExecutable(file, binDir, this.checkOwnership);
   }
 
   /** Creates the run's log (header written by `execute`) and prunes old ones; never throws. */
@@ -191,6 +158,45 @@ export class ProcessScriptRunner implements ScriptRunner {
   }
 }
 
+/**
+ * 'ok', 'missing', or why the executable `file` (found in `binDir`) is refused (one line); also
+ * used by the custom checker probe. With `checkOwnership`, the ownership rule of the file
+ * comment applies. The X bit is checked on the mode as well as with access(): root passes
+ * access(X_OK) whenever any X bit is set.
+ */
+export async function inspectExecutable(file: string, binDir: string, checkOwnership: boolean): Promise<string> {
+  let l;
+  try {
+    l = await lstat(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return 'missing';
+    return `cannot inspect ${file}: ${(e as Error).message}`;
+  }
+  let s;
+  try {
+    s = l.isSymbolicLink() ? await stat(file) : l;
+  } catch (e) {
+    return `broken symbolic link ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+  if (!s.isFile()) return 'not a regular file';
+  if ((s.mode & 0o111) === 0) return 'not executable';
+  try {
+    await access(file, constants.X_OK);
+  } catch {
+    return 'not executable';
+  }
+  if (!checkOwnership) return 'ok';
+  const paths = new Set<string>([...chain(await realpath(file)), ...chain(await realpath(binDir))]);
+  for (const p of paths) {
+    const st = await stat(p);
+    let why: string | null = null;
+    if (st.uid !== 0) why = `${p} is owned by uid ${st.uid}, not root`;
+    else if ((st.mode & 0o022) !== 0 && !(st.isDirectory() && (st.mode & 0o1000) !== 0)) why = `${p} is writable by group or others`;
+    if (why !== null) return formatMessage(ERRORS.SCRIPT_UNSAFE.message, { file, detail: why });
+  }
+  return 'ok';
+}
+
 /** `p` and every directory above it, up to `/`. */
 function chain(p: string): string[] {
   const out = [p];
@@ -210,7 +216,7 @@ async function isDir(p: string): Promise<boolean> {
 }
 
 /** Sends `sig` to process group `pgid`; false when no such group exists. */
-function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
+export function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
   try {
     process.kill(-pgid, sig);
     return true;
@@ -224,7 +230,7 @@ function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
  * was reparented to a PID 1 which reaps late (containers) is dead for our purpose, although
  * kill(-pgid, 0) still succeeds on it. Falls back to kill(-pgid, 0) without /proc.
  */
-async function groupAlive(pgid: number): Promise<boolean> {
+export async function groupAlive(pgid: number): Promise<boolean> {
   let pids: string[];
   try {
     pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n));

@@ -93,7 +93,8 @@ type Step =
 interface Plan {
   steps: Step[];
   /** The script whose `script-done` is awaited. */
-  waiting: ScriptName | null;
+  /** The script (or `vip`: the answer to a `vip add`) the plan waits for. */
+  waiting: ScriptName | 'vip' | null;
   /** Set by `vip-failed` while a script runs: fail the primary once it ends. */
   failure: string | null;
 }
@@ -281,6 +282,7 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
     case 'command': onCommand(c, event.command); break;
     case 'script-done': onScriptDone(c, event.script, event.ok, event.detail); break;
     case 'vip-failed': onVipFailed(c, event.detail); break;
+    case 'vip-added': onVipAdded(c); break;
     case 'checker': onChecker(c, event.name, event.up, event.action); break;
     case 'shutdown':
       if (c.s.name === 'STOP' && !c.s.plan) break;
@@ -382,7 +384,10 @@ function advance(c: Ctx): void {
         s.plan.waiting = st.script;
         c.out.push({ type: 'run-script', script: st.script, args: st.args, role: st.role });
         break;
-      case 'act': c.out.push(st.action); break;
+      case 'act':
+        c.out.push(st.action);
+        if (st.action.type === 'vip' && st.action.op === 'add') s.plan.waiting = 'vip';
+        break;
       case 'enter':
         if (st.swap !== undefined) s.swapOut = st.swap;
         setState(c, st.name, false, st.reason, st.stopping);
@@ -542,8 +547,17 @@ function onScriptDone(c: Ctx, name: ScriptName, ok: boolean, detail: string): vo
   advance(c);
 }
 
+function onVipAdded(c: Ctx): void {
+  const plan = c.s.plan;
+  if (!plan || plan.waiting !== 'vip') { log(c, 'warn', 'vip-added that was not awaited: ignored'); return; }
+  plan.waiting = null;
+  advance(c);
+}
+
 function onVipFailed(c: Ctx, detail: string): void {
   log(c, 'error', `virtual IP could not be added: ${detail}`, { detail });
+  // The awaited add failed: release without mounting rw or starting the application.
+  if (c.s.plan && c.s.plan.waiting === 'vip') { c.s.plan.waiting = null; failPrimary(c, 'vip-conflict'); return; }
   if (!isPrimaryName(c.s.name)) return;
   if (c.s.plan && c.s.plan.waiting !== null) { c.s.plan.failure = 'vip-conflict'; return; }
   failPrimary(c, 'vip-conflict');
@@ -593,7 +607,7 @@ export function validateCommand(state: MirrorState, command: MirrorCommand, para
   if (command.cmd === 'failover') return null;
   if (command.cmd === 'stop') return s.name === 'STOP' && !s.plan ? { message: `${params.module} is already stopped` } : null;
   if (s.plan) {
-    const running = s.plan.waiting ? `: ${s.plan.waiting} is running` : '';
+    const running = s.plan.waiting === 'vip' ? ': the virtual IP is being added' : s.plan.waiting ? `: ${s.plan.waiting} is running` : '';
     return { message: `${where}${running}; retry when the transition ends` };
   }
   switch (command.cmd) {

@@ -8,7 +8,7 @@
  * generation ids are `${idSeed}.${counter}`.
  *
  * The daemon (src/daemon) executes the returned actions in order, one step's actions after the
- * previous step's, and feeds the results back as events (`script-done`, `vip-failed`). Scripts
+ * previous step's, and feeds the results back as events (`script-done`, `vip-added`/`vip-failed`). Scripts
  * never run in the timing path: `step` returns at once, the executor runs the script and later
  * delivers `script-done`. Heartbeats are sent by the daemon every `pulseMs` with `viewOf(state)`,
  * plus at once when an action asks for it (`send-heartbeat`).
@@ -90,7 +90,7 @@ export type MirrorCommand =
 export type MirrorEvent =
   /** First event of a runtime: what the store held (null on first start) and a fresh random seed. */
   | { readonly type: 'init'; readonly now: number; readonly persisted: Persisted | null; readonly idSeed: string }
-  /** Sent every pulse (and at least every 100 ms while scripts run); drives silence detection. */
+  /** Sent every pulse, and at the exact moment the peer would become silent; drives every timeout of the core. */
   | { readonly type: 'tick'; readonly now: number }
   /** An authenticated, fresh heartbeat of the peer on one network. */
   | { readonly type: 'heartbeat'; readonly now: number; readonly network: string; readonly view: PeerView }
@@ -99,6 +99,8 @@ export type MirrorEvent =
   | { readonly type: 'script-done'; readonly now: number; readonly script: ScriptName; readonly ok: boolean; readonly detail: string }
   /** Adding the VIP failed (another host answers for it, or the interface is missing). */
   | { readonly type: 'vip-failed'; readonly now: number; readonly detail: string }
+  /** Every VIP of the module was added and announced (the answer to a successful `vip add`). */
+  | { readonly type: 'vip-added'; readonly now: number }
   /** A checker changed state (after rise/fall). `action` is what the checker asks for while down. */
   | { readonly type: 'checker'; readonly now: number; readonly name: string; readonly up: boolean; readonly action: CheckerAction }
   /** The daemon is shutting down: stop cleanly but keep `enabled` as it is. */
@@ -114,7 +116,11 @@ export type MirrorAction =
   | { readonly type: 'persist'; readonly persisted: Persisted }
   /** Run a script out of the timing path with `current-state next-state action` as arguments; answer with `script-done`. */
   | { readonly type: 'run-script'; readonly script: ScriptName; readonly args: readonly [string, string, string]; readonly role: Role | 'none' }
-  /** Add (and announce) or remove the module's VIPs. A failed add answers with `vip-failed`. */
+  /**
+   * Add (and announce) or remove the module's VIPs. An add is answered with `vip-added` or
+   * `vip-failed`, and the core starts nothing (mount rw, start_prim) before the answer: the
+   * duplicate-address check is what stops a node taking over from a peer that still answers.
+   */
   | { readonly type: 'vip'; readonly op: 'add' | 'remove' }
   /** Announce the VIPs again (gratuitous ARP / unsolicited NA), e.g. when the peer comes back. */
   | { readonly type: 'announce-vip' }

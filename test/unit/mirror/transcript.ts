@@ -6,7 +6,7 @@
 //     persist s.0 up=1 en=0 fo=1 last=-
 //   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [last=n2] [sees=N|-]
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
-//   @30 done start_prim [fail]      @40 vip-failed      @50 checker app down wait
+//   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail]     @80 tick
 //
 // Indented lines after an event are exactly the actions it must produce, rendered as:
@@ -126,6 +126,7 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
     case 'tick': return [{ type: 'tick', now }];
     case 'shutdown': return [{ type: 'shutdown', now }];
     case 'vip-failed': return [{ type: 'vip-failed', now, detail: 'address in use' }];
+    case 'vip-added': return [{ type: 'vip-added', now }];
     case 'resync-done': return [{ type: 'resync-done', now, ok: words[0] !== 'fail', detail: words[0] === 'fail' ? 'peer gone' : '' }];
     case 'done': return [{ type: 'script-done', now, script: (words[0] ?? '') as ScriptName, ok: words[1] !== 'fail', detail: words[1] === 'fail' ? 'exit 1' : 'exit 0' }];
     case 'checker': return [{ type: 'checker', now, name: words[0] ?? '', up: words[1] === 'up', action: (words[2] ?? 'none') as CheckerAction }];

@@ -1,0 +1,62 @@
+/**
+ * `cost`: CPU and memory of an idle `hakit daemon` with two mirror modules (web on VIP
+ * 198.18.0.100 and web2 on 198.18.0.101), on both nodes, once both modules are PRIM/SECOND ready
+ * and a settle time has passed. CPU = (utime + stime) of the daemon process (all threads) over the
+ * window, in % of one core; RSS = VmRSS at the end of the window. The applications the modules
+ * start are separate processes and not counted.
+ */
+import { MODULE, TestCluster } from '../../test/testbed/cluster.js';
+import { MODULE2, addSecondModule, clockTicks, cpuTicks, monoMs, pidsOf, rssMiB, sleep, waitModule } from '../harness.js';
+import type { Metric } from '../stats.js';
+import type { Figure, FigureContext } from './figure.js';
+
+export const cost: Figure = {
+  name: 'cost',
+  runs: { full: 1, quick: 1 },
+  async run(ctx: FigureContext, metrics: Metric[]): Promise<void> {
+    const windowMs = ctx.quick ? 2_000 : 10_000;
+    const settleMs = ctx.quick ? 1_000 : 5_000;
+    const c = await TestCluster.create({ defaultPrimary: 'n1' });
+    try {
+      addSecondModule(c);
+      const cpu = new Map<string, Metric>();
+      const rss = new Map<string, Metric>();
+      for (const n of c.nodes) {
+        const mc: Metric = { id: `cost.cpu.${n}`, figure: 'cost', title: `idle hakit daemon on ${n}, 2 modules: CPU over ${windowMs / 1000} s, % of one core`,
+          unit: '%', samples: [], goal: { max: 1, text: '< 1 % of a core' } };
+        const mr: Metric = { id: `cost.rss.${n}`, figure: 'cost', title: `idle hakit daemon on ${n}, 2 modules: RSS`, unit: 'MiB', samples: [], goal: { max: 150, text: '< 150 MB' } };
+        cpu.set(n, mc);
+        rss.set(n, mr);
+        metrics.push(mc, mr);
+      }
+      for (const n of c.nodes) await c.startDaemon(n);
+      for (const n of c.nodes) for (const mod of [MODULE, MODULE2]) await c.hakit(n, ['start', mod]);
+      for (const mod of [MODULE, MODULE2]) {
+        await waitModule(c, 'n1', mod, 'PRIM', 30_000);
+        await waitModule(c, 'n2', mod, 'SECOND', 30_000);
+      }
+      const pids = new Map<string, number>();
+      for (const n of c.nodes) {
+        const p = await pidsOf(c.tb.host(n), 'hakit.js', 'daemon');
+        if (p.length !== 1) throw new Error(`expected one hakit daemon process on ${n}, found ${p.length}`);
+        pids.set(n, p[0]!);
+      }
+      const hz = clockTicks();
+      for (let run = 1; run <= ctx.runs; run++) {
+        await sleep(settleMs);
+        const t0 = monoMs();
+        const before = new Map([...pids].map(([n, pid]) => [n, cpuTicks(pid)]));
+        await sleep(windowMs);
+        const elapsedS = (monoMs() - t0) / 1000;
+        for (const [n, pid] of pids) {
+          const pct = ((cpuTicks(pid) - before.get(n)!) / hz / elapsedS) * 100;
+          cpu.get(n)!.samples.push(pct);
+          rss.get(n)!.samples.push(rssMiB(pid));
+          ctx.log(`cost run ${run}/${ctx.runs} ${n}: CPU ${pct.toFixed(2)} % of a core over ${elapsedS.toFixed(1)} s, RSS ${rssMiB(pid).toFixed(1)} MiB`);
+        }
+      }
+    } finally {
+      await c.dispose();
+    }
+  },
+};
