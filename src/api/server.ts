@@ -5,6 +5,7 @@
  *   GET  /v1/status[?module=NAME]          -> StatusReport (the `status --json` format)
  *   POST /v1/modules/:module/commands      {cmd, fullsync?, on?} -> { message }
  *   GET  /v1/modules/:module/log[?lines=N] -> { entries: LogEntry[] }
+ *   POST /v1/modules/:module/checkers      {on, name?} -> { message }
  *
  * Errors answer `{ code, message, details }` with 400 (bad request), 404 (no module),
  * 409 (command refused in the current state), 501 (not implemented), 500 (internal).
@@ -30,6 +31,7 @@ export interface Controller {
   status(module?: string): StatusReport;
   command(module: string, req: CommandRequest): Promise<{ message: string }>;
   log(module: string, lines: number): LogEntry[];
+  checker(module: string, on: boolean, name?: string): { message: string };
 }
 
 const commandBody = z
@@ -46,6 +48,7 @@ const STATUS_OF: Record<string, number> = {
   HAKIT_E_BAD_REQUEST: 400,
   HAKIT_E_USAGE: 400,
   HAKIT_E_NO_MODULE: 404,
+  HAKIT_E_NO_CHECKER: 404,
   HAKIT_E_BAD_STATE: 409,
   HAKIT_E_NOT_IMPLEMENTED: 501,
 };
@@ -86,6 +89,15 @@ export function buildApi(ctl: Controller, opts: { logger?: boolean } = {}): Fast
       throw new HakitError('BAD_REQUEST', { detail });
     }
     return ctl.command(module, parsed.data);
+  });
+
+  app.post('/v1/modules/:module/checkers', async (req) => {
+    const { module } = req.params as { module: string };
+    const parsed = z.object({ on: z.boolean(), name: z.string().min(1).max(63).optional() }).strict().safeParse(req.body ?? {});
+    if (!parsed.success) {
+      throw new HakitError('BAD_REQUEST', { detail: parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') });
+    }
+    return ctl.checker(module, parsed.data.on, parsed.data.name);
   });
 
   app.get('/v1/modules/:module/log', async (req) => {

@@ -11,7 +11,7 @@ import { HakitError } from '../core/errors.js';
 import { DEFAULT_CONFIG_DIR, DEFAULT_SOCKET, ENV_CONFIG_DIR, ENV_SOCKET, ENV_STATE_DIR, DEFAULT_STATE_DIR } from '../core/paths.js';
 import { ApiClient, RemoteError } from './client.js';
 import { commandConfigCheck, commandKeygen } from './local.js';
-import { commandStatus, commandModule, commandLog } from './remote.js';
+import { commandStatus, commandModule, commandLog, commandChecker } from './remote.js';
 
 export interface Io {
   out: (s: string) => void;
@@ -99,6 +99,13 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .action((onoff: string, mod: string) => run(async () => {
       if (onoff !== 'on' && onoff !== 'off') throw new HakitError('USAGE', { detail: `failover takes "on" or "off", not "${onoff}"` });
       return commandModule(client(), io, mod, 'failover', { on: onoff === 'on' });
+    })());
+  program
+    .command('checker <onoff> <module> [name]')
+    .description('turn the checkers of a module (or the one named) off for maintenance, or on again')
+    .action((onoff: string, mod: string, name: string | undefined) => run(async () => {
+      if (onoff !== 'on' && onoff !== 'off') throw new HakitError('USAGE', { detail: `checker takes "on" or "off", not "${onoff}"` });
+      return commandChecker(client(), io, mod, onoff === 'on', name);
     })());
   program
     .command('log <module>')

@@ -20,6 +20,12 @@ export async function commandModule(api: ApiClient, io: Io, module: string, cmd:
   return 0;
 }
 
+export async function commandChecker(api: ApiClient, io: Io, module: string, on: boolean, name: string | undefined): Promise<number> {
+  const res = await api.post<{ message: string }>(`/v1/modules/${encodeURIComponent(module)}/checkers`, name === undefined ? { on } : { on, name });
+  io.out(`${res.message}\n`);
+  return 0;
+}
+
 export async function commandLog(api: ApiClient, io: Io, module: string, lines: number): Promise<number> {
   const res = await api.get<{ entries: LogEntry[] }>(`/v1/modules/${encodeURIComponent(module)}/log?lines=${lines}`);
   for (const e of res.entries) {

@@ -30,6 +30,7 @@ export const ERRORS = {
   NOT_IMPLEMENTED: spec('HAKIT_E_NOT_IMPLEMENTED', 3, '`hakit {command}` is not implemented yet in this version.'),
   NO_DAEMON: spec('HAKIT_E_NO_DAEMON', 4, 'No hakit daemon answers on {socket}. Start it with `hakit daemon --config-dir DIR`, or pass --socket PATH / set HAKIT_SOCKET.'),
   NO_MODULE: spec('HAKIT_E_NO_MODULE', 5, 'There is no module named {module} on this node. `hakit status` lists the modules.'),
+  NO_CHECKER: spec('HAKIT_E_NO_CHECKER', 5, 'Module has no checker named {checker} (its checkers: {known}). `hakit status MODULE` lists them.'),
   BAD_STATE: spec('HAKIT_E_BAD_STATE', 6, 'Cannot {command} module {module} while it is {state}: {detail}.'),
   BAD_REQUEST: spec('HAKIT_E_BAD_REQUEST', 2, 'The request is invalid: {detail}.'),
   // environment and prerequisites
@@ -49,6 +50,8 @@ export const ERRORS = {
   SCRIPT_UNSAFE: spec('HAKIT_E_SCRIPT_UNSAFE', 10, 'Refusing to run {file} as root: {detail}. Make the script and its directory owned by root and not writable by group or others (chown root; chmod go-w).'),
   // virtual IPs (issue 3)
   VIP: spec('HAKIT_E_VIP', 9, 'Cannot {op} the virtual IP {vip} on {interface}: {detail}. Check the interface, that hakit runs as root and that `ip`, `arping` and `ping` are installed.'),
+  // replication link (issue 4)
+  PEER_GONE: spec('HAKIT_E_PEER_GONE', 8, 'The replication peer {peer} of module {module} is gone ({detail}); the change was not acknowledged by it. The module continues alone and the peer is resynced when it returns.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERRORS;

@@ -9,6 +9,7 @@ import { networkInterfaces } from 'node:os';
 import { realClock, type Clock } from '../adapters/clock/index.js';
 import { loadConfigDir } from '../adapters/configfs/index.js';
 import { loadKey } from '../adapters/key/cluster-key.js';
+import type { ProbeFactory } from '../adapters/probes/index.js';
 import { ProcessScriptRunner, type ScriptRunner } from '../adapters/scripts/index.js';
 import { FileStateStore, moduleStateDir } from '../adapters/store/index.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
@@ -32,6 +33,7 @@ export interface AgentOptions {
   readonly scripts?: ScriptRunner;
   readonly vips?: VipManager;
   readonly transport?: HeartbeatTransport;
+  readonly probeFor?: ProbeFactory;
 }
 
 /** A module of this node that this version cannot run: it stays STOP with `reason`. */
@@ -145,14 +147,17 @@ export class NodeAgent {
         opts.logbook.log(m.name, 'error', `replicated directories are not implemented yet in this version: module ${m.name} stays STOP (remove replication.dirs to run it without replication)`);
         continue;
       }
-      if (m.checkers.length > 0) {
-        opts.logbook.log(m.name, 'warn', `checkers are not implemented yet in this version: ${m.checkers.map((c) => c.name).join(', ')} not run`);
+      for (const c of m.checkers) {
+        if (c.type === 'splitbrain') opts.logbook.log(m.name, 'warn', `split-brain protection is not implemented yet in this version: checker ${c.name} is not run`);
       }
       const dir = moduleStateDir(opts.stateDir, m.name);
       mkdirSync(`${dir}/logs`, { recursive: true, mode: 0o700 });
       mirrors.set(m.name, new MirrorRuntime(
         { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir },
-        { clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex') },
+        {
+          clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'),
+          probeFor: opts.probeFor, moduleState: (name) => mirrors.get(name)?.status().state,
+        },
       ));
     }
     const agent = new NodeAgent(node, config, opts.logbook, transport, mirrors, others);
@@ -185,6 +190,18 @@ export class NodeAgent {
       throw new HakitError('NO_MODULE', { module });
     }
     return { message: rt.command(toMirrorCommand(req)) };
+  }
+
+  /** `hakit checker on|off MODULE [NAME]`. */
+  checker(module: string, on: boolean, name?: string): { message: string } {
+    const rt = this.mirrors.get(module);
+    if (!rt) {
+      if (this.others.has(module)) throw new HakitError('NOT_IMPLEMENTED', { command: `checker on a module with ${this.others.get(module)!.what}` });
+      throw new HakitError('NO_MODULE', { module });
+    }
+    const changed = rt.checker(on, name);
+    const what = name === undefined ? 'every checker' : `checker ${name}`;
+    return { message: `${what} of ${module} ${on ? 'on' : 'off'}${changed.length === 0 ? ' (already)' : ''}` };
   }
 
   log(module: string, lines: number): LogEntry[] {

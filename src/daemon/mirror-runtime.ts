@@ -12,6 +12,7 @@
  * been executed: a node never tells its peer "I released the VIP" before the `ip addr del` ran.
  */
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
+import { probeFor as realProbeFor, type ProbeFactory } from '../adapters/probes/index.js';
 import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
@@ -24,6 +25,7 @@ import {
   type Role, type ScriptName,
 } from '../core/mirror/index.js';
 import type { ModuleStatus } from '../core/status.js';
+import { CheckerRunner } from './checker-runner.js';
 import type { Logbook } from './logbook.js';
 
 /** Name of the module's state document in its store. */
@@ -38,6 +40,10 @@ export interface MirrorRuntimeDeps {
   readonly logbook: Logbook;
   /** A fresh random seed for generation ids (hex). */
   readonly idSeed: () => string;
+  /** Makes the checkers' probes (default: the real ones). */
+  readonly probeFor?: ProbeFactory;
+  /** The state of another module on this node (for `module` checkers). */
+  readonly moduleState?: (name: string) => string | undefined;
 }
 
 export interface MirrorRuntimeConfig {
@@ -85,12 +91,24 @@ export class MirrorRuntime {
   private closed = false;
   private unsubscribe: (() => void) | null = null;
   private readonly peerAddress: ReadonlyMap<string, string>;
+  private readonly checkers: CheckerRunner | null = null;
 
   constructor(private readonly cfg: MirrorRuntimeConfig, private readonly deps: MirrorRuntimeDeps) {
     this.name = cfg.module.name;
     this.params = mirrorParams(cfg.module, cfg.node);
     this.state = initialState(this.params);
     this.published = viewOf(this.state);
+    const m = cfg.module;
+    if (m.checkers.length > 0) {
+      const moduleDir = `${cfg.configDir}/modules/${m.name}`;
+      this.checkers = new CheckerRunner(m.checkers, deps.probeFor ?? realProbeFor, {
+        moduleDir, binDir: `${moduleDir}/bin`, node: cfg.node, module: m.name, vip: m.vip,
+        moduleState: deps.moduleState ?? (() => undefined), clock: deps.clock,
+      }, deps.clock, (c) => {
+        this.log(c.up ? 'info' : 'warn', `checker ${c.name} ${c.up ? 'up' : 'down'}: ${c.detail}`, { event: 'checker', checker: c.name, up: c.up, action: c.action });
+        this.deliver({ type: 'checker', now: this.deps.clock.now(), name: c.name, up: c.up, action: c.action });
+      });
+    }
     const peerNode = cfg.cluster.nodes.find((n) => n.name === this.params.peer);
     this.peerAddress = new Map(this.params.networks.flatMap((net) => {
       const a = peerNode?.addresses[net];
@@ -150,6 +168,7 @@ export class MirrorRuntime {
     this.state = r.state;
     for (const a of r.actions) {
       if (a.type === 'transition') {
+        this.checkers?.setRole(a.to, a.ready);
         this.log(a.to === 'STOP' && a.reason ? 'warn' : 'info', `${a.from} -> ${a.to}${a.ready ? '' : ' (transient)'}${a.reason ? ` reason=${a.reason}` : ''}`,
           { event: 'transition', from: a.from, to: a.to, ready: a.ready, reason: a.reason });
       } else if (a.type === 'log') {
@@ -188,7 +207,16 @@ export class MirrorRuntime {
       failover: s.failover,
       heartbeat: { networks: s.peer.networks },
       generation: s.generation,
+      checkers: this.checkers?.views() ?? {},
     };
+  }
+
+  /** `hakit checker on|off`: the names whose switch changed. Throws HakitError NO_CHECKER. */
+  checker(on: boolean, name?: string): string[] {
+    if (!this.checkers) throw new HakitError('NO_CHECKER', { checker: name ?? '(any)', known: 'none' });
+    const changed = this.checkers.setEnabled(on, name);
+    this.log('info', `checker${name ? ` ${name}` : 's'} ${on ? 'on' : 'off'} by an administrator${changed.length ? '' : ' (no change)'}`, { event: 'checker-switch', on, changed });
+    return changed;
   }
 
   /**
@@ -203,6 +231,7 @@ export class MirrorRuntime {
     // Tell the peer a last time, then go silent.
     this.pulse();
     this.closed = true;
+    this.checkers?.stop();
     for (const t of this.timers) this.deps.clock.clearTimer(t);
     this.timers = [];
     if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);

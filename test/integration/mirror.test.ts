@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/prereq.js';
 import { TestCluster, VIP } from '../testbed/cluster.js';
@@ -211,5 +211,47 @@ describe('mirror module: refusals and failures', PREREQ, () => {
     } finally {
       rmSync(join(c.moduleDir(prim), 'run/hang-stop'), { force: true });
     }
+  });
+});
+
+describe('mirror module: checkers', PREREQ, () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await TestCluster.create({
+      moduleYaml: ['checkers:', '  - { type: tcp, name: app, address: 127.0.0.1:8080, action: restart, interval: 300ms, timeout: 200ms, fall: 2 }'].join('\n'),
+    });
+  });
+  after(async () => { await c?.dispose(); });
+
+  const appPid = (node: string): number => Number(readFileSync(join(c.moduleDir(node), 'run/app.pid'), 'utf8').trim());
+
+  test('a tcp checker with action restart restarts a killed application on the primary, without failover', async () => {
+    const [prim] = await startBoth(c);
+    await waitServedBy(c, prim);
+    const before = appPid(prim);
+    process.kill(before, 'SIGKILL');
+    await c.waitFor('the application restarted by the checker', async () => {
+      try { return appPid(prim) !== before && (await servedBy(c)) === prim; } catch { return false; }
+    }, 15_000);
+    const log = (await c.hakit(prim, ['log', 'web', '-n', '200'])).stdout;
+    assert.match(log, /checker app down/);
+    assert.match(log, /start_prim PRIM PRIM restart/);
+    assert.equal((await c.status(prim))?.state, 'PRIM');
+    const st = await c.status(prim);
+    assert.equal((st?.checkers as Record<string, { status: string }>).app?.status, 'up');
+  });
+
+  test('checker off (maintenance): a killed application is left alone; checker on restarts it', async () => {
+    const s1 = await c.status('n1');
+    const prim = s1?.state === 'PRIM' ? 'n1' : 'n2';
+    assert.equal((await c.hakit(prim, ['checker', 'off', 'web', 'app'])).code, 0);
+    const before = appPid(prim);
+    process.kill(before, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500)); // 5 checker intervals
+    assert.equal(await servedBy(c), null, 'nothing restarted the application while its checker was off');
+    const st = await c.status(prim);
+    assert.equal((st?.checkers as Record<string, { status: string }>).app?.status, 'disabled');
+    assert.equal((await c.hakit(prim, ['checker', 'on', 'web', 'app'])).code, 0);
+    await waitServedBy(c, prim);
   });
 });

@@ -28,6 +28,11 @@ function fakeController(): Controller & { calls: { module: string; req: CommandR
     log() {
       return [{ time: 0, level: 'info', message: 'PRIM ready' }];
     },
+    checker(module, on, name) {
+      if (module !== 'web') throw new HakitError('NO_MODULE', { module });
+      if (name !== undefined && name !== 'app') throw new HakitError('NO_CHECKER', { checker: name, known: 'app' });
+      return { message: `checker ${name ?? 'all'} ${on ? 'on' : 'off'}` };
+    },
   };
 }
 
@@ -88,4 +93,19 @@ test('log lines are bounded and validated', async () => {
   const ok = await app.inject({ url: '/v1/modules/web/log?lines=5' });
   assert.equal(ok.statusCode, 200);
   assert.equal(ok.json().entries.length, 1);
+});
+
+test('POST checkers validates {on, name?} and maps an unknown checker to 404', async () => {
+  const app = buildApi(fakeController());
+  let r = await app.inject({ method: 'POST', url: '/v1/modules/web/checkers', payload: { on: false, name: 'app' } });
+  assert.equal(r.statusCode, 200);
+  assert.match(r.json().message, /checker app off/);
+  r = await app.inject({ method: 'POST', url: '/v1/modules/web/checkers', payload: { on: 'no' } });
+  assert.equal(r.statusCode, 400);
+  assert.equal(r.json().code, 'HAKIT_E_BAD_REQUEST');
+  r = await app.inject({ method: 'POST', url: '/v1/modules/web/checkers', payload: { on: true, name: 'db', extra: 1 } });
+  assert.equal(r.statusCode, 400);
+  r = await app.inject({ method: 'POST', url: '/v1/modules/web/checkers', payload: { on: true, name: 'db' } });
+  assert.equal(r.statusCode, 404);
+  assert.equal(r.json().code, 'HAKIT_E_NO_CHECKER');
 });

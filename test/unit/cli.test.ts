@@ -32,6 +32,10 @@ const ctl: Controller = {
     return { message: `${req.cmd}${req.on === undefined ? '' : req.on ? ' on' : ' off'} ${m}: accepted` };
   },
   log: () => [],
+  checker: (m, on, name) => {
+    if (name !== undefined && name !== 'app') throw new HakitError('NO_CHECKER', { checker: name, known: 'app' });
+    return { message: `checker ${name ?? 'all'} of ${m} ${on ? 'on' : 'off'}` };
+  },
 };
 
 async function withDaemon(fn: (sock: string) => Promise<void>): Promise<void> {
@@ -111,5 +115,22 @@ test('module commands reach the daemon; refusals keep their code and exit status
     io = capture();
     assert.equal(await main(['node', 'hakit', '--socket', sock, 'failover', 'maybe', 'web'], io), 2);
     assert.match(io.stderr, /failover takes "on" or "off"/);
+  });
+});
+
+test('checker on|off MODULE [NAME] reaches the daemon; a bad switch or an unknown checker is refused', async () => {
+  await withDaemon(async (sock) => {
+    let io = capture();
+    assert.equal(await main(['node', 'hakit', '--socket', sock, 'checker', 'off', 'web', 'app'], io), 0);
+    assert.match(io.stdout, /checker app of web off/);
+    io = capture();
+    assert.equal(await main(['node', 'hakit', '--socket', sock, 'checker', 'on', 'web'], io), 0);
+    assert.match(io.stdout, /checker all of web on/);
+    io = capture();
+    assert.equal(await main(['node', 'hakit', '--socket', sock, 'checker', 'off', 'web', 'nope'], io), 5);
+    assert.match(io.stderr, /no checker named nope.*\[HAKIT_E_NO_CHECKER\]/);
+    io = capture();
+    assert.equal(await main(['node', 'hakit', '--socket', sock, 'checker', 'maybe', 'web'], io), 2);
+    assert.match(io.stderr, /checker takes "on" or "off"/);
   });
 });

@@ -66,10 +66,12 @@ describe('ProcessScriptRunner', () => {
   test('a script that ignores SIGTERM is killed with SIGKILL after the grace', async () => {
     const s = await setup();
     await s.write('start_second', `trap '' TERM\nsleep 30 & echo $! > '${s.root}/child.pid'\nwait\nwait\n`);
-    const r = await new ProcessScriptRunner({ killGraceMs: 200 }).run(s.req('start_second', { timeoutMs: 200 }));
+    // The timeout leaves the shell ample time to install its trap even on a loaded machine (with
+    // 200 ms a slow start let SIGTERM arrive before `trap`, and the test failed under load).
+    const r = await new ProcessScriptRunner({ killGraceMs: 200 }).run(s.req('start_second', { timeoutMs: 1500 }));
     const child = Number(await readFile(join(s.root, 'child.pid'), 'utf8'));
     pids.push(child);
-    assert.deepEqual({ ok: r.ok, killed: r.killed, signal: r.signal, detail: r.detail }, { ok: false, killed: true, signal: 'SIGKILL', detail: 'killed after 200ms' });
+    assert.deepEqual({ ok: r.ok, killed: r.killed, signal: r.signal, detail: r.detail }, { ok: false, killed: true, signal: 'SIGKILL', detail: 'killed after 1.5s' });
     assert.equal(await running(child), false, 'the child that ignored SIGTERM too is gone');
   });
 
