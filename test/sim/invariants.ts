@@ -1,0 +1,126 @@
+/**
+ * The promises (DESIGN.md 3) the simulator checks after every step and every change of a node's
+ * resources. A broken one throws `Violation`, which ends the run.
+ *
+ * 1. One writer (3.1): at most one node holds a writer resource (VIP, application, rw mount), as
+ *    EXECUTED, not as the state names say. Excused only during a split-brain episode: a running
+ *    node's core has gone `heartbeatTimeoutMs` without a heartbeat of its RUNNING peer (every
+ *    heartbeat network cut or lossy). Without the witness (not built yet) two primaries are then
+ *    the documented outcome (DESIGN.md 5, docs/states.md); the episode ends once no node is
+ *    falsely silent, both running nodes are ready with empty executor queues and at most one
+ *    writer remains. Episodes are counted; their healing is checked by the liveness check.
+ * 2. No stale primary (3.3), with replication only: a node that takes the primary role (a
+ *    transition into PRIM/ALONE from another state) must be up to date and not `behind` the
+ *    generation of the last peer view it heard in this life, unless the admin forced it (`prim`).
+ *    Not checked during a split-brain episode. Being behind what the peer stored WITHOUT ever
+ *    telling this node is counted (staleUnknowable), not failed: no core can know it.
+ *    Also excused: an episode opened by an admin's `prim` on a node that cannot hear its running
+ *    peer, or whose peer is already (becoming) primary unbeknown to it: a forced command is the
+ *    admin's risk, as DRBD's --force. (`prim` while the peer is a heard SECOND is finding 4.)
+ * 3. Refused commands change nothing (3.7): checked where the command is drawn (run.ts).
+ */
+import { compareGenerations, type MirrorAction, type MirrorEvent, type MirrorState } from '../../src/core/mirror/index.js';
+import { Violation, type SimNode, type World } from './world.js';
+
+const PRIMARY = new Set(['PRIM', 'ALONE']);
+
+export class Invariants {
+  /** Start of the current split-brain episode, null if none. */
+  episode: number | null = null;
+  readonly counts = { episodes: 0, dualWritersExcused: 0, staleChecks: 0, staleExcused: 0, forcedPrim: 0, primaryEntries: 0, staleEchoes: 0, staleUnknowable: 0 };
+
+  constructor(private readonly w: World) {
+    w.onStep = (n, e, before, actions) => this.afterStep(n, e, before, actions);
+    w.onResources = () => this.checkWriters();
+  }
+
+  /**
+   * True when `n`'s core has had no heartbeat of its running peer for heartbeatTimeoutMs (the
+   * core's own rule, with lastHeard reset at boot), counting from when both were running.
+   */
+  falselySilent(n: SimNode): boolean {
+    const p = n.peer;
+    if (!n.up || !p.up) return false;
+    const ref = Math.max(n.lastHeard ?? n.upSince, p.upSince);
+    return this.w.now - ref >= n.params.heartbeatTimeoutMs;
+  }
+
+  private updateEpisode(): void {
+    const [a, b] = this.w.nodes;
+    if (this.falselySilent(a) || this.falselySilent(b)) {
+      if (this.episode === null) {
+        this.episode = this.w.now;
+        this.counts.episodes++;
+        this.w.trace.note(this.w.now, '--', `split-brain episode starts: ${this.falselySilent(a) ? a.name : b.name} hears nothing from its running peer`);
+      }
+      return;
+    }
+    if (this.episode === null) return;
+    const settled = (n: SimNode): boolean => !n.up || (n.state.ready && n.queue.length === 0 && !n.busy);
+    if (settled(a) && settled(b) && !(a.writer() && b.writer())) {
+      this.w.trace.note(this.w.now, '--', `split-brain episode ends (began at ${this.episode})`);
+      this.episode = null;
+    }
+  }
+
+  checkWriters(): void {
+    const [a, b] = this.w.nodes;
+    this.updateEpisode();
+    if (!(a.writer() && b.writer())) return;
+    if (this.episode !== null) { this.counts.dualWritersExcused++; return; }
+    const echo = a.staleEcho || b.staleEcho ? ` [${a.staleEcho ? a.name : b.name} decided on a stale echo]` : '';
+    throw new Violation('two-writers', `two writers: ${a.name} holds ${a.resources()} (${a.label()}), ${b.name} holds ${b.resources()} (${b.label()})${echo}`, this.w.now);
+  }
+
+  private afterStep(n: SimNode, e: MirrorEvent, before: MirrorState, actions: readonly MirrorAction[]): void {
+    this.scanTransitions(n, e, before, actions);
+    this.checkWriters();
+  }
+
+  private scanTransitions(n: SimNode, e: MirrorEvent, before: MirrorState, actions: readonly MirrorAction[]): void {
+    for (const a of actions) {
+      if (a.type !== 'transition') continue;
+      if (!PRIMARY.has(a.to)) { n.staleEcho = false; continue; }
+      if (PRIMARY.has(a.from)) continue;
+      this.counts.primaryEntries++;
+      if (n.lastView) {
+        const echoed = this.w.echo.get(n.lastView);
+        if (echoed !== undefined && echoed !== 0 && echoed !== n.life) {
+          n.staleEcho = true;
+          this.counts.staleEchoes++;
+          this.w.trace.note(this.w.now, n.name, `decides ${a.to} on a peer view that echoes an earlier life of ${n.name} (finding 6)`);
+        }
+      }
+      if (e.type === 'command' && e.command.cmd === 'prim') {
+        this.counts.forcedPrim++;
+        // Forcing a node that cannot hear its running peer is the admin's risk (like DRBD --force).
+        const p = n.peer;
+        const deaf = n.lastHeard === null || this.w.now - n.lastHeard >= n.params.heartbeatTimeoutMs;
+        if (p.up && (deaf || PRIMARY.has(p.state.name)) && this.episode === null) {
+          this.episode = this.w.now;
+          this.counts.episodes++;
+          this.w.trace.note(this.w.now, '--', `forced-prim episode starts: ${n.name} forced while it cannot hear its running peer, or while the peer is primary and it does not know yet`);
+        }
+        continue;
+      }
+      if (!n.params.hasReplication) continue;
+      if (this.episode !== null) { this.counts.staleExcused++; continue; }
+      this.counts.staleChecks++;
+      const mine = before.persisted;
+      if (!mine.upToDate) {
+        throw new Violation('stale-primary', `${n.name} (${a.from}) becomes ${a.to} with data that is not up to date (gen ${mine.generation.current}) without a forced prim`, this.w.now);
+      }
+      const known = n.lastView?.generation;
+      if (known && compareGenerations(mine.generation, known) === 'behind') {
+        throw new Violation('stale-primary', `${n.name} (${a.from}) becomes ${a.to} on generation ${mine.generation.current}, behind ${n.peer.name}'s ${known.current} that it last heard (history ${known.history.join(',')}), without a forced prim`, this.w.now);
+      }
+      // Behind what the peer stored but never told this node (e.g. the peer took over while this
+      // node was down, then stopped): no core can know; counted, documented as a limitation.
+      const peerDisk = n.peer.disk;
+      if (peerDisk && compareGenerations(mine.generation, peerDisk.generation) === 'behind') {
+        this.counts.staleUnknowable++;
+        this.w.trace.note(this.w.now, n.name, `becomes ${a.to} behind ${n.peer.name}'s stored ${peerDisk.generation.current}, which it never heard of (limitation)`);
+      }
+    }
+  }
+}
