@@ -90,6 +90,8 @@ function toMirrorCommand(c: AgentCommand): MirrorCommand {
 }
 
 export class NodeAgent {
+  private closing = false;
+
   private constructor(
     readonly node: string,
     readonly config: HakitConfig,
@@ -183,6 +185,7 @@ export class NodeAgent {
   }
 
   async command(module: string, req: AgentCommand): Promise<{ message: string }> {
+    this.refuseWhileClosing(module, req.cmd);
     const rt = this.mirrors.get(module);
     if (!rt) {
       const u = this.others.get(module);
@@ -194,6 +197,7 @@ export class NodeAgent {
 
   /** `hakit checker on|off MODULE [NAME]`. */
   checker(module: string, on: boolean, name?: string): { message: string } {
+    this.refuseWhileClosing(module, `checker ${on ? 'on' : 'off'}`);
     const rt = this.mirrors.get(module);
     if (!rt) {
       if (this.others.has(module)) throw new HakitError('NOT_IMPLEMENTED', { command: `checker on a module with ${this.others.get(module)!.what}` });
@@ -209,8 +213,17 @@ export class NodeAgent {
     return this.logbook.entries(module, lines);
   }
 
+  /**
+   * Once the daemon shuts down, commands are refused: a `start` accepted then would restart a
+   * module the shutdown is stopping, and the daemon would exit holding it (simulator finding 8).
+   */
+  private refuseWhileClosing(module: string, command: string): void {
+    if (this.closing) throw new HakitError('BAD_STATE', { command, module, state: 'stopping', detail: 'the daemon is shutting down; run the command on the next daemon' });
+  }
+
   /** Stops every module cleanly (keeping whether each is enabled), then closes the transport. */
   async shutdown(): Promise<void> {
+    this.closing = true;
     await Promise.all([...this.mirrors.values()].map((rt) => rt.shutdown()));
     await this.transport.close();
   }

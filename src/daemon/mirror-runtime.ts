@@ -87,6 +87,8 @@ export class MirrorRuntime {
   private draining: Promise<void> | null = null;
   private timers: TimerHandle[] = [];
   private silenceTimer: TimerHandle | null = null;
+  /** The newest heartbeat of the peer (its epoch = daemon life, and sequence number). */
+  private newest: { epoch: string; seq: bigint; view: PeerView } = { epoch: '', seq: -1n, view: undefined as unknown as PeerView };
   private running = 0;
   private closed = false;
   private unsubscribe: (() => void) | null = null;
@@ -147,7 +149,12 @@ export class MirrorRuntime {
     }
     this.unsubscribe = this.deps.transport.onReceive((network, _from, d) => {
       if (d.module !== this.name || d.node !== this.params.peer) return;
-      this.deliver({ type: 'heartbeat', now: this.deps.clock.now(), network, view: d.view });
+      // The peer numbers its datagrams across all networks. One that is older than a datagram
+      // already heard on another network (a slower network) still proves that its network is
+      // alive, but its view is old news: the core gets the newest view (simulator finding 1:
+      // a delayed STOP view made a SECOND take over from a live primary).
+      if (d.epoch !== this.newest.epoch || d.seq > this.newest.seq) this.newest = { epoch: d.epoch, seq: d.seq, view: d.view };
+      this.deliver({ type: 'heartbeat', now: this.deps.clock.now(), network, view: this.newest.view });
       this.armSilenceTick();
     });
     this.deliver({ type: 'init', now: this.deps.clock.now(), persisted, idSeed: this.deps.idSeed() });

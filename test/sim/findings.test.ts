@@ -14,7 +14,7 @@ function holds(seed: number, opts: RunOptions): void {
 const expose: RunOptions = { exposeKnownBugs: true, faultMs: 8000 };
 
 test('finding 1 (seed 2305): an old heartbeat delayed on one network must not overwrite a newer view heard on another (DESIGN.md 3.1)',
-  { todo: 'core bug: hearPeer keeps the last-arrived view; a STOP view delayed on one network makes the SECOND take over from a live primary' },
+  // Fixed in MirrorRuntime (the core gets the newest view; the old datagram still proves its network alive), modelled by the world.
   () => holds(2305, expose));
 
 test('finding 2 (seed 153): a node told `second` whose peer has older data does not wait forever in WAIT(peer-not-seen)',
@@ -22,7 +22,7 @@ test('finding 2 (seed 153): a node told `second` whose peer has older data does 
   () => holds(153, expose));
 
 test('finding 3 (seed 4149): a `wait` checker that is up again during the release does not keep WAIT(checker:<name>) forever',
-  { todo: 'core bug: onChecker up ignores a running plan; the plan ends in WAIT checker:<name> with no checker down' },
+  // Fixed in the core: evaluate() leaves WAIT checker:<name> when no wait checker is down.
   () => holds(4149, expose));
 
 test('finding 5 (seed 5360): a SECOND that saw its peer go ALONE does not take over on older data (DESIGN.md 3.3)',
@@ -30,5 +30,5 @@ test('finding 5 (seed 5360): a SECOND that saw its peer go ALONE does not take o
   () => holds(5360, {}));
 
 test('finding 8 (seed 2538): a command during the daemon shutdown does not restart the module and leave it running (DESIGN.md 3.1)',
-  { todo: 'daemon bug: the API stays open during agent.shutdown(); start is accepted, shutdown times out and goes silent holding the application' },
+  // Fixed in NodeAgent (commands refused once shutdown began; test/unit/daemon.test.ts), modelled by the run.
   () => holds(2538, expose));

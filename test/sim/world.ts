@@ -117,6 +117,8 @@ export class SimNode {
   heardLife = 0;
   /** The last peer view delivered to the core in this life (what its decisions rest on). */
   lastView: PeerView | null = null;
+  /** The view of the newest heartbeat of the peer's current life (what MirrorRuntime keeps). */
+  newestView: PeerView | null = null;
   /** This node holds a primary role it took on a peer view that echoed an earlier life of it (finding 6). */
   staleEcho = false;
   /** Transport replay state (per receiving daemon life). */
@@ -265,8 +267,11 @@ export class World {
     n.published = viewOf(n.state);
     n.queue = []; n.busy = false; n.resync = null; n.lastHeard = null; n.rx = null; n.txSeq = 0; n.starting = true;
     n.checkersDown.clear();
-    n.staleEcho = false; n.heardLife = 0; n.lastView = null;
+    n.staleEcho = false; n.heardLife = 0; n.lastView = null; n.newestView = null;
     if (n.vip !== 'none') { n.vip = 'none'; this.onResources(n); }
+    // The rfs child of a daemon that closed unmounts when its stdin closes (docs/replication.md),
+    // so a new daemon never finds its predecessor's read-write mount.
+    if (n.mount !== 'none') { n.mount = 'none'; this.onResources(n); }
     this.trace.note(this.now, n.name, `BOOT disk=${n.disk ? `gen=${n.disk.generation.current} up=${+n.disk.upToDate} en=${+n.disk.enabled} last=${n.disk.lastPrimary ?? '-'}` : 'empty'}`);
     const go = (): void => {
       n.starting = false;
@@ -467,18 +472,26 @@ export class World {
   }
 
   /** The transport's replay filter, then the core. */
-  private receive(r: SimNode, net: string, from: string, epoch: number, seq: number, view: PeerView): void {
+  private receive(r: SimNode, net: string, from: string, epoch: number, seq: number, heard: PeerView): void {
+    let view = heard;
     if (!r.up || r.starting || from !== r.peer.name) return;
     const rx = r.rx;
     if (rx === null || epoch > rx.epoch) {
       r.rx = { epoch, seq: new Map([[net, seq]]), max: seq };
+      r.newestView = view;
     } else if (epoch < rx.epoch) {
       return;
     } else {
       const last = rx.seq.get(net);
       if (last !== undefined && seq <= last) return;
       rx.seq.set(net, seq);
-      if (seq < rx.max && this.dropStaleViews) { this.stats.staleViewsDropped++; return; }
+      if (seq < rx.max && this.dropStaleViews) {
+        // As MirrorRuntime does: the datagram proves its network alive, the view is old news.
+        this.stats.staleViewsDropped++;
+        view = r.newestView ?? view;
+      } else {
+        r.newestView = view;
+      }
       rx.max = Math.max(rx.max, seq);
     }
     r.lastHeard = this.now;

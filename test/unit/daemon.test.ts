@@ -151,7 +151,10 @@ describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
     let both = false;
     const watch = setInterval(() => { if (holders().length > 1) both = true; }, 1);
     try {
-      await n1.shutdown();
+      const closing = n1.shutdown();
+      // Regression (simulator finding 8): once the shutdown began, commands are refused.
+      await assert.rejects(n1.command('web', { cmd: 'start' }), (e: unknown) => isHakitError(e) && e.code === 'HAKIT_E_BAD_STATE' && /shutting down/.test(e.message));
+      await closing;
       agents.splice(agents.indexOf(n1), 1);
       await waitFor('n2 ALONE ready', () => { const s = n2.status('web').modules[0]!; return s.state === 'ALONE' && s.ready; });
       assert.deepEqual(holders(), ['02:00:00:00:00:02']);

@@ -699,6 +699,12 @@ function evaluate(c: Ctx): void {
     else { stopPlan(c, s.pendingStop, null); return; }
   }
   if (s.name === 'STOP') return;
+  // A `wait` checker that came up again while the release into WAIT ran (simulator finding 3):
+  // no checker holds the module any more, so it listens for its peer again.
+  if (s.waitCheckers.length === 0 && s.name === 'WAIT' && s.reason?.startsWith('checker:')) {
+    setState(c, 'WAIT', true, 'peer-not-seen');
+    s.listenUntil = c.now;
+  }
   if (s.waitCheckers.length > 0) {
     const reason = `checker:${s.waitCheckers[0] ?? ''}`;
     if (s.name !== 'WAIT') { log(c, 'warn', `checker down: releasing the module (${reason})`); releaseToWait(c, reason, 'stopstart'); }
