@@ -102,6 +102,14 @@ export async function waitModule(c: TestCluster, node: string, name: string, sta
   }, timeoutMs, 100);
 }
 
+/** Starts both daemons and the module on each (hakit start), without waiting for their roles. */
+export async function startPair(c: TestCluster, module: string): Promise<void> {
+  await c.startDaemon('n1');
+  await c.startDaemon('n2');
+  await c.hakit('n1', ['start', module]);
+  await c.hakit('n2', ['start', module]);
+}
+
 export const VIP2 = '198.18.0.101';
 export const APP2_PORT = 8081;
 export const MODULE2 = 'web2';

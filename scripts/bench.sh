@@ -4,10 +4,7 @@
 # virtual IPs). See docs/bench.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then echo "npm run bench needs root: it creates network namespaces and virtual IPs. Run it as root." >&2; exit 7; fi
-if ! bash scripts/setup.sh --check >/dev/null 2>&1; then
-  bash scripts/setup.sh
-else
-  npx tsc -p tsconfig.json
-fi
+source scripts/ensure-built.sh
+need_root "npm run bench"
+ensure_built
 exec node --enable-source-maps dist/bench/main.js "$@"

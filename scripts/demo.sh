@@ -3,10 +3,7 @@
 # and shows a failover. Needs root (namespaces, virtual IPs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then echo "npm run demo needs root: it creates network namespaces and virtual IPs. Run it as root." >&2; exit 7; fi
-if ! bash scripts/setup.sh --check >/dev/null 2>&1; then
-  bash scripts/setup.sh
-else
-  npx tsc -p tsconfig.json
-fi
+source scripts/ensure-built.sh
+need_root "npm run demo"
+ensure_built
 exec node --enable-source-maps dist/scripts/demo.js "$@"

@@ -7,11 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! bash scripts/setup.sh --check >/dev/null 2>&1; then
-  bash scripts/setup.sh
-else
-  npx tsc -p tsconfig.json
-fi
+source scripts/ensure-built.sh
+ensure_built
 npm run --silent lint
 
 suites=("$@")

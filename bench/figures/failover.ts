@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { MODULE, TestCluster } from '../../test/testbed/cluster.js';
-import { KeepalivedPair, Probe, monoMs, waitModule, waitUntil } from '../harness.js';
+import { KeepalivedPair, Probe, monoMs, startPair, waitModule, waitUntil } from '../harness.js';
 import type { Metric } from '../stats.js';
 import type { Figure, FigureContext } from './figure.js';
 
@@ -17,6 +17,18 @@ import type { Figure, FigureContext } from './figure.js';
 const TAKEOVER_BOUND_MS = 30_000;
 /** How long a node may take to come back and take its role back. */
 const RESTORE_BOUND_MS = 60_000;
+
+/** One run: SIGKILL of n1's host, then the client's first success on n2 (or a failure, which ends the figure). */
+async function crashRun(c: TestCluster, probe: Probe, m: Metric, ctx: FigureContext, label: string, i: number): Promise<void> {
+  probe.forget(monoMs() - 1000);
+  const t0 = monoMs();
+  await c.crash('n1');
+  const ok = await probe.waitFor('n2', t0, TAKEOVER_BOUND_MS).catch(() => undefined);
+  if (ok) m.samples.push(ok.t - t0);
+  else m.failures = (m.failures ?? 0) + 1;
+  ctx.log(`${label} run ${i}/${ctx.runs}: ${ok ? `${(ok.t - t0).toFixed(0)} ms` : `no takeover within ${TAKEOVER_BOUND_MS} ms`}`);
+  if (!ok) throw new Error(`n2 did not take over within ${TAKEOVER_BOUND_MS} ms (run ${i})`);
+}
 
 export const FAILOVER_GOAL = { max: 2500, ratioBelow: 1, text: 'median <= 2.5 s and below keepalived' };
 
@@ -41,23 +53,13 @@ export const failover: Figure = {
     const c = await TestCluster.create({ defaultPrimary: 'n1' });
     let probe: Probe | undefined;
     try {
-      await c.startDaemon('n1');
-      await c.startDaemon('n2');
-      await c.hakit('n1', ['start', MODULE]);
-      await c.hakit('n2', ['start', MODULE]);
+      await startPair(c, MODULE);
       await waitModule(c, 'n1', MODULE, 'PRIM', 30_000);
       await waitModule(c, 'n2', MODULE, 'SECOND', 30_000);
       probe = Probe.start(c.tb.host('client'), join(ctx.logDir, 'probe.log'));
       await probe.waitFor('n1', 0, 10_000);
       for (let i = 1; i <= ctx.runs; i++) {
-        probe.forget(monoMs() - 1000);
-        const t0 = monoMs();
-        await c.crash('n1');
-        const ok = await probe.waitFor('n2', t0, TAKEOVER_BOUND_MS).catch(() => undefined);
-        if (ok) m.samples.push(ok.t - t0);
-        else m.failures = (m.failures ?? 0) + 1;
-        ctx.log(`failover run ${i}/${ctx.runs}: ${ok ? `${(ok.t - t0).toFixed(0)} ms` : `no takeover within ${TAKEOVER_BOUND_MS} ms`}`);
-        if (!ok) throw new Error(`n2 did not take over within ${TAKEOVER_BOUND_MS} ms (run ${i})`);
+        await crashRun(c, probe, m, ctx, 'failover', i);
         if (i === ctx.runs) break;
         await c.startDaemon('n1');
         await waitModule(c, 'n1', MODULE, 'PRIM', RESTORE_BOUND_MS);
@@ -92,14 +94,7 @@ export const failoverKeepalived: Figure = {
       probe = Probe.start(c.tb.host('client'), join(ctx.logDir, 'probe-keepalived.log'));
       await restored();
       for (let i = 1; i <= ctx.runs; i++) {
-        probe.forget(monoMs() - 1000);
-        const t0 = monoMs();
-        await c.crash('n1');
-        const ok = await probe.waitFor('n2', t0, TAKEOVER_BOUND_MS).catch(() => undefined);
-        if (ok) m.samples.push(ok.t - t0);
-        else m.failures = (m.failures ?? 0) + 1;
-        ctx.log(`failover-keepalived run ${i}/${ctx.runs}: ${ok ? `${(ok.t - t0).toFixed(0)} ms` : `no takeover within ${TAKEOVER_BOUND_MS} ms`}`);
-        if (!ok) throw new Error(`n2 did not take over within ${TAKEOVER_BOUND_MS} ms (run ${i})`);
+        await crashRun(c, probe, m, ctx, 'failover-keepalived', i);
         if (i === ctx.runs) break;
         await c.powerOn('n1');
         await k.start('n1');

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { MODULE, TestCluster } from '../../test/testbed/cluster.js';
-import { Probe, monoMs, waitModule } from '../harness.js';
+import { Probe, monoMs, waitModule, startPair } from '../harness.js';
 import type { Metric } from '../stats.js';
 import type { Figure, FigureContext } from './figure.js';
 
@@ -22,10 +22,7 @@ export const swap: Figure = {
     const c = await TestCluster.create({ defaultPrimary: 'n1' });
     let probe: Probe | undefined;
     try {
-      await c.startDaemon('n1');
-      await c.startDaemon('n2');
-      await c.hakit('n1', ['start', MODULE]);
-      await c.hakit('n2', ['start', MODULE]);
+      await startPair(c, MODULE);
       probe = Probe.start(c.tb.host('client'), join(ctx.logDir, 'probe-swap.log'));
       let [from, to] = ['n1', 'n2'];
       for (let i = 1; i <= ctx.runs; i++) {

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import type { Clock } from '../clock/clock.js';
 import { realClock } from '../clock/real.js';
-import { LinkReceiver, LinkSender, type Conn, type ReplicationReceiver, type ReplicationSender } from './link.js';
+import { LinkReceiver, LinkSender, type Conn, type ReceiverOptions, type ReplicationReceiver, type ReplicationSender, type SenderOptions } from './link.js';
 
 /** Default TCP port of the replication link. */
 export const DEFAULT_REPLICATION_PORT = 7406;
@@ -39,21 +39,11 @@ function socketConn(s: net.Socket, clock: Clock): Conn {
   };
 }
 
-export interface TcpSenderOptions {
+/** The link's sender options, plus where the receiver listens; the clock defaults to the real one. */
+export interface TcpSenderOptions extends Omit<SenderOptions, 'clock'> {
   host: string;
   port: number;
-  key: Buffer;
-  cluster: string;
-  node: string;
-  peer: string;
-  module: string;
-  /** replication.timeout, ms. */
-  timeoutMs: number;
-  maxInFlightBytes?: number;
-  backoffMinMs?: number;
-  backoffMaxMs?: number;
   clock?: Clock;
-  signal?: AbortSignal;
 }
 
 /** Starts connecting at once; see ReplicationSender for the states. */
@@ -72,18 +62,12 @@ export function connectSender(opts: TcpSenderOptions): ReplicationSender {
   }));
 }
 
-export interface TcpReceiverOptions {
+/** The link's receiver options, plus where to listen; the clock defaults to the real one. */
+export interface TcpReceiverOptions extends Omit<ReceiverOptions, 'clock'> {
   /** Address to listen on (an IP literal of this node on the replication network). */
   address: string;
   /** Port; 0 picks a free one (read it back from `port`). */
   port: number;
-  key: Buffer;
-  cluster: string;
-  node: string;
-  module: string;
-  peers?: readonly string[];
-  handshakeTimeoutMs?: number;
-  maxQueuedBytes?: number;
   clock?: Clock;
 }
 
