@@ -38,6 +38,8 @@ export interface ProcessScriptRunnerOptions {
 }
 
 const POLL_MS = 25;
+/** How long a killed run waits for its processes to be gone after SIGKILL. */
+const KILL_WAIT_MS = 5_000;
 
 export class ProcessScriptRunner implements ScriptRunner {
   private readonly now: () => number;
@@ -150,7 +152,13 @@ export class ProcessScriptRunner implements ScriptRunner {
       // Wait for the group to go away (the script's process reaped, its children gone) up to the grace.
       const until = realClock.now() + this.killGraceMs;
       while (realClock.now() < until && (!exitedNow || await groupAlive(pid))) await delay(POLL_MS);
-      if (await groupAlive(pid)) signalGroup(pid, 'SIGKILL');
+      if (await groupAlive(pid)) {
+        signalGroup(pid, 'SIGKILL');
+        // SIGKILL is delivered asynchronously: a killed run ends only once its processes are gone
+        // (bounded: a process stuck in the kernel must not hold the runner forever).
+        const killedBy = realClock.now() + KILL_WAIT_MS;
+        while (realClock.now() < killedBy && await groupAlive(pid)) await delay(POLL_MS);
+      }
       await exited;
       return true;
     };
