@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { running } from '../helpers/proc.js';
 import {
   FakeScriptRunner, type FakeOutcome, ProcessScriptRunner, SCRIPT_PATH,
   type ScriptName, type ScriptRequest, type ScriptResult, type ScriptRunner,
@@ -56,16 +57,6 @@ function baseReq(root: string, script: ScriptName, over: Partial<ScriptRequest> 
     args: ['STOP', 'PRIM', 'start'], timeoutMs: 5000, stopTimeoutMs: 5000,
     logDir: join(root, 'logs'), ...over,
   };
-}
-
-/** True if `pid` runs (a zombie waiting for its parent counts as ended). */
-async function running(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /** The body of a real script for a spec; every start records its argv and env in `seenDir`. */

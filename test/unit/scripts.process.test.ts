@@ -7,6 +7,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProcessScriptRunner, type ScriptName, type ScriptRequest } from '../../src/adapters/scripts/index.js';
+import { running } from '../helpers/proc.js';
 
 const roots: string[] = [];
 const pids: number[] = [];
@@ -32,15 +33,6 @@ async function setup(): Promise<{ root: string; write(script: ScriptName, body: 
       args: ['STOP', 'PRIM', 'start'], timeoutMs: 5000, stopTimeoutMs: 5000, logDir: join(root, 'logs'), ...over,
     }),
   };
-}
-
-async function running(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 describe('ProcessScriptRunner', () => {
