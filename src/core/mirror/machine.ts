@@ -76,6 +76,13 @@ export interface MirrorMsg {
    * each other (both start at once, a restarted primary holding an old SECOND view).
    */
   readonly sees: number | null;
+  /** The sender's life (its daemon's random `idSeed`): `n` restarts at 0 with every life. */
+  readonly life?: string;
+  /**
+   * The peer's `life` in the view that `sees` echoes: a view made for an earlier life of a
+   * restarted node can carry the same `n` (simulator finding 6); both must match.
+   */
+  readonly seesLife?: string | null;
 }
 
 type Step =
@@ -175,6 +182,8 @@ export function viewOf(state: MirrorState): PeerView {
     lastPrimary: state.persisted.lastPrimary,
     n: state.changes,
     sees: state.peerLive && state.peer.view && typeof peerMsg(state.peer.view).n === 'number' ? peerMsg(state.peer.view).n ?? null : null,
+    life: state.idSeed,
+    seesLife: state.peerLive && state.peer.view ? peerMsg(state.peer.view).life ?? null : null,
     ...(state.swapOut ? { swap: true as const } : {}),
     ...(state.wantSwap ? { wantSwap: true as const } : {}),
     ...(state.forcedSecond ? { second: true as const } : {}),
@@ -730,7 +739,8 @@ function mayRunAlone(c: Ctx): boolean {
 
 /** The peer's view was made after it saw this node in its current state (see MirrorMsg.sees). */
 function peerSawMe(s: MirrorState, v: PeerView): boolean {
-  return peerMsg(v).sees === s.changes;
+  const m = peerMsg(v);
+  return m.sees === s.changes && m.seesLife === s.idSeed;
 }
 
 function evalWait(c: Ctx, role: PeerRole): void {

@@ -153,7 +153,9 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
       const st = words[1] ?? '';
       const o = kv(words.slice(2));
       const sees = o.get('sees') ?? String(state.changes);
-      const msg: Record<string, unknown> = { lastPrimary: o.has('last') ? o.get('last') : null, n, sees: sees === '-' ? null : Number(sees) };
+      const msg: Record<string, unknown> = {
+        lastPrimary: o.has('last') ? o.get('last') : null, n, sees: sees === '-' ? null : Number(sees), seesLife: sees === '-' ? null : state.idSeed,
+      };
       for (const f of ['swap', 'wantSwap', 'second']) if (o.has(f)) msg[f] = true;
       const view: PeerView = {
         state: st.replace('~', ''), ready: !st.endsWith('~'), reason: o.get('r') ?? null,
