@@ -104,6 +104,24 @@ test('refused commands say why, and step leaves the state unchanged (DESIGN.md 3
   const st = statusOf(waiting, params, 3);
   assert.deepEqual(st.peer, { name: 'n2', state: 'ALONE', networks: { lan: true, hb2: false } });
   assert.equal(statusOf(waiting, params, 2002).peer.state, null);
+  // A held WAIT (start_prim-failed) beside a live SECOND peer, which takes over from it by itself:
+  // prim refused (simulator finding 4: forcing this node then could make two primaries).
+  const secondView = { state: 'SECOND', ready: true, reason: null, generation: { current: 's.0', history: [] }, upToDate: true, stopping: false, msg: { lastPrimary: null } };
+  const held = drive(params, [
+    { type: 'init', now: 0, persisted: null, idSeed: 's' }, { type: 'command', now: 0, command: { cmd: 'start' } },
+    { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' }, { type: 'tick', now: 3000 },
+    { type: 'script-done', now: 3001, script: 'start_both', ok: true, detail: '' }, { type: 'vip-added', now: 3001 },
+    { type: 'script-done', now: 3002, script: 'start_prim', ok: false, detail: 'exit 1' },
+    { type: 'script-done', now: 3003, script: 'stop_prim', ok: true, detail: '' },
+    { type: 'script-done', now: 3004, script: 'stop_both', ok: true, detail: '' },
+    { type: 'heartbeat', now: 3005, network: 'lan', view: secondView },
+  ]).state;
+  assert.equal(held.name, 'WAIT');
+  assert.equal(held.reason, 'start_prim-failed');
+  assert.match(validateCommand(held, { cmd: 'prim' }, params)?.message ?? '', /peer n2 is SECOND and takes over by itself/);
+  // Once that peer is silent, prim is the admin's way out again.
+  const silent = step(held, { type: 'tick', now: 5100 }, params).state;
+  assert.equal(validateCommand(silent, { cmd: 'prim' }, params), null);
 });
 
 // ---- the two-node driver ------------------------------------------------------------------------

@@ -643,6 +643,12 @@ export function validateCommand(state: MirrorState, command: MirrorCommand, para
       if (s.peer.view && peerRole(s, params, null) === 'primary') {
         return { message: `${where}: the peer ${params.peer} is primary (${s.peer.view.state}); stop it first` };
       }
+      // A live SECOND peer takes over by itself from a node that waits without listening (a held
+      // WAIT: vip-conflict, start_prim-failed, diverged, checker): forcing this node then could
+      // make two primaries (simulator finding 4). A listening WAIT may be forced.
+      if (s.peer.view && s.peerLive && s.peer.view.state === 'SECOND' && !(s.reason !== null && LISTENING.has(s.reason))) {
+        return { message: `${where}: the peer ${params.peer} is SECOND and takes over by itself when it may; stop it first to force this node` };
+      }
       return null;
     case 'second':
       return s.name === 'WAIT' || s.name === 'STOP' ? null : { message: `${where}: second applies to a waiting or stopped node` };
