@@ -5,10 +5,11 @@
 // DESIGN.md 3 promise 6, 5 "Heartbeats". Traffic never leaves the namespace.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { needs } from '../helpers/prereq.js';
 import { makePrefix } from '../testbed/layout.js';
+import { runTestFileInNetns } from '../helpers/netns.js';
 
 const ns = `${makePrefix(Math.random)}-hb`;
 const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] }); };
@@ -32,15 +33,9 @@ describe('heartbeat transport contract in a network namespace', needs('root', 'n
 
   test('every contract check passes with real sockets on 198.18.0.0/24 and 198.19.0.0/24', () => {
     const file = fileURLToPath(new URL('../unit/heartbeat.contract.test.js', import.meta.url));
-    // Without NODE_TEST_CONTEXT, or the child thinks it is nested in this runner and runs nothing.
-    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '--enable-source-maps', '--test', file], {
-      env: { ...env, HAKIT_TEST_HB_NET: 'netns' }, encoding: 'utf8', timeout: 60_000,
-    });
-    const out = `${r.stdout}\n${r.stderr}`;
-    assert.equal(r.status, 0, `exit ${r.status} signal ${r.signal} ${r.error?.message ?? ""}\n${out}`);
+    const { status, out, pass, why } = runTestFileInNetns(ns, file, { HAKIT_TEST_HB_NET: 'netns' }, 60_000);
+    assert.equal(status, 0, `${why}\n${out}`);
     assert.match(out, /Heartbeat transport contract: udp \(network namespace\)/, 'the udp harness did not run in namespace mode');
-    const pass = Number(/^# pass (\d+)$/m.exec(out)?.[1] ?? 0);
     assert.ok(pass >= 20, `only ${pass} checks passed:\n${out}`);
     assert.match(out, /^# fail 0$/m);
     assert.match(out, /^# skipped 0$/m);

@@ -4,13 +4,14 @@
 // and ack latency of 4 KiB payloads. DESIGN.md 3 promises 2 and 6, 5 "Replicated directories".
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { needs } from '../helpers/prereq.js';
 import { makePrefix } from '../testbed/layout.js';
 import { generateKey, parseKey } from '../../src/adapters/key/cluster-key.js';
 import { connectSender, listenReceiver } from '../../src/adapters/tcp/index.js';
+import { runTestFileInNetns } from '../helpers/netns.js';
 
 const ns = `${makePrefix(Math.random)}-tcp`;
 const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] }); };
@@ -31,15 +32,9 @@ describe('replication link contract in a network namespace', needs('root', 'netn
 
   test('every contract check passes with real sockets on 198.18.0.1', () => {
     const file = fileURLToPath(new URL('../unit/tcp.contract.test.js', import.meta.url));
-    // Without NODE_TEST_CONTEXT, or the child thinks it is nested in this runner and runs nothing.
-    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '--enable-source-maps', '--test', file], {
-      env: { ...env, HAKIT_TEST_TCP_HOST: '198.18.0.1' }, encoding: 'utf8', timeout: 120_000,
-    });
-    const out = `${r.stdout}\n${r.stderr}`;
-    assert.equal(r.status, 0, `exit ${r.status} signal ${r.signal} ${r.error?.message ?? ''}\n${out}`);
+    const { status, out, pass, why } = runTestFileInNetns(ns, file, { HAKIT_TEST_TCP_HOST: '198.18.0.1' }, 120_000);
+    assert.equal(status, 0, `${why}\n${out}`);
     assert.match(out, /Replication link contract: tcp \(198\.18\.0\.1\)/, 'the tcp harness did not run on the namespace address');
-    const pass = Number(/^# pass (\d+)$/m.exec(out)?.[1] ?? 0);
     assert.ok(pass >= 20, `only ${pass} checks passed:\n${out}`);
     assert.match(out, /^# fail 0$/m);
   });
