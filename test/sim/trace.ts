@@ -60,6 +60,7 @@ function formatEvent(e: MirrorEvent): string {
     case 'checker': return `checker ${e.name} ${e.up ? 'up' : 'down'} (${e.action})`;
     case 'shutdown': return 'shutdown';
     case 'resync-done': return `resync-done ${e.ok ? 'ok' : `FAILED (${e.detail})`}`;
+    case 'replication-lost': return `replication-lost (${e.detail})`;
   }
 }
 
@@ -72,6 +73,7 @@ function formatAction(a: MirrorAction): string | null {
     case 'mount': return `mount ${a.mode}`;
     case 'start-resync': return `resync ${a.full ? 'full' : 'incr'}`;
     case 'stop-resync': return 'stop-resync';
+    case 'replicate': return `replicate ${a.mode}`;
     case 'send-heartbeat': return null;
     case 'transition': return null;
     case 'log': return a.level === 'info' ? null : `${a.level}: ${a.message}`;

@@ -373,6 +373,8 @@ export class World {
       case 'run-script': this.startScript(n, a.script, a.args); return null;
       case 'start-resync': this.startResync(n, a.full); return null;
       case 'stop-resync': n.resync = null; return null;
+      // The simulated secondary resyncs by itself (startResync); the link is not modelled yet.
+      case 'replicate': return null;
       case 'send-heartbeat': case 'transition': case 'log': return null;
     }
   }

@@ -47,6 +47,21 @@
  * - Two primaries that meet (healed partition) resolve with the same rule: newer data stays, the
  *   other releases and becomes SECOND (or WAIT diverged when the generations diverged; then the
  *   tie rule keeps one of them running).
+ *
+ * Replication (modules with replicated dirs; DESIGN.md 3.2, 5):
+ * - PRIM means "the peer is SECOND with my data": the rfs replicates synchronously (`replicate
+ *   sync`, given before `mount rw`). ALONE means the peer may be behind: calls complete locally
+ *   (`replicate alone`); ALONE becomes PRIM once the peer reports SECOND, up to date, same
+ *   generation (after a resync that this node serves: `replicate resync`).
+ * - `replication-lost` (no ack in time): the rfs holds every write. The core starts a new
+ *   generation (the peer's copy is now behind), announces it, and answers `replicate alone` —
+ *   releasing the held writes — only once the peer cannot take over on its old copy: it is silent
+ *   on every heartbeat network, or its view, made after it saw the new generation (`sees` echo),
+ *   says it is not up to date or not SECOND. So a write acknowledged to the application is either
+ *   on the peer or the peer knows it is behind (no failover onto stale data, RPO = 0).
+ * - A SECOND that is behind asks for a resync (`start-resync`, `msg.resyncReq` counts requests);
+ *   the primary serves each request once; `resync-done` names the generation the resync was for
+ *   and is refused if the primary moved on meanwhile.
  */
 import type {
   CommandRefusal, Generation, MirrorAction, MirrorCommand, MirrorEvent, MirrorParams, MirrorStateName, MirrorStatus,
@@ -83,6 +98,8 @@ export interface MirrorMsg {
    * restarted node can carry the same `n` (simulator finding 6); both must match.
    */
   readonly seesLife?: string | null;
+  /** A SECOND that is behind asks its primary for a resync; a new number is a new request. */
+  readonly resyncReq?: number;
 }
 
 type Step =
@@ -151,6 +168,12 @@ interface S {
   peerLive: boolean;
   /** State-change counter, published as `msg.n`. */
   changes: number;
+  /** Primary: the rfs holds writes after `replication-lost` until the peer is known to be behind. */
+  holdWrites: boolean;
+  /** Secondary: number of resync requests made (msg.resyncReq). */
+  resyncReq: number;
+  /** Primary: the peer's request (`life:resyncReq`) served last. */
+  served: string | null;
 }
 
 /** The state of one mirror module on this node. Opaque to the daemon; plain data (cloneable). */
@@ -172,7 +195,7 @@ export function initialState(params: MirrorParams): MirrorState {
     peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false,
-    forcedSecond: null, conflict: false, peerLive: false, changes: 0,
+    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, resyncReq: 0, served: null,
   };
 }
 
@@ -187,6 +210,7 @@ export function viewOf(state: MirrorState): PeerView {
     ...(state.swapOut ? { swap: true as const } : {}),
     ...(state.wantSwap ? { wantSwap: true as const } : {}),
     ...(state.forcedSecond ? { second: true as const } : {}),
+    ...(state.resyncing ? { resyncReq: state.resyncReq } : {}),
   };
   return {
     state: state.name, ready: state.ready, reason: state.reason,
@@ -298,7 +322,8 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
       if (c.s.plan) c.s.pendingStop = c.s.pendingStop ?? 'shutdown';
       else stopPlan(c, 'shutdown', null);
       break;
-    case 'resync-done': onResyncDone(c, event.ok, event.detail); break;
+    case 'resync-done': onResyncDone(c, event.ok, event.detail, event.generation); break;
+    case 'replication-lost': onReplicationLost(c, event.detail); break;
   }
   evaluate(c);
   c.s.peerLive = peerAlive(c.s, params, c.now);
@@ -451,7 +476,9 @@ function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb:
   steps.push(act({ type: 'vip', op: 'add' }));
   if (target === 'ALONE') steps.push({ k: 'newgen', absorb });
   else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node } });
+  if (c.params.hasReplication) steps.push(act({ type: 'replicate', mode: target === 'PRIM' ? 'sync' : 'alone' }));
   steps.push(act({ type: 'mount', mode: 'rw' }), script('start_prim', args, 'prim'), { k: 'done', name: target, reason: null });
+  c.s.holdWrites = false;
   c.s.wantSwap = false;
   c.s.swapBackAsked = false;
   c.s.forcedSecond = null;
@@ -572,16 +599,53 @@ function onVipFailed(c: Ctx, detail: string): void {
   failPrimary(c, 'vip-conflict');
 }
 
-function onResyncDone(c: Ctx, ok: boolean, detail: string): void {
+function onResyncDone(c: Ctx, ok: boolean, detail: string, generation: string | undefined): void {
   const s = c.s;
   if (!s.resyncing) return;
   s.resyncing = false;
   if (!ok) { log(c, 'error', `resync failed: ${detail}`, { detail }); return; }
   const v = s.peer.view;
+  if (v && generation !== undefined && v.generation.current !== generation) {
+    log(c, 'warn', `resync of generation ${generation} ended, but ${c.params.peer} is at ${v.generation.current} now: resyncing again`);
+    return;
+  }
   if (v) {
     persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true });
     s.wasDiverged = false;
   }
+}
+
+/**
+ * The rfs lost its link to the secondary and holds writes. A new generation (persisted before
+ * anything else runs) makes the peer's copy "behind"; the writes are released by `releaseWrites`.
+ */
+function onReplicationLost(c: Ctx, detail: string): void {
+  const s = c.s;
+  if (!c.params.hasReplication || !isPrimaryName(s.name)) {
+    log(c, 'warn', `replication link lost while ${s.name}: ignored (${detail})`, { detail });
+    if (c.params.hasReplication) c.out.push({ type: 'replicate', mode: 'alone' });
+    return;
+  }
+  log(c, 'warn', `replication to ${c.params.peer} lost (${detail}): writes held until ${c.params.peer} knows it is behind`, { detail });
+  newGeneration(c, []);
+  s.holdWrites = true;
+  s.changes++; // the peer must echo a view made after it saw the new generation
+  if (s.name === 'PRIM') setState(c, 'ALONE', s.ready, s.reason);
+  else c.out.push({ type: 'send-heartbeat' });
+}
+
+/** Releases held writes once the peer cannot take over on its old copy (see the file comment). */
+function releaseWrites(c: Ctx, role: PeerRole): void {
+  const s = c.s;
+  if (!s.holdWrites) return;
+  const v = s.peer.view;
+  let why: string | null = null;
+  if (role === 'silent' || !v) why = `${c.params.peer} is silent`;
+  else if (peerSawMe(s, v) && (v.state !== 'SECOND' || !v.upToDate)) why = `${c.params.peer} knows it is behind (${v.state}${v.upToDate ? '' : ', not up to date'})`;
+  if (why === null) return;
+  s.holdWrites = false;
+  log(c, 'info', `writes go on alone: ${why}`);
+  c.out.push({ type: 'replicate', mode: 'alone' });
 }
 
 function onChecker(c: Ctx, name: string, up: boolean, action: CheckerAction): void {
@@ -708,6 +772,10 @@ function onCommand(c: Ctx, command: MirrorCommand): void {
 
 function evaluate(c: Ctx): void {
   const s = c.s;
+  // Held writes are released (or, once this node left the primary role, failed by the rfs) even
+  // while a transition runs: its scripts may wait for an application that waits for its writes.
+  if (s.holdWrites && !isPrimaryName(s.name)) s.holdWrites = false;
+  if (s.initialized && s.holdWrites) releaseWrites(c, peerRole(s, c.params, c.now));
   if (!s.initialized || s.plan) return;
   if (s.pendingStop) {
     if (s.name === 'STOP') s.pendingStop = null;
@@ -770,7 +838,7 @@ function evalWait(c: Ctx, role: PeerRole): void {
   if (!LISTENING.has(r)) return; // held reasons: start_prim-failed, vip-conflict
   if (role === 'candidate') {
     const e = elect(s, c.params, v);
-    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, 'PRIM', 'start'); }
+    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, peerInSync(s, c.params, v) ? 'PRIM' : 'ALONE', 'start'); }
     else if (e === 'peer') becomeSecond(c, 'start', false);
     else if (e === 'none') waitFor(c, 'diverged');
     return;
@@ -779,6 +847,23 @@ function evalWait(c: Ctx, role: PeerRole): void {
   if (s.forcedSecond || (r === 'failover-off' && !s.persisted.failover)) return;
   if (cmp === 'ahead' || (cmp === 'equal' && s.persisted.upToDate)) { if (peerSawMe(s, v)) becomePrimary(c, 'ALONE', 'start'); }
   else waitFor(c, cmp === 'diverged' ? 'diverged' : 'peer-not-up-to-date');
+}
+
+/** The peer holds this node's data: up to date and the same generation (always, without replication). */
+function peerInSync(s: MirrorState, params: MirrorParams, v: PeerView): boolean {
+  return !params.hasReplication || (v.upToDate && dataCmp(s, params, v.generation) === 'equal');
+}
+
+/** Primary: answers a new resync request of a SECOND that is behind (each request once). */
+function serveResync(c: Ctx, v: PeerView): void {
+  const s = c.s;
+  const req = peerMsg(v).resyncReq;
+  if (typeof req !== 'number' || v.upToDate || s.holdWrites) return;
+  const key = `${peerMsg(v).life ?? ''}:${req}`;
+  if (s.served === key) return;
+  s.served = key;
+  log(c, 'info', `serving resync request ${req} of ${c.params.peer} (generation ${s.persisted.generation.current})`);
+  c.out.push({ type: 'replicate', mode: 'resync', full: true, generation: s.persisted.generation.current });
 }
 
 function waitFor(c: Ctx, reason: string): void {
@@ -808,12 +893,14 @@ function evalSecond(c: Ctx, role: PeerRole): void {
       if (s.persisted.generation.current !== v.generation.current) {
         persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true });
       }
-    } else if (cmp === 'behind' || (s.forcedSecond && cmp !== 'equal') || (cmp === 'diverged' && s.wasDiverged)) {
+    } else if (cmp === 'behind' || (s.forcedSecond && cmp !== 'equal') || (cmp === 'diverged' && s.wasDiverged) ||
+        (cmp === 'equal' && !s.persisted.upToDate)) {
       if (!s.resyncing) {
         s.resyncing = true;
+        s.resyncReq++;
         const full = s.wasDiverged || cmp === 'diverged' || s.forcedSecond?.full === true;
         persist(c, { upToDate: false });
-        c.out.push({ type: 'start-resync', full });
+        c.out.push({ type: 'start-resync', full }, { type: 'send-heartbeat' });
       }
       return;
     } else if (cmp !== 'equal') { waitFor(c, 'diverged'); return; }
@@ -833,7 +920,7 @@ function evalSecond(c: Ctx, role: PeerRole): void {
   if (s.swapOut) return; // our own handover: wait for the peer to take over (or fall silent)
   if (role === 'candidate') {
     const e = elect(s, c.params, v);
-    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, 'PRIM', 'start'); }
+    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, peerInSync(s, c.params, v) ? 'PRIM' : 'ALONE', 'start'); }
     else if (e === 'none') waitFor(c, 'diverged');
     return;
   }
@@ -857,10 +944,16 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
     else { s.wasDiverged = false; becomeSecond(c, 'conflict', false); }
     return;
   }
-  const peerSecondInSync = role === 'candidate' && v !== null && v.state === 'SECOND' && v.ready && v.upToDate &&
-    dataCmp(s, c.params, v.generation) === 'equal';
+  const peerSecondInSync = role === 'candidate' && v !== null && v.state === 'SECOND' && v.ready && peerInSync(s, c.params, v);
   const peerComing = role === 'candidate' && v !== null && (v.state === 'SECOND' || v.reason === 'peer-not-seen');
-  if (s.name === 'ALONE' && peerSecondInSync) { setState(c, 'PRIM', true, null); return; }
+  if (c.params.hasReplication && role === 'candidate' && v !== null && v.state === 'SECOND' && !s.plan) serveResync(c, v);
+  if (s.name === 'ALONE' && peerSecondInSync && !s.holdWrites) { setState(c, 'PRIM', true, null); return; }
+  if (c.params.hasReplication && s.name === 'PRIM' && v !== null && v.state === 'SECOND' && v.ready && !peerInSync(s, c.params, v)) {
+    // PRIM promises a secondary with this node's data; a SECOND that is behind makes it ALONE.
+    log(c, 'warn', `${c.params.peer} is SECOND but not up to date: ALONE until its resync ends`);
+    setState(c, 'ALONE', true, null);
+    return;
+  }
   if (s.name === 'PRIM' && !peerComing) {
     newGeneration(c, []);
     log(c, 'warn', `peer ${c.params.peer} ${role === 'silent' ? 'silent on every heartbeat network' : `is ${v?.state ?? '?'}`}: going on alone`);

@@ -109,7 +109,14 @@ export type MirrorEvent =
    * A resync asked for by `start-resync` ended (added for the replication issue; a module without
    * replication never sends it). ok: this node now holds the peer's current generation.
    */
-  | { readonly type: 'resync-done'; readonly now: number; readonly ok: boolean; readonly detail: string };
+  | { readonly type: 'resync-done'; readonly now: number; readonly ok: boolean; readonly detail: string; readonly generation?: string }
+  /**
+   * The primary's replication link failed (no ack within replication.timeout, or the peer closed
+   * it) while records were sent synchronously. The rfs now HOLDS every mutating call (nothing is
+   * acknowledged to the application) until the core answers with `replicate alone`, which it does
+   * only once the peer is known not to take over on its copy (see machine.ts, "replication").
+   */
+  | { readonly type: 'replication-lost'; readonly now: number; readonly detail: string };
 
 export type MirrorAction =
   /** Store durably before executing the next action. */
@@ -126,7 +133,16 @@ export type MirrorAction =
   | { readonly type: 'announce-vip' }
   /** Mount the replicated dirs read-write, read-only, or unmount them (no-op without replication). */
   | { readonly type: 'mount'; readonly mode: 'rw' | 'ro' | 'none' }
+  /** Secondary: accept a resync from the primary (answered with `resync-done`). */
   | { readonly type: 'start-resync'; readonly full: boolean }
+  /**
+   * Primary: how the rfs replicates. `sync`: every mutating call waits for the peer's ack; a failed
+   * link holds calls and reports `replication-lost`. `alone`: calls complete locally (held ones
+   * too) and changed paths are recorded. `resync`: send the peer a resync of `generation` while
+   * live records go along; at its end the rfs replicates in `sync` mode.
+   */
+  | { readonly type: 'replicate'; readonly mode: 'sync' | 'alone' }
+  | { readonly type: 'replicate'; readonly mode: 'resync'; readonly full: boolean; readonly generation: string }
   | { readonly type: 'stop-resync' }
   /** Send a heartbeat now with the new view (a state change, a stop announcement). */
   | { readonly type: 'send-heartbeat' }

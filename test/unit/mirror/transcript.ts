@@ -7,12 +7,14 @@
 //   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [last=n2] [sees=N|-]
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
 //   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
-//   @60 shutdown                    @70 resync-done [fail]     @80 tick
+//   @60 shutdown                    @70 resync-done [fail] [gen=x.1]     @80 tick
+//   @90 replication-lost            (hb also takes [req=N]: the peer's resync request number)
 //
 // Indented lines after an event are exactly the actions it must produce, rendered as:
 //   => STATE[~] [reason]  (transition; ~ = transient; the send-heartbeat that follows is implied)
 //   heartbeat | persist GEN up= en= fo= last= | run SCRIPT ARG1 ARG2 ARG3 | vip add|remove |
-//   announce-vip | mount rw|ro|none | resync full|incr | stop-resync | log LEVEL: message
+//   announce-vip | mount rw|ro|none | resync full|incr | stop-resync | log LEVEL: message |
+//   replicate sync|alone | replicate resync full|incr gen=GEN
 // An expected line ending in `...` matches any action line that starts with the rest.
 // `hb *` delivers the same view on every network of the module. The peer's generation defaults
 // to this node's current one (in sync); the peer's `sees` defaults to this node's current change
@@ -74,6 +76,7 @@ export function render(actions: readonly MirrorAction[]): string[] {
       case 'mount': out.push(`mount ${a.mode}`); break;
       case 'start-resync': out.push(`resync ${a.full ? 'full' : 'incr'}`); break;
       case 'stop-resync': out.push('stop-resync'); break;
+      case 'replicate': out.push(a.mode === 'resync' ? `replicate resync ${a.full ? 'full' : 'incr'} gen=${a.generation}` : `replicate ${a.mode}`); break;
       case 'log': out.push(`log ${a.level}: ${a.message}`); break;
     }
   }
@@ -127,7 +130,11 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
     case 'shutdown': return [{ type: 'shutdown', now }];
     case 'vip-failed': return [{ type: 'vip-failed', now, detail: 'address in use' }];
     case 'vip-added': return [{ type: 'vip-added', now }];
-    case 'resync-done': return [{ type: 'resync-done', now, ok: words[0] !== 'fail', detail: words[0] === 'fail' ? 'peer gone' : '' }];
+    case 'resync-done': {
+      const gen = kv(words).get('gen');
+      return [{ type: 'resync-done', now, ok: words[0] !== 'fail', detail: words[0] === 'fail' ? 'peer gone' : '', ...(gen !== undefined ? { generation: gen } : {}) }];
+    }
+    case 'replication-lost': return [{ type: 'replication-lost', now, detail: 'no ack for 3000 ms' }];
     case 'done': return [{ type: 'script-done', now, script: (words[0] ?? '') as ScriptName, ok: words[1] !== 'fail', detail: words[1] === 'fail' ? 'exit 1' : 'exit 0' }];
     case 'checker': return [{ type: 'checker', now, name: words[0] ?? '', up: words[1] === 'up', action: (words[2] ?? 'none') as CheckerAction }];
     case 'init': {
@@ -157,6 +164,7 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
         lastPrimary: o.has('last') ? o.get('last') : null, n, sees: sees === '-' ? null : Number(sees), seesLife: sees === '-' ? null : state.idSeed,
       };
       for (const f of ['swap', 'wantSwap', 'second']) if (o.has(f)) msg[f] = true;
+      if (o.has('req')) msg['resyncReq'] = Number(o.get('req'));
       const view: PeerView = {
         state: st.replace('~', ''), ready: !st.endsWith('~'), reason: o.get('r') ?? null,
         generation: o.has('gen') ? parseGen(o.get('gen') ?? '') : state.persisted.generation,
