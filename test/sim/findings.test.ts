@@ -26,7 +26,8 @@ test('finding 3 (seed 4149): a `wait` checker that is up again during the releas
   () => holds(4149, expose));
 
 test('finding 5 (seed 5360): a SECOND that saw its peer go ALONE does not take over on older data (DESIGN.md 3.3)',
-  { todo: 'core bug: inSync is set from a transient ALONE view whose generation is about to change; takeoverOrWait does not compare with the peer view' },
+  // Fixed in the core: a SECOND is in sync only with a PRIM (not an ALONE peer), and
+  // takeoverOrWait waits when the peer's last view names newer or diverged data.
   () => holds(5360, {}));
 
 test('finding 8 (seed 2538): a command during the daemon shutdown does not restart the module and leave it running (DESIGN.md 3.1)',

@@ -61,6 +61,7 @@ function formatEvent(e: MirrorEvent): string {
     case 'shutdown': return 'shutdown';
     case 'resync-done': return `resync-done ${e.ok ? 'ok' : `FAILED (${e.detail})`}`;
     case 'replication-lost': return `replication-lost (${e.detail})`;
+    case 'rfs-failed': return `rfs-failed (${e.detail})`;
   }
 }
 

@@ -352,6 +352,7 @@ function resolveModule(m: ModuleEntry, cluster: ClusterConfig | undefined, error
       timeoutMs: f.replication?.timeout ?? DEFAULTS.replication.timeoutMs,
       zoneSizeBytes: f.replication?.zone_size ?? DEFAULTS.replication.zoneSizeBytes,
       resyncBandwidthBytesPerSec: f.replication?.resync_bandwidth,
+      port: f.replication?.port,
     },
   };
   if (mirror.failover && networks.length === 1 && !checkers.some((c) => c.type === 'splitbrain')) {

@@ -232,6 +232,7 @@ export const mirrorFileSchema = strict({
     timeout: duration().optional().meta({ default: formatDuration(DEFAULTS.replication.timeoutMs) }),
     zone_size: size().optional().meta({ default: formatSize(DEFAULTS.replication.zoneSizeBytes) }),
     resync_bandwidth: bandwidth().optional().describe('Cap of the resync rate per second; default: none.'),
+    port: int(1, 65535).optional().describe('TCP port of the replication link (both nodes listen on it, on their address of the first heartbeat network); default: 7406 + the index of the module among the replicated modules, in name order.'),
   }).optional(),
 });
 

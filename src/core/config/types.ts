@@ -64,6 +64,8 @@ export interface ReplicationConfig {
   readonly zoneSizeBytes: number;
   /** Resync bandwidth cap in bytes per second; undefined = no cap. */
   readonly resyncBandwidthBytesPerSec: number | undefined;
+  /** TCP port of the replication link; undefined = 7406 + index among replicated modules (by name). */
+  readonly port: number | undefined;
 }
 
 export type CheckerAction = 'restart' | 'stopstart' | 'wait' | 'stop' | 'none';

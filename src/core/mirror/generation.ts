@@ -3,6 +3,9 @@
  */
 import type { Generation } from './types.js';
 
+/** The generation id of a replicated module's data before its first write or sync. */
+export const NO_DATA = '';
+
 /** At most this many previous ids are kept in `history` (newest first). */
 export const HISTORY_MAX = 32;
 
@@ -15,6 +18,10 @@ export const HISTORY_MAX = 32;
  */
 export function compareGenerations(mine: Generation, peer: Generation): 'equal' | 'behind' | 'ahead' | 'diverged' {
   if (mine.current === peer.current) return 'equal';
+  // '' is the generation of replicated data never written nor synced (a first start): behind
+  // any data, so the first sync goes from the node that has data (or the elected one).
+  if (mine.current === NO_DATA) return 'behind';
+  if (peer.current === NO_DATA) return 'ahead';
   if (peer.history.includes(mine.current)) return 'behind';
   if (mine.history.includes(peer.current)) return 'ahead';
   return 'diverged';
@@ -28,7 +35,7 @@ export function compareGenerations(mine: Generation, peer: Generation): 'equal' 
 export function nextGeneration(gen: Generation, id: string, absorb: readonly string[] = []): Generation {
   const history: string[] = [];
   for (const h of [gen.current, ...absorb, ...gen.history]) {
-    if (h !== id && !history.includes(h)) history.push(h);
+    if (h !== id && h !== NO_DATA && !history.includes(h)) history.push(h);
   }
   return { current: id, history: history.slice(0, HISTORY_MAX) };
 }

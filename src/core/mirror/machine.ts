@@ -24,7 +24,7 @@
  *
  *   WAIT reasons: peer-not-seen, peer-not-up-to-date, diverged, failover-off (re-decided on every
  *   heartbeat and tick), checker:<name> (held while the checker is down), start_prim-failed,
- *   vip-conflict (held: the node only becomes SECOND of a primary peer, or an admin acts).
+ *   vip-conflict, rfs-failed (held: the node only becomes SECOND of a primary peer, or an admin acts).
  *
  * Every state is `ready` or transient; it is transient while the scripts of a transition run, one
  * at a time (`run-script`, then wait for its `script-done`). Script arguments are
@@ -68,7 +68,7 @@ import type {
   PeerView, Persisted, Role, ScriptName,
 } from './types.js';
 import type { CheckerAction } from '../config/types.js';
-import { compareGenerations, nextGeneration } from './generation.js';
+import { NO_DATA, compareGenerations, nextGeneration } from './generation.js';
 import { recordRestart } from './maxloop.js';
 
 /** What a node puts in `PeerView.msg` (every heartbeat). Unknown fields are ignored. */
@@ -324,6 +324,7 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
       break;
     case 'resync-done': onResyncDone(c, event.ok, event.detail, event.generation); break;
     case 'replication-lost': onReplicationLost(c, event.detail); break;
+    case 'rfs-failed': onResourceFailed(c, 'rfs-failed', `replicated file system failed: ${event.detail}`); break;
   }
   evaluate(c);
   c.s.peerLive = peerAlive(c.s, params, c.now);
@@ -361,7 +362,13 @@ function onInit(c: Ctx, persisted: Persisted | null, idSeed: string): void {
   if (persisted) {
     s.persisted = persisted;
   } else {
-    s.persisted = { ...s.persisted, generation: { current: `${idSeed}.0`, history: [] }, idCounter: 1 };
+    // A replicated module starts with no data generation (NO_DATA: behind any data). Two such
+    // nodes elect the first primary (default_primary, then the lowest name), which starts a
+    // generation; the other gets a full sync from it. Alone, such a node waits (it is not the
+    // last primary), unless forced with `prim`.
+    s.persisted = {
+      ...s.persisted, generation: { current: c.params.hasReplication ? NO_DATA : `${idSeed}.0`, history: [] }, idCounter: 1, upToDate: true,
+    };
     c.out.push({ type: 'persist', persisted: s.persisted });
   }
   if (s.persisted.enabled) startPlan(c, 'start', []);
@@ -591,12 +598,22 @@ function onVipAdded(c: Ctx): void {
 }
 
 function onVipFailed(c: Ctx, detail: string): void {
-  log(c, 'error', `virtual IP could not be added: ${detail}`, { detail });
   // The awaited add failed: release without mounting rw or starting the application.
-  if (c.s.plan && c.s.plan.waiting === 'vip') { c.s.plan.waiting = null; failPrimary(c, 'vip-conflict'); return; }
+  if (c.s.plan && c.s.plan.waiting === 'vip') {
+    log(c, 'error', `virtual IP could not be added: ${detail}`, { detail });
+    c.s.plan.waiting = null;
+    failPrimary(c, 'vip-conflict');
+    return;
+  }
+  onResourceFailed(c, 'vip-conflict', `virtual IP could not be added: ${detail}`);
+}
+
+/** A resource of the primary failed: release now, or once the awaited script ends. */
+function onResourceFailed(c: Ctx, reason: string, message: string): void {
+  log(c, 'error', message, { reason });
   if (!isPrimaryName(c.s.name)) return;
-  if (c.s.plan && c.s.plan.waiting !== null) { c.s.plan.failure = 'vip-conflict'; return; }
-  failPrimary(c, 'vip-conflict');
+  if (c.s.plan && c.s.plan.waiting !== null) { c.s.plan.failure ??= reason; return; }
+  failPrimary(c, reason);
 }
 
 function onResyncDone(c: Ctx, ok: boolean, detail: string, generation: string | undefined): void {
@@ -851,7 +868,7 @@ function evalWait(c: Ctx, role: PeerRole): void {
 
 /** The peer holds this node's data: up to date and the same generation (always, without replication). */
 function peerInSync(s: MirrorState, params: MirrorParams, v: PeerView): boolean {
-  return !params.hasReplication || (v.upToDate && dataCmp(s, params, v.generation) === 'equal');
+  return !params.hasReplication || (v.upToDate && v.generation.current !== NO_DATA && dataCmp(s, params, v.generation) === 'equal');
 }
 
 /** Primary: answers a new resync request of a SECOND that is behind (each request once). */
@@ -877,6 +894,15 @@ function takeoverOrWait(c: Ctx, why: string): void {
   const s = c.s;
   if (!s.persisted.failover) { log(c, 'warn', `peer ${c.params.peer} ${why}; failover is off: waiting`); releaseToWait(c, 'failover-off', 'stopstart'); return; }
   if (!mayRunAlone(c)) { log(c, 'warn', `peer ${c.params.peer} ${why}; this node is not up to date: waiting`); releaseToWait(c, 'peer-not-up-to-date', 'stopstart'); return; }
+  // The last view of the peer may name newer data than ours (it went ALONE, then released):
+  // taking over would serve older data (simulator finding 5).
+  const v = s.peer.view;
+  const cmp = v ? dataCmp(s, c.params, v.generation) : 'equal';
+  if (cmp === 'behind' || cmp === 'diverged') {
+    log(c, 'warn', `peer ${c.params.peer} ${why}; its data (${v?.generation.current ?? '?'}) is newer than this node's: waiting`);
+    if (cmp === 'diverged') waitFor(c, 'diverged'); else releaseToWait(c, 'peer-not-up-to-date', 'stopstart');
+    return;
+  }
   log(c, 'warn', `peer ${c.params.peer} ${why}: taking over`);
   becomePrimary(c, 'ALONE', 'takeover');
 }
@@ -905,7 +931,9 @@ function evalSecond(c: Ctx, role: PeerRole): void {
       return;
     } else if (cmp !== 'equal') { waitFor(c, 'diverged'); return; }
     s.forcedSecond = null;
-    s.inSync = s.persisted.upToDate && dataCmp(s, c.params, v.generation) === 'equal';
+    // In sync only with a PRIM: a peer that is ALONE (even transiently, before its new
+    // generation is announced) writes without this node (simulator finding 5).
+    s.inSync = s.persisted.upToDate && dataCmp(s, c.params, v.generation) === 'equal' && (!c.params.hasReplication || v.state === 'PRIM');
     const dp = c.params.defaultPrimary;
     if (dp === c.params.node && s.inSync && v.state === 'PRIM' && v.ready && !s.swapBackAsked) {
       s.swapBackAsked = true;

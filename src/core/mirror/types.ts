@@ -116,7 +116,12 @@ export type MirrorEvent =
    * acknowledged to the application) until the core answers with `replicate alone`, which it does
    * only once the peer is known not to take over on its copy (see machine.ts, "replication").
    */
-  | { readonly type: 'replication-lost'; readonly now: number; readonly detail: string };
+  | { readonly type: 'replication-lost'; readonly now: number; readonly detail: string }
+  /**
+   * The replicated file system failed on this node (its process died, a mount failed): a primary
+   * releases (reason `rfs-failed`, held like `vip-conflict`) so that the peer takes over.
+   */
+  | { readonly type: 'rfs-failed'; readonly now: number; readonly detail: string };
 
 export type MirrorAction =
   /** Store durably before executing the next action. */
