@@ -8,6 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { realClock, type Clock } from '../adapters/clock/index.js';
 import { loadConfigDir } from '../adapters/configfs/index.js';
+import { RfsProcess } from '../adapters/fuse/process.js';
+import { recoverStaleMount } from '../adapters/fuse/recover.js';
+import type { ModuleRfs } from '../adapters/fuse/rfs.js';
 import { loadKey } from '../adapters/key/cluster-key.js';
 import type { ProbeFactory } from '../adapters/probes/index.js';
 import { ProcessScriptRunner, type ScriptRunner } from '../adapters/scripts/index.js';
@@ -20,7 +23,7 @@ import { HakitError } from '../core/errors.js';
 import type { MirrorCommand } from '../core/mirror/index.js';
 import type { LogEntry, ModuleStatus, StatusReport } from '../core/status.js';
 import type { Logbook } from './logbook.js';
-import { MirrorRuntime } from './mirror-runtime.js';
+import { MirrorRuntime, REPLICATION_BASE_PORT } from './mirror-runtime.js';
 
 export interface AgentOptions {
   readonly configDir: string;
@@ -34,6 +37,8 @@ export interface AgentOptions {
   readonly vips?: VipManager;
   readonly transport?: HeartbeatTransport;
   readonly probeFor?: ProbeFactory;
+  /** Starts a module's rfs child (default: a real RfsProcess). */
+  readonly spawnRfs?: () => ModuleRfs;
 }
 
 /** A module of this node that this version cannot run: it stays STOP with `reason`. */
@@ -142,23 +147,17 @@ export class NodeAgent {
         opts.logbook.log(m.name, 'warn', `${m.kind} modules are not implemented yet in this version: module ${m.name} stays STOP`);
         continue;
       }
-      if (m.replication.dirs.length > 0) {
-        // Running the application without the replication the admin asked for would lose data
-        // at the first failover: refuse until the replicated file system exists.
-        others.set(m.name, { module: m, reason: 'replication-not-implemented', what: 'replicated directories (replication.dirs)' });
-        opts.logbook.log(m.name, 'error', `replicated directories are not implemented yet in this version: module ${m.name} stays STOP (remove replication.dirs to run it without replication)`);
-        continue;
-      }
       for (const c of m.checkers) {
         if (c.type === 'splitbrain') opts.logbook.log(m.name, 'warn', `split-brain protection is not implemented yet in this version: checker ${c.name} is not run`);
       }
       const dir = moduleStateDir(opts.stateDir, m.name);
       mkdirSync(`${dir}/logs`, { recursive: true, mode: 0o700 });
       mirrors.set(m.name, new MirrorRuntime(
-        { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir },
+        { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir, replicationPort: replicationPort(config.modules, m.name) },
         {
           clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'),
           probeFor: opts.probeFor, moduleState: (name) => mirrors.get(name)?.status().state,
+          spawnRfs: opts.spawnRfs ?? (() => new RfsProcess()), recoverMount: recoverStaleMount,
         },
       ));
     }
@@ -239,4 +238,16 @@ function rateLimited(logbook: Logbook, clock: Clock): (network: string, from: st
     last.set(k, now);
     logbook.log(null, 'warn', `heartbeat dropped on ${network} from ${from}: ${reason} (further drops counted in hakit status)`, { network, from, reason });
   };
+}
+
+/**
+ * The replication port of a module: its `replication.port`, else 7406 + its index among the
+ * cluster's mirror modules with replicated dirs, in name order (the same on both nodes, which
+ * read the same config).
+ */
+export function replicationPort(modules: readonly ModuleConfig[], name: string): number | undefined {
+  const replicated = modules.filter((m) => m.kind === 'mirror' && m.replication.dirs.length > 0).map((m) => m.name).sort();
+  const m = modules.find((x) => x.name === name);
+  if (m === undefined || m.kind !== 'mirror' || m.replication.dirs.length === 0) return undefined;
+  return m.replication.port ?? REPLICATION_BASE_PORT + replicated.indexOf(name);
 }

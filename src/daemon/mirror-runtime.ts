@@ -12,6 +12,7 @@
  * been executed: a node never tells its peer "I released the VIP" before the `ip addr del` ran.
  */
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
+import type { ModuleRfs, RfsConfig } from '../adapters/fuse/rfs.js';
 import { probeFor as realProbeFor, type ProbeFactory } from '../adapters/probes/index.js';
 import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
@@ -27,6 +28,10 @@ import {
 import type { ModuleStatus } from '../core/status.js';
 import { CheckerRunner } from './checker-runner.js';
 import type { Logbook } from './logbook.js';
+import { RfsSupervisor } from './rfs-supervisor.js';
+
+/** The first port of replication links (a module's default: this + its index, see config docs). */
+export const REPLICATION_BASE_PORT = 7406;
 
 /** Name of the module's state document in its store. */
 export const MIRROR_STATE_NAME = 'mirror';
@@ -44,6 +49,10 @@ export interface MirrorRuntimeDeps {
   readonly probeFor?: ProbeFactory;
   /** The state of another module on this node (for `module` checkers). */
   readonly moduleState?: (name: string) => string | undefined;
+  /** Starts a module's rfs child (modules with replicated dirs only). */
+  readonly spawnRfs?: () => ModuleRfs;
+  /** Removes stale rfs mounts on a dir. */
+  readonly recoverMount?: (dir: string) => Promise<number>;
 }
 
 export interface MirrorRuntimeConfig {
@@ -53,6 +62,8 @@ export interface MirrorRuntimeConfig {
   readonly configDir: string;
   /** `<state-dir>/modules/<module>`: script logs go under it. */
   readonly moduleStateDir: string;
+  /** The replication link's port (config `replication.port` or its default). */
+  readonly replicationPort?: number;
 }
 
 interface Batch {
@@ -94,6 +105,7 @@ export class MirrorRuntime {
   private unsubscribe: (() => void) | null = null;
   private readonly peerAddress: ReadonlyMap<string, string>;
   private readonly checkers: CheckerRunner | null = null;
+  private readonly rfs: RfsSupervisor | null = null;
 
   constructor(private readonly cfg: MirrorRuntimeConfig, private readonly deps: MirrorRuntimeDeps) {
     this.name = cfg.module.name;
@@ -116,6 +128,33 @@ export class MirrorRuntime {
       const a = peerNode?.addresses[net];
       return a === undefined ? [] : [[net, a] as const];
     }));
+    if (this.params.hasReplication) {
+      if (!deps.spawnRfs || !deps.recoverMount) throw new HakitError('INTERNAL', { detail: `module ${m.name} has replicated dirs but the daemon has no rfs` });
+      this.rfs = new RfsSupervisor(this.rfsConfig(), { spawn: deps.spawnRfs, recover: deps.recoverMount, logbook: deps.logbook }, (e) => {
+        const now = this.deps.clock.now();
+        if (e.event === 'replication-lost') this.deliver({ type: 'replication-lost', now, detail: e.detail });
+        else if (e.event === 'resync-done') this.deliver({ type: 'resync-done', now, ok: e.ok, detail: e.detail, ...(e.generation !== null ? { generation: e.generation } : {}) });
+        else this.log(e.ok ? 'info' : 'warn', `resync served to ${this.params.peer}: ${e.ok ? 'done' : 'abandoned'} (${e.detail})`);
+      }, (detail) => this.deliver({ type: 'rfs-failed', now: this.deps.clock.now(), detail }));
+    }
+  }
+
+  /** The rfs child's configuration: dirs, and both ends of the replication link. */
+  private rfsConfig(): RfsConfig {
+    const m = this.cfg.module;
+    const net = this.params.networks[0] ?? '';
+    const me = this.cfg.cluster.nodes.find((n) => n.name === this.params.node);
+    const peerAddr = this.peerAddress.get(net);
+    const myAddr = me?.addresses[net];
+    if (myAddr === undefined || peerAddr === undefined) {
+      throw new HakitError('CONFIG', { detail: `module ${m.name}: both nodes need an address on heartbeat network ${net} for the replication link` });
+    }
+    const port = this.cfg.replicationPort ?? m.replication.port ?? REPLICATION_BASE_PORT;
+    return {
+      module: m.name, cluster: this.cfg.cluster.name, node: this.params.node, peer: this.params.peer, keyFile: this.cfg.cluster.keyFile,
+      dirs: m.replication.dirs.map((d) => ({ path: d.path, exclude: d.exclude })),
+      listen: { address: myAddr, port }, peerAddress: { address: peerAddr, port }, timeoutMs: m.replication.timeoutMs,
+    };
   }
 
   /**
@@ -147,6 +186,8 @@ export class MirrorRuntime {
       const r = await this.deps.scripts.run(this.scriptRequest({ script: 'stop_prim', args: ['STOP', 'STOP', 'cleanup'], role: 'prim' }));
       if (!r.missing) this.log(r.ok ? 'info' : 'error', `script stop_prim (cleanup) ${r.ok ? 'done' : 'failed'}: ${r.detail}`);
     }
+    // The rfs child listens for the peer's link before this node can be elected anything.
+    if (this.rfs) await this.rfs.start();
     this.unsubscribe = this.deps.transport.onReceive((network, _from, d) => {
       if (d.module !== this.name || d.node !== this.params.peer) return;
       // The peer numbers its datagrams across all networks. One that is older than a datagram
@@ -199,6 +240,10 @@ export class MirrorRuntime {
 
   status(): ModuleStatus {
     const s = statusOf(this.state, this.params, this.deps.clock.now());
+    const rs = this.rfs?.stats()?.replication;
+    const primary = rs && (s.state === 'PRIM' || s.state === 'ALONE') ? rs.primary : null;
+    const secondary = rs && s.state === 'SECOND' ? rs.secondary : null;
+    const idle = { active: false, bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
     return {
       name: this.name,
       kind: 'mirror',
@@ -209,7 +254,19 @@ export class MirrorRuntime {
       vip: this.cfg.module.vip.map((v) => v.cidr),
       replication: {
         upToDate: s.upToDate,
-        resync: { active: false, bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 },
+        resync: primary ? primary.resync : secondary?.syncing ? { ...idle, active: true } : idle,
+        ...(this.params.hasReplication ? {
+          dirs: this.cfg.module.replication.dirs.map((d) => d.path),
+          mode: primary ? primary.mode : secondary ? 'receiving' : 'none',
+          link: primary ? primary.link : secondary ? secondary.link : 'none',
+          recordsSent: primary?.recordsSent ?? 0,
+          bytesSent: primary?.bytesSent ?? 0,
+          ackLatencyMsP50: primary?.ackLatencyMsP50 ?? 0,
+          ackLatencyMsP99: primary?.ackLatencyMsP99 ?? 0,
+          heldWrites: primary?.held ?? 0,
+          dirtyPaths: primary?.dirtyPaths ?? 0,
+          recordsApplied: secondary?.applied ?? 0,
+        } : {}),
       },
       failover: s.failover,
       heartbeat: { networks: s.peer.networks },
@@ -239,6 +296,7 @@ export class MirrorRuntime {
     this.pulse();
     this.closed = true;
     this.checkers?.stop();
+    await this.rfs?.close();
     for (const t of this.timers) this.deps.clock.clearTimer(t);
     this.timers = [];
     if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
@@ -281,11 +339,18 @@ export class MirrorRuntime {
           for (const v of this.cfg.module.vip) await this.deps.vips.announce(v);
           return;
         case 'mount':
+          await this.rfs?.mount(a.mode);
+          return;
+        case 'replicate':
+          await this.rfs?.replicate(a.mode, a.mode === 'resync' ? a.generation : undefined);
+          return;
         case 'start-resync':
+          // The primary serves the request within a few pulses; the deadline only ends a
+          // request nobody answered (the core then asks again).
+          await this.rfs?.expectSync(this.cfg.module.replication.timeoutMs + 10_000);
+          return;
         case 'stop-resync':
-          // Replicated directories arrive with the replication issue; a module without them is
-          // always in sync (params.hasReplication is false), so there is nothing to do yet.
-          if (this.params.hasReplication) this.log('warn', `${a.type} is not implemented yet: replicated directories are not mounted`);
+          await this.rfs?.stopResync();
           return;
         case 'send-heartbeat':
         case 'transition':
@@ -295,6 +360,9 @@ export class MirrorRuntime {
     } catch (e) {
       this.log('error', `action ${a.type} failed: ${(e as Error).message}`, { action: a });
       if (a.type === 'vip' && a.op === 'add') this.deliver({ type: 'vip-failed', now: this.deps.clock.now(), detail: (e as Error).message });
+      // The application must not start on a directory that is not replicated: release.
+      if (a.type === 'mount' && a.mode === 'rw') this.deliver({ type: 'rfs-failed', now: this.deps.clock.now(), detail: (e as Error).message });
+      if (a.type === 'start-resync') this.deliver({ type: 'resync-done', now: this.deps.clock.now(), ok: false, detail: (e as Error).message });
     }
   }
 

@@ -27,6 +27,8 @@ export interface ClusterOptions {
   /** Heartbeat settings line, default `heartbeat: { networks: [lan, hb2] }`. */
   heartbeat?: string;
   defaultPrimary?: string;
+  /** Paths that are a different directory on each host (e.g. a replicated dir). */
+  mountPaths?: string[];
 }
 
 export const VIP = '198.18.0.100';
@@ -41,7 +43,7 @@ export class TestCluster {
   static async create(opts: ClusterOptions = {}): Promise<TestCluster> {
     const nodes = opts.nodes ?? ['n1', 'n2'];
     const clients = opts.clients ?? ['client'];
-    const tb = await Testbed.create({ hosts: [...nodes, ...clients], networks: ['lan', 'hb2'] });
+    const tb = await Testbed.create({ hosts: [...nodes, ...clients], networks: ['lan', 'hb2'], ...(opts.mountPaths ? { mountPaths: opts.mountPaths } : {}) });
     const c = new TestCluster(tb, nodes, clients);
     try {
       c.writeConfig(opts);

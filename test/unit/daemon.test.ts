@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { generateKey, parseKey } from '../../src/adapters/key/cluster-key.js';
 import { FakeScriptRunner } from '../../src/adapters/scripts/index.js';
+import { FakeModuleRfs } from '../../src/adapters/fuse/fake-module.js';
 import { MemoryHeartbeatNetwork } from '../../src/adapters/udp/memory-transport.js';
 import { FakeLan, FakeVipManager } from '../../src/adapters/vip/index.js';
 import { loadConfigDir } from '../../src/adapters/configfs/index.js';
@@ -46,6 +47,7 @@ function writeConfig(dir: string, extraModule = ''): void {
   writeFileSync(join(dir, 'modules/data/module.yaml'), [
     'kind: mirror',
     'nodes: [n1, n2]',
+    'heartbeat: { pulse: 20ms, timeout: 200ms }',
     'vip: [ { address: 198.18.0.101/24, interface: eth0 } ]',
     'replication: { dirs: [ { path: /srv/data } ] }',
     '',
@@ -91,6 +93,15 @@ describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
   const net = new MemoryHeartbeatNetwork();
   const agents: NodeAgent[] = [];
   const vips: Record<string, FakeVipManager> = {};
+  const rfs: Record<string, FakeModuleRfs[]> = { n1: [], n2: [] };
+  /** The newest rfs of each node, paired with the other node's newest. */
+  const spawnRfs = (node: 'n1' | 'n2') => (): FakeModuleRfs => {
+    const f = new FakeModuleRfs();
+    rfs[node]!.push(f);
+    const other = rfs[node === 'n1' ? 'n2' : 'n1']!.at(-1);
+    if (other) FakeModuleRfs.pair(f, other);
+    return f;
+  };
   after(async () => {
     for (const a of agents) await a.shutdown().catch(() => undefined);
     rmSync(root, { recursive: true, force: true });
@@ -106,7 +117,7 @@ describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
     vips[node] = new FakeVipManager({ lan, mac });
     const a = await NodeAgent.create({
       configDir: join(dir, 'etc'), stateDir: join(dir, 'state'), node, logbook: new Logbook({ destination: quiet() }),
-      scripts: new FakeScriptRunner(), vips: vips[node],
+      scripts: new FakeScriptRunner(), vips: vips[node], spawnRfs: spawnRfs(node),
       transport: net.transport({ key, cluster: 't', node, members: { web: ['n1', 'n2'], data: ['n1', 'n2'] },
         bind: [{ network: 'lan', address: `198.18.0.${i}` }, { network: 'hb2', address: `198.19.0.${i}` }] }),
     });
@@ -133,11 +144,45 @@ describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
     assert.equal(s2.modules[0]!.replication?.upToDate, true);
   });
 
-  test('a module with replicated dirs stays STOP with a reason and refuses start (no silent unreplicated run)', async () => {
-    const s = n1.status('data').modules[0]!;
-    assert.equal(s.state, 'STOP');
-    assert.equal(s.reason, 'replication-not-implemented');
-    await assert.rejects(n1.command('data', { cmd: 'start' }), (e: unknown) => isHakitError(e) && e.code === 'HAKIT_E_NOT_IMPLEMENTED');
+  test('a module with replicated dirs: first start elects n1, which serves n2 a full resync, then PRIM replicates synchronously', async () => {
+    const f1 = rfs.n1!.at(-1)!;
+    const f2 = rfs.n2!.at(-1)!;
+    assert.equal(f1.config?.dirs[0]?.path, '/srv/data');
+    assert.deepEqual(f1.config?.listen, { address: '198.18.0.1', port: 7406 });
+    assert.deepEqual(f1.config?.peerAddress, { address: '198.18.0.2', port: 7406 });
+    await n1.command('data', { cmd: 'start' });
+    await n2.command('data', { cmd: 'start' });
+    const st = (a: NodeAgent) => a.status('data').modules[0]!;
+    await waitFor('data PRIM + SECOND up to date', () => st(n1).state === 'PRIM' && st(n2).state === 'SECOND' && st(n2).ready && st(n2).replication?.upToDate === true);
+    // n1 started ALONE (n2 had no data yet), mounted rw only after choosing how to replicate.
+    assert.ok(f1.calls.indexOf('replicate alone') < f1.calls.indexOf('mount rw'), f1.calls.join(', '));
+    assert.ok(f1.calls.includes('replicate resync'), f1.calls.join(', '));
+    assert.deepEqual(f2.calls.filter((c) => c.startsWith('mount') || c === 'expect-sync'), ['mount ro', 'expect-sync']);
+    assert.equal(f1.mountMode, 'rw');
+    assert.equal(f2.mountMode, 'ro');
+  });
+
+  test('replication lost: n1 goes ALONE and releases held writes only once n2 says it is behind; n2 resyncs; PRIM again', async () => {
+    const f1 = rfs.n1!.at(-1)!;
+    const before = f1.calls.length;
+    f1.replicateMode = 'sync';
+    f1.emit({ event: 'replication-lost', detail: 'no ack for 3000 ms' });
+    const st = (a: NodeAgent) => a.status('data').modules[0]!;
+    await waitFor('n1 released its held writes', () => f1.calls.slice(before).includes('replicate alone'));
+    // By then n2 had said it is not up to date (or n1 would still hold the writes).
+    assert.equal(st(n1).state === 'ALONE' || st(n1).state === 'PRIM', true);
+    await waitFor('n2 resynced and n1 PRIM again', () => st(n1).state === 'PRIM' && st(n2).replication?.upToDate === true);
+    assert.notEqual(st(n1).generation, undefined);
+    assert.deepEqual((st(n1).generation as { current: string }).current, (st(n2).generation as { current: string }).current);
+  });
+
+  test('the rfs of the primary dies: n1 releases (rfs-failed) and n2 takes over', async () => {
+    const f1 = rfs.n1!.at(-1)!;
+    f1.die();
+    const st = (a: NodeAgent) => a.status('data').modules[0]!;
+    await waitFor('n2 primary of data', () => (st(n2).state === 'ALONE' || st(n2).state === 'PRIM') && st(n2).ready);
+    await waitFor('n1 SECOND of data with a new rfs', () => st(n1).state === 'SECOND' && st(n1).ready && rfs.n1!.length > 1);
+    assert.equal(rfs.n1!.at(-1)!.mountMode, 'ro');
   });
 
   test('refusals: swap on the secondary is BAD_STATE; an unknown module is NO_MODULE; state unchanged', async () => {

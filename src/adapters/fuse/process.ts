@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import type { RfsMode } from './passthrough.js';
-import type { Rfs, RfsReply, RfsRequest, RfsStatus } from './rfs.js';
+import type { Rfs, RfsConfig, RfsEvent, RfsReply, RfsRequest, RfsStatus } from './rfs.js';
 
 /** Path of the compiled child entry point, next to this file. */
 export const RFS_MAIN = fileURLToPath(new URL('./rfs-main.js', import.meta.url));
@@ -30,16 +30,21 @@ export class RfsProcess implements Rfs {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private dir = '(none)';
+  private readonly eventListeners: ((e: RfsEvent) => void)[] = [];
 
   constructor(opts: RfsProcessOptions = {}) {
     const args = [RFS_MAIN, '--replicator', opts.replicator ?? 'local'];
     this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', opts.stderr ?? 'inherit'] });
     const rl = createInterface({ input: this.child.stdout as NodeJS.ReadableStream });
     rl.on('line', (line) => {
-      let rep: RfsReply;
+      let rep: RfsReply | RfsEvent;
       try {
-        rep = JSON.parse(line) as RfsReply;
+        rep = JSON.parse(line) as RfsReply | RfsEvent;
       } catch {
+        return;
+      }
+      if ('event' in rep) {
+        for (const fn of this.eventListeners) fn(rep);
         return;
       }
       const p = this.pending.get(rep.id);
@@ -77,6 +82,34 @@ export class RfsProcess implements Rfs {
   async mount(dir: string, mode: RfsMode): Promise<void> {
     this.dir = dir;
     await this.request({ cmd: 'mount', dir, mode });
+  }
+
+  /** Unsolicited events of the child (replication lost, resync ended). */
+  onEvent(fn: (e: RfsEvent) => void): void {
+    this.eventListeners.push(fn);
+  }
+
+  /** Makes this child a module's rfs (see rfs-main.ts). */
+  async configure(config: RfsConfig): Promise<void> {
+    this.dir = config.dirs.map((d) => d.path).join(', ');
+    await this.request({ cmd: 'configure', config });
+  }
+
+  /** Every replicated dir of the module in `mode`, or unmounted (`none`). */
+  async mountAll(mode: RfsMode | 'none'): Promise<void> {
+    await this.request({ cmd: 'mount-all', mode });
+  }
+
+  async replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void> {
+    await this.request({ cmd: 'replicate', mode, ...(generation !== undefined ? { generation } : {}) });
+  }
+
+  async expectSync(ms: number): Promise<void> {
+    await this.request({ cmd: 'expect-sync', ms });
+  }
+
+  async stopResync(): Promise<void> {
+    await this.request({ cmd: 'stop-resync' });
   }
 
   async setMode(mode: RfsMode): Promise<void> {

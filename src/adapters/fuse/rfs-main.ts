@@ -2,28 +2,62 @@
  * The rfs child process: `node dist/src/adapters/fuse/rfs-main.js [--replicator local|recording]`.
  *
  * Reads requests (RfsRequest, one JSON object per line) on stdin and writes one reply per
- * request (RfsReply) on stdout; logs go to stderr. SIGTERM, SIGINT or the end of stdin unmount
- * (lazily if busy) and exit 0. A SIGKILL leaves a stale mount: `recoverStaleMount(dir)`.
+ * request (RfsReply) on stdout, plus unsolicited event lines (RfsEvent); logs go to stderr.
+ * SIGTERM and SIGINT unmount (lazily if busy) and exit 0. A SIGKILL leaves stale mounts:
+ * `recoverStaleMount(dir)`.
+ *
+ * The end of stdin means the daemon died (it closes the child with SIGTERM otherwise). The
+ * child then fences itself: every mount turns read-only (held writes fail: nothing is
+ * acknowledged that the peer, which takes over, does not have) and the replication link
+ * closes; it unmounts if nothing uses the mounts, else it stays, read-only, until the next
+ * daemon removes the mounts, so the application never writes into the bare directories.
+ *
+ * Two ways to use it:
+ * - Bare (tests of the file system): `mount {dir, mode}` serves one directory, records go to the
+ *   `--replicator` given (local: acknowledged at once; recording: kept for `records`).
+ * - A module's rfs (the daemon): `configure` first (module, dirs, replication link endpoints,
+ *   key file). It opens every replicated dir before anything is mounted (the secondary applies
+ *   records underneath its read-only mounts through those descriptors) and listens for the
+ *   primary's link. Then `mount-all rw|ro|none` follows the core's `mount` actions, `replicate`
+ *   its `replicate` actions, `expect-sync`/`stop-resync` its `start-resync`/`stop-resync`.
  */
+import * as fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
+import { excludeMatcher } from '../../core/replication/exclude.js';
 import type { Record } from '../../core/replication/records.js';
-import { type InPlaceMount, mountInPlace } from './mount.js';
+import { loadKey } from '../key/cluster-key.js';
+import { connectSender, listenReceiver } from '../tcp/tcp.js';
+import { RecordApplier } from './applier.js';
+import { FullSync } from './fullsync.js';
+import { LinkReplicator } from './link-replicator.js';
+import { type InPlaceMount, fusermount, mountInPlace } from './mount.js';
+import { rfsMountPoints } from './recover.js';
 import { PassthroughFs, RFS_MODES, type RfsMode } from './passthrough.js';
+import { ReplicaReceiver } from './replica-receiver.js';
 import { LocalOnlyReplicator, RecordingReplicator, type Replicator } from './replicator.js';
-import type { RfsReply, RfsRequest } from './rfs.js';
+import type { RfsConfig, RfsEvent, RfsReply, RfsRequest } from './rfs.js';
 
 const recording = process.argv.includes('--replicator') && process.argv[process.argv.indexOf('--replicator') + 1] === 'recording';
-const replicator: Replicator = recording ? new RecordingReplicator() : new LocalOnlyReplicator();
+const bareReplicator: Replicator = recording ? new RecordingReplicator() : new LocalOnlyReplicator();
 
 // Modes of created files come from the application (the kernel applied its umask already).
 process.umask(0);
 
-let mounted: { mount: InPlaceMount; fs: PassthroughFs } | undefined;
-let mounting = false;
+interface Module {
+  readonly config: RfsConfig;
+  readonly rootFds: readonly number[];
+  readonly link: LinkReplicator;
+  readonly replica: ReplicaReceiver;
+  readonly appliers: readonly RecordApplier[];
+}
+
+let mod: Module | undefined;
+const mounted = new Map<number, { mount: InPlaceMount; fs: PassthroughFs }>();
+let busy = false;
 let exiting = false;
 
-function send(reply: RfsReply): void {
+function send(reply: RfsReply | RfsEvent): void {
   process.stdout.write(JSON.stringify(reply) + '\n');
 }
 
@@ -40,56 +74,179 @@ function recordJson(r: Record): unknown {
   return r;
 }
 
+async function configure(c: RfsConfig): Promise<void> {
+  if (mod !== undefined) throw new HakitError('BAD_REQUEST', { detail: 'this rfs process is configured already' });
+  if (mounted.size > 0) throw new HakitError('BAD_REQUEST', { detail: 'configure comes before any mount' });
+  const key = (await loadKey(c.keyFile)).key;
+  const fds: number[] = [];
+  try {
+    for (const d of c.dirs) {
+      try {
+        fds.push(fs.openSync(d.path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY));
+      } catch (e) {
+        throw new HakitError('RFS_MOUNT', { dir: d.path, detail: (e as Error).message }, { cause: e });
+      }
+    }
+    const roots = fds.map((fd) => `/proc/self/fd/${fd}`);
+    const appliers = roots.map((root) => new RecordApplier({ root }));
+    const receiver = await listenReceiver({
+      key, cluster: c.cluster, node: c.node, module: c.module, peers: [c.peer], address: c.listen.address, port: c.listen.port,
+    });
+    const replica = new ReplicaReceiver({
+      receiver, appliers,
+      onResyncDone: (ok, detail, generation) => send({ event: 'resync-done', ok, detail, generation }),
+    });
+    const link = new LinkReplicator({
+      roots,
+      excluded: c.dirs.map((d) => excludeMatcher(d.exclude)),
+      connect: () => connectSender({
+        key, cluster: c.cluster, node: c.node, peer: c.peer, module: c.module, timeoutMs: c.timeoutMs,
+        host: c.peerAddress.address, port: c.peerAddress.port,
+      }),
+      makeWalker: (o) => new FullSync(o),
+      onLost: (detail) => send({ event: 'replication-lost', detail }),
+      onResyncServed: (ok, detail) => send({ event: 'resync-served', ok, detail }),
+    });
+    mod = { config: c, rootFds: fds, link, replica, appliers };
+  } catch (e) {
+    for (const fd of fds) fs.closeSync(fd);
+    throw e;
+  }
+}
+
+async function mountOne(index: number, dir: string, mode: RfsMode): Promise<void> {
+  const replicator = mod ? mod.link.forDir(index) : bareReplicator;
+  const numberer = mod?.link.numberer;
+  let pfs: PassthroughFs | undefined;
+  const mount = await mountInPlace(dir, (rootFd) => (pfs = new PassthroughFs({ rootFd, replicator, mode, ...(numberer ? { numberer } : {}) })));
+  mounted.set(index, { mount, fs: pfs as unknown as PassthroughFs });
+}
+
+/** `mount-all`: the module's dirs in `mode` (mounting those not mounted yet), or none. */
+async function mountAll(mode: RfsMode | 'none'): Promise<void> {
+  const m = mod;
+  if (m === undefined) throw new HakitError('BAD_REQUEST', { detail: 'mount-all needs configure first' });
+  if (mode !== 'rw') m.link.failHeld('this node left the primary role');
+  if (mode !== 'ro') m.replica.accept(false);
+  if (mode === 'none') {
+    await unmountAll();
+  } else {
+    const added: number[] = [];
+    try {
+      for (const [i, d] of m.config.dirs.entries()) {
+        const cur = mounted.get(i);
+        if (cur !== undefined) cur.fs.setMode(mode);
+        else {
+          await mountOne(i, d.path, mode);
+          added.push(i);
+        }
+      }
+    } catch (e) {
+      // Nothing half-applied: the dirs mounted by this request are unmounted again.
+      for (const i of added) {
+        await mounted.get(i)?.mount.unmount().catch(() => undefined);
+        mounted.delete(i);
+      }
+      throw e;
+    }
+  }
+  if (mode === 'ro') m.replica.accept(true);
+}
+
+function stats(): unknown {
+  const first = mounted.values().next().value as { mount: InPlaceMount; fs: PassthroughFs } | undefined;
+  const base = first?.fs.stats() ?? { mode: 'rw', records: 0, held: 0, ops: {} };
+  return {
+    ...base,
+    mounted: first !== undefined,
+    dir: first?.mount.dir ?? null,
+    dirs: [...mounted.entries()].map(([i, x]) => ({ index: i, dir: x.mount.dir, mode: x.fs.mode, records: x.fs.stats().records })),
+    ...(mod ? { replication: { primary: mod.link.stats(), secondary: mod.replica.stats() } } : {}),
+  };
+}
+
 async function handle(req: RfsRequest): Promise<unknown> {
   switch (req.cmd) {
+    case 'configure':
+      return configure(req.config);
     case 'mount': {
       const mode = checkMode(req.mode);
-      if (mounted !== undefined || mounting) throw new HakitError('RFS_MOUNT', { dir: req.dir, detail: 'this rfs process already serves a mount' });
-      mounting = true;
+      if (busy) throw new HakitError('RFS_MOUNT', { dir: req.dir, detail: 'a mount is in progress' });
+      const index = mod ? mod.config.dirs.findIndex((d) => d.path === req.dir) : mounted.size > 0 ? -2 : 0;
+      if (index === -2 || mounted.has(index)) throw new HakitError('RFS_MOUNT', { dir: req.dir, detail: 'this rfs process already serves a mount' });
+      if (index < 0) throw new HakitError('RFS_MOUNT', { dir: req.dir, detail: 'not a replicated dir of this module' });
+      busy = true;
       try {
-        let pfs: PassthroughFs | undefined;
-        const mount = await mountInPlace(req.dir, (rootFd) => (pfs = new PassthroughFs({ rootFd, replicator, mode })));
-        mounted = { mount, fs: pfs as unknown as PassthroughFs };
+        await mountOne(index, req.dir, mode);
       } finally {
-        mounting = false;
+        busy = false;
+      }
+      return undefined;
+    }
+    case 'mount-all': {
+      const mode = req.mode === 'none' ? 'none' : checkMode(req.mode);
+      if (busy) throw new HakitError('RFS_MOUNT', { dir: '(all)', detail: 'a mount is in progress' });
+      busy = true;
+      try {
+        await mountAll(mode);
+      } finally {
+        busy = false;
       }
       return undefined;
     }
     case 'set-mode': {
       const mode = checkMode(req.mode);
-      if (mounted === undefined) throw new HakitError('RFS', { dir: '(none)', detail: 'set-mode while nothing is mounted' });
-      mounted.fs.setMode(mode);
+      if (mounted.size === 0) throw new HakitError('RFS', { dir: '(none)', detail: 'set-mode while nothing is mounted' });
+      for (const m of mounted.values()) m.fs.setMode(mode);
       return undefined;
     }
-    case 'unmount':
-      return unmount();
-    case 'stats': {
-      const base = mounted?.fs.stats() ?? { mode: 'rw', records: 0, held: 0, ops: {} };
-      return { ...base, mounted: mounted !== undefined, dir: mounted?.mount.dir ?? null };
+    case 'replicate': {
+      const link = mod?.link;
+      if (link === undefined) throw new HakitError('BAD_REQUEST', { detail: 'replicate needs configure first' });
+      if (req.mode === 'sync') link.setSync();
+      else if (req.mode === 'alone') link.setAlone();
+      else if (req.mode === 'resync' && typeof req.generation === 'string') link.startResync(req.generation);
+      else throw new HakitError('BAD_REQUEST', { detail: `replicate mode must be sync, alone or resync (with a generation), not ${JSON.stringify(req.mode)}` });
+      return undefined;
     }
+    case 'expect-sync':
+      if (mod === undefined) throw new HakitError('BAD_REQUEST', { detail: 'expect-sync needs configure first' });
+      mod.replica.expectSync(req.ms);
+      return undefined;
+    case 'stop-resync':
+      mod?.replica.stopExpect();
+      return undefined;
+    case 'unmount':
+      return unmountAll();
+    case 'stats':
+      return stats();
     case 'records':
-      if (!(replicator instanceof RecordingReplicator)) throw new HakitError('BAD_REQUEST', { detail: 'records needs --replicator recording' });
-      return replicator.records.map(recordJson);
+      if (!(bareReplicator instanceof RecordingReplicator)) throw new HakitError('BAD_REQUEST', { detail: 'records needs --replicator recording' });
+      return bareReplicator.records.map(recordJson);
     default:
       throw new HakitError('BAD_REQUEST', { detail: `unknown command ${JSON.stringify((req as { cmd?: unknown }).cmd)}` });
   }
 }
 
-async function unmount(): Promise<{ lazy: boolean }> {
-  const m = mounted;
-  if (m === undefined) return { lazy: false };
-  // Calls held by `blocked` fail with EROFS rather than wait for a mount that goes away.
-  m.fs.setMode('ro');
-  const res = await m.mount.unmount();
-  mounted = undefined;
-  return res;
+async function unmountAll(): Promise<{ lazy: boolean }> {
+  let lazy = false;
+  for (const [i, m] of [...mounted.entries()]) {
+    // Calls held by `blocked` fail with EROFS rather than wait for a mount that goes away.
+    m.fs.setMode('ro');
+    const res = await m.mount.unmount();
+    lazy ||= res.lazy;
+    mounted.delete(i);
+  }
+  return { lazy };
 }
 
 async function shutdown(why: string): Promise<void> {
   if (exiting) return;
   exiting = true;
   try {
-    await unmount();
+    mod?.link.failHeld('the rfs is stopping');
+    await unmountAll();
+    await mod?.replica.close();
     process.exit(0);
   } catch (e) {
     process.stderr.write(`rfs: unmount at ${why} failed: ${(e as Error).message}\n`);
@@ -115,6 +272,25 @@ rl.on('line', (line) => {
     },
   );
 });
-rl.on('close', () => void shutdown('end of stdin'));
+rl.on('close', () => void fence());
+
+/** The daemon is gone: read-only, link closed, then leave as soon as the mounts can go. */
+async function fence(): Promise<void> {
+  if (exiting) return;
+  process.stderr.write('rfs: the daemon is gone: mounts are read-only from now on\n');
+  mod?.link.failHeld('the daemon is gone');
+  mod?.replica.accept(false);
+  for (const m of mounted.values()) m.fs.setMode('ro');
+  await mod?.replica.close().catch(() => undefined);
+  const dirs = [...mounted.values()].map((m) => m.mount.dir);
+  // A busy mount (open files, a cwd) cannot go without being lazy: keep serving it read-only
+  // until the next daemon removes it (recoverStaleMount), then leave.
+  if (dirs.length > 0 && (await Promise.all(dirs.map((d) => fusermount(['-u', d])))).every((c) => c === 0)) process.exit(0);
+  if (dirs.length === 0) process.exit(0);
+  setInterval(() => {
+    const left = rfsMountPoints();
+    if (!dirs.some((d) => left.includes(d))) process.exit(0);
+  }, 1000);
+}
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -10,11 +10,15 @@
  * - `unmount` resolves once the directory shows the underlying files again; idempotent.
  * - `stats` never changes anything.
  */
+import type { LinkReplicatorStats } from './link-replicator.js';
 import type { RfsMode, RfsStats } from './passthrough.js';
+import type { ReplicaReceiverStats } from './replica-receiver.js';
 
 export interface RfsStatus extends RfsStats {
   readonly mounted: boolean;
   readonly dir: string | null;
+  /** A configured module rfs: both sides of its replication. */
+  readonly replication?: { readonly primary: LinkReplicatorStats; readonly secondary: ReplicaReceiverStats };
 }
 
 export interface Rfs {
@@ -24,8 +28,39 @@ export interface Rfs {
   stats(): Promise<RfsStatus>;
 }
 
+/** What a module's rfs needs to know (the `configure` request). */
+export interface RfsConfig {
+  readonly module: string;
+  readonly cluster: string;
+  /** This node and its peer. */
+  readonly node: string;
+  readonly peer: string;
+  /** The cluster key file (read by the child; the key never travels on the pipe). */
+  readonly keyFile: string;
+  readonly dirs: readonly { readonly path: string; readonly exclude: readonly string[] }[];
+  /** Where this node listens for its primary's link, and where the peer listens. */
+  readonly listen: { readonly address: string; readonly port: number };
+  readonly peerAddress: { readonly address: string; readonly port: number };
+  /** replication.timeout in ms. */
+  readonly timeoutMs: number;
+}
+
+/** Unsolicited lines of the child (stdout, no `id`). */
+export type RfsEvent =
+  /** The primary's link failed in sync mode: writes are held until `replicate alone`. */
+  | { readonly event: 'replication-lost'; readonly detail: string }
+  /** Secondary: a resync ended (`generation`: the one it was made for, null if it never started). */
+  | { readonly event: 'resync-done'; readonly ok: boolean; readonly detail: string; readonly generation: string | null }
+  /** Primary: a resync this node served ended or was abandoned (for logs). */
+  | { readonly event: 'resync-served'; readonly ok: boolean; readonly detail: string };
+
 /** One line of the child's control protocol (stdin, JSON per line). */
 export type RfsRequest =
+  | { readonly id: number; readonly cmd: 'configure'; readonly config: RfsConfig }
+  | { readonly id: number; readonly cmd: 'mount-all'; readonly mode: RfsMode | 'none' }
+  | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string }
+  | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number }
+  | { readonly id: number; readonly cmd: 'stop-resync' }
   | { readonly id: number; readonly cmd: 'mount'; readonly dir: string; readonly mode: RfsMode }
   | { readonly id: number; readonly cmd: 'set-mode'; readonly mode: RfsMode }
   | { readonly id: number; readonly cmd: 'unmount' }
@@ -37,3 +72,21 @@ export type RfsRequest =
 export type RfsReply =
   | { readonly id: number; readonly ok: true; readonly result?: unknown }
   | { readonly id: number; readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
+
+/**
+ * A module's rfs as the daemon drives it (RfsProcess; the daemon supervises it). Every request
+ * rejects with HAKIT_E_RFS when the child is gone; `exited` resolves when it is.
+ */
+export interface ModuleRfs {
+  configure(config: RfsConfig): Promise<void>;
+  mountAll(mode: RfsMode | 'none'): Promise<void>;
+  replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void>;
+  expectSync(ms: number): Promise<void>;
+  stopResync(): Promise<void>;
+  stats(): Promise<RfsStatus>;
+  onEvent(fn: (e: RfsEvent) => void): void;
+  readonly exited: Promise<number | string>;
+  readonly pid: number | undefined;
+  /** Unmounts and exits (SIGTERM); resolves when gone. */
+  stop(): Promise<number | string>;
+}

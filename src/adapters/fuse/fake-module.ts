@@ -1,0 +1,121 @@
+/**
+ * In-memory twin of a module's rfs (ModuleRfs, STYLE.md 3) for daemon tests: the same request
+ * rules as the real child (configure first and once, mount modes, replicate modes), no kernel,
+ * no files. Two fakes can be paired (`FakeModuleRfs.pair`): a resync served by one (`replicate
+ * resync`) completes at once on the other if it expects one, as the real link would after the
+ * copy. `die()` makes it exit as a crashed child would.
+ */
+import { HakitError } from '../../core/errors.js';
+import type { RfsMode } from './passthrough.js';
+import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus } from './rfs.js';
+
+export class FakeModuleRfs implements ModuleRfs {
+  readonly exited: Promise<number | string>;
+  /** Every request, in order, as `cmd arg` (for assertions). */
+  readonly calls: string[] = [];
+  mountMode: RfsMode | 'none' = 'none';
+  replicateMode: 'sync' | 'alone' | 'resync' = 'alone';
+  config: RfsConfig | null = null;
+  private expecting = false;
+  private listeners: ((e: RfsEvent) => void)[] = [];
+  private exit!: (how: number | string) => void;
+  private dead = false;
+  private peer: FakeModuleRfs | null = null;
+  private static nextPid = 40_000;
+  readonly pid = FakeModuleRfs.nextPid++;
+
+  constructor() {
+    this.exited = new Promise((r) => { this.exit = r; });
+  }
+
+  /** Links two fakes (one per node) so that a served resync reaches the other. */
+  static pair(a: FakeModuleRfs, b: FakeModuleRfs): void {
+    a.peer = b;
+    b.peer = a;
+  }
+
+  private check(what: string, needsConfig = true): void {
+    if (this.dead) throw new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' });
+    if (needsConfig && this.config === null) throw new HakitError('RFS', { dir: '(fake)', detail: `${what} needs configure first` });
+    this.calls.push(what);
+  }
+
+  configure(config: RfsConfig): Promise<void> {
+    try {
+      this.check('configure', false);
+      if (this.config !== null) throw new HakitError('RFS', { dir: '(fake)', detail: 'configured already' });
+    } catch (e) { return Promise.reject(e); }
+    this.config = config;
+    return Promise.resolve();
+  }
+
+  mountAll(mode: RfsMode | 'none'): Promise<void> {
+    try { this.check(`mount ${mode}`); } catch (e) { return Promise.reject(e); }
+    this.mountMode = mode;
+    if (mode !== 'ro') this.expecting = false;
+    return Promise.resolve();
+  }
+
+  replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void> {
+    try { this.check(`replicate ${mode}`); } catch (e) { return Promise.reject(e); }
+    this.replicateMode = mode;
+    if (mode === 'resync') {
+      const p = this.peer;
+      setImmediate(() => {
+        if (this.replicateMode !== 'resync') return;
+        this.replicateMode = 'sync';
+        this.emit({ event: 'resync-served', ok: true, detail: `generation ${generation ?? '?'}` });
+        if (p !== null && p.expecting && !p.dead) {
+          p.expecting = false;
+          p.emit({ event: 'resync-done', ok: true, detail: 'fake copy', generation: generation ?? null });
+        }
+      });
+    }
+    return Promise.resolve();
+  }
+
+  expectSync(_ms: number): Promise<void> {
+    try { this.check('expect-sync'); } catch (e) { return Promise.reject(e); }
+    this.expecting = true;
+    return Promise.resolve();
+  }
+
+  stopResync(): Promise<void> {
+    try { this.check('stop-resync'); } catch (e) { return Promise.reject(e); }
+    this.expecting = false;
+    return Promise.resolve();
+  }
+
+  stats(): Promise<RfsStatus> {
+    if (this.dead) return Promise.reject(new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' }));
+    return Promise.resolve({
+      mode: this.mountMode === 'none' ? 'rw' : this.mountMode, records: 0, held: 0, ops: {}, mounted: this.mountMode !== 'none',
+      dir: this.config?.dirs[0]?.path ?? null,
+    });
+  }
+
+  onEvent(fn: (e: RfsEvent) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Emits an event as the child would (tests: `replication-lost`). */
+  emit(e: RfsEvent): void {
+    for (const fn of this.listeners) fn(e);
+  }
+
+  /** The child crashes (SIGKILL). */
+  die(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.exit('SIGKILL');
+  }
+
+  stop(): Promise<number | string> {
+    if (!this.dead) {
+      this.dead = true;
+      this.mountMode = 'none';
+      this.exit(0);
+    }
+    return this.exited;
+  }
+}

@@ -1,0 +1,380 @@
+/**
+ * The primary's side of synchronous replication (DESIGN.md 3.2, 5): the Replicator behind every
+ * PassthroughFs of a module, sending records over the authenticated replication link (tcp/).
+ *
+ * Modes (set by the daemon from the mirror core's `replicate` actions, except `lost`):
+ *
+ *     alone --sync--> sync --send failed--> lost --alone--> alone
+ *       |              ^                      (calls held: nothing acknowledged)
+ *       +---resync---> resync --sync-complete acked--> sync
+ *                        |--send failed / walk failed--> alone
+ *
+ * - `alone`: records are not sent; a call completes when its local apply is done. The changed
+ *   paths are recorded (`dirty`, the hook for the incremental resync of a later issue).
+ * - `sync`: a call completes when the secondary acknowledged its record (applied). A failed send
+ *   (no ack within replication.timeout, peer closed) enters `lost`: that call and every later
+ *   one is HELD, and `onLost` tells the daemon, whose core answers `alone` only once the peer is
+ *   known to be behind. `failHeld()` (the node leaves the primary role) fails held calls: the
+ *   application gets EIO, never a success the peer does not have.
+ * - `resync`: a full copy of every replicated dir is walked to the peer (FullSync) while live
+ *   records go along in the same numbered stream; the peer is not up to date meanwhile, so a
+ *   failure simply returns to `alone`. When the peer acknowledged `sync-complete`, `sync`.
+ *
+ * Excluded paths (replication.dirs[].exclude) are never sent. A rename from an excluded name
+ * to a replicated one (the usual "write a .tmp, rename over" pattern) is sent as a copy of the
+ * destination; a rename the other way as an unlink.
+ *
+ * Payloads on the link: u8 kind, then kind 1 = u16 dir index + encoded record, kind 2 = a JSON
+ * control message (`sync-start`, `sync-complete`, both with the generation being synced).
+ */
+import * as fs from 'node:fs';
+import { HakitError } from '../../core/errors.js';
+import { type ExcludeMatcher, NOTHING_EXCLUDED } from '../../core/replication/exclude.js';
+import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecord } from '../../core/replication/records.js';
+import type { ReplicationSender, SenderStats } from '../tcp/link.js';
+import type { Replicator } from './replicator.js';
+
+export type LinkMode = 'alone' | 'sync' | 'resync' | 'lost';
+
+export const PAYLOAD_RECORD = 1;
+export const PAYLOAD_CONTROL = 2;
+
+export type ControlMessage =
+  | { readonly t: 'sync-start'; readonly generation: string; readonly full: boolean }
+  | { readonly t: 'sync-complete'; readonly generation: string };
+
+export function encodeRecordPayload(dir: number, rec: Record): Buffer {
+  const body = encodeRecord(rec);
+  const b = Buffer.allocUnsafe(3 + body.length);
+  b[0] = PAYLOAD_RECORD;
+  b.writeUInt16BE(dir, 1);
+  b.set(body, 3);
+  return b;
+}
+
+export function encodeControlPayload(m: ControlMessage): Buffer {
+  return Buffer.concat([Buffer.from([PAYLOAD_CONTROL]), Buffer.from(JSON.stringify(m), 'utf8')]);
+}
+
+export type DecodedPayload =
+  | { readonly kind: 'record'; readonly dir: number; readonly record: Record }
+  | { readonly kind: 'control'; readonly message: ControlMessage }
+  | { readonly kind: 'bad'; readonly error: string };
+
+export function decodePayload(p: Buffer): DecodedPayload {
+  if (p.length >= 3 && p[0] === PAYLOAD_RECORD) {
+    const r = decodeRecord(p.subarray(3));
+    return r.ok ? { kind: 'record', dir: p.readUInt16BE(1), record: r.record } : { kind: 'bad', error: r.error };
+  }
+  if (p.length >= 1 && p[0] === PAYLOAD_CONTROL) {
+    try {
+      const m = JSON.parse(p.subarray(1).toString('utf8')) as { t?: unknown; generation?: unknown; full?: unknown };
+      if ((m.t === 'sync-start' || m.t === 'sync-complete') && typeof m.generation === 'string') {
+        return { kind: 'control', message: m.t === 'sync-start' ? { t: m.t, generation: m.generation, full: m.full === true } : { t: m.t, generation: m.generation } };
+      }
+    } catch {
+      // fall through
+    }
+    return { kind: 'bad', error: 'malformed control message' };
+  }
+  return { kind: 'bad', error: `unknown payload kind ${p[0] ?? '(empty)'}` };
+}
+
+/** What a full-sync walker offers (FullSync in fullsync.ts; a fake in unit tests). */
+export interface SyncWalker {
+  run(signal?: AbortSignal): Promise<{ files: number; dirs: number; bytes: number }>;
+  noteLive(body: RecordBody): void;
+  progress(): { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number };
+}
+
+export interface WalkerOptions {
+  readonly root: string;
+  readonly submit: (body: RecordBody) => Promise<void>;
+  readonly excluded: ExcludeMatcher;
+}
+
+export interface LinkReplicatorOptions {
+  /** Underlying tree of each replicated dir (`/proc/self/fd/<fd>`), by dir index. */
+  readonly roots: readonly string[];
+  readonly excluded?: readonly ExcludeMatcher[];
+  /** Opens a new link to the peer (connecting at once). */
+  readonly connect: () => ReplicationSender;
+  readonly makeWalker: (o: WalkerOptions) => SyncWalker;
+  /** Called once per entry into `lost`. */
+  readonly onLost: (detail: string) => void;
+  /** A resync this node served ended (ok) or was abandoned. */
+  readonly onResyncServed: (ok: boolean, detail: string) => void;
+  readonly numberer?: RecordNumberer;
+}
+
+export interface LinkReplicatorStats {
+  readonly mode: LinkMode;
+  readonly link: 'up' | 'connecting' | 'down' | 'none';
+  readonly recordsSent: number;
+  readonly bytesSent: number;
+  readonly held: number;
+  /** Paths changed while alone (per dir, counted), not yet resynced. */
+  readonly dirtyPaths: number;
+  readonly ackLatencyMsP50: number;
+  readonly ackLatencyMsP99: number;
+  readonly resync: { readonly active: boolean; readonly bytesDone: number; readonly bytesTotal: number; readonly filesDone: number; readonly filesTotal: number };
+}
+
+const ZERO_PROGRESS = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
+
+export class LinkReplicator {
+  readonly numberer: RecordNumberer;
+  private modeNow: LinkMode = 'alone';
+  private sender: ReplicationSender | null = null;
+  private held: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly dirty: Set<string>[];
+  private readonly excluded: readonly ExcludeMatcher[];
+  private walkers: (SyncWalker | null)[] = [];
+  private resyncAbort: AbortController | null = null;
+  private lastProgress = ZERO_PROGRESS;
+  private recordsSent = 0;
+  private bytesSent = 0;
+  private lastSenderStats: SenderStats | null = null;
+
+  constructor(private readonly opts: LinkReplicatorOptions) {
+    this.numberer = opts.numberer ?? new RecordNumberer();
+    this.dirty = opts.roots.map(() => new Set<string>());
+    this.excluded = opts.roots.map((_r, i) => opts.excluded?.[i] ?? NOTHING_EXCLUDED);
+  }
+
+  get mode(): LinkMode {
+    return this.modeNow;
+  }
+
+  /** The Replicator a PassthroughFs of dir `index` submits to. */
+  forDir(index: number): Replicator {
+    return { submit: (rec) => this.submit(index, rec) };
+  }
+
+  /** `replicate sync`: synchronous replication on a fresh link. */
+  setSync(): void {
+    // Calls held from an earlier loss were never acknowledged: they fail rather than vanish.
+    if (this.held.length > 0) this.failHeld('replication restarted');
+    this.stopResync();
+    this.openLink();
+    this.modeNow = 'sync';
+  }
+
+  /** `replicate alone`: held calls complete locally; nothing is sent any more. */
+  setAlone(): void {
+    this.stopResync();
+    this.closeLink();
+    this.modeNow = 'alone';
+    const held = this.held;
+    this.held = [];
+    for (const h of held) h.resolve();
+  }
+
+  /** The node leaves the primary role: held calls fail (EIO), the link closes. */
+  failHeld(detail: string): void {
+    this.stopResync();
+    this.closeLink();
+    this.modeNow = 'alone';
+    const held = this.held;
+    this.held = [];
+    for (const h of held) h.reject(new HakitError('RFS', { dir: '(replication)', detail }));
+  }
+
+  /** `replicate resync`: a full copy to the peer, then `sync`. Replaces a resync that runs. */
+  startResync(generation: string): void {
+    if (this.modeNow === 'lost') return;
+    this.stopResync();
+    const sender = this.openLink();
+    this.modeNow = 'resync';
+    const ac = new AbortController();
+    this.resyncAbort = ac;
+    this.walkers = this.opts.roots.map((root, i) => this.opts.makeWalker({
+      root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
+    }));
+    void (async () => {
+      await sender.send(encodeControlPayload({ t: 'sync-start', generation, full: true }), { signal: ac.signal });
+      for (const w of this.walkers) {
+        if (ac.signal.aborted) throw new Error('resync stopped');
+        await w?.run(ac.signal);
+      }
+      await sender.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
+    })().then(() => {
+      if (this.resyncAbort !== ac) return;
+      this.lastProgress = this.progress();
+      this.resyncAbort = null;
+      this.walkers = [];
+      this.modeNow = 'sync';
+      for (const d of this.dirty) d.clear();
+      this.opts.onResyncServed(true, `generation ${generation}`);
+    }, (e: unknown) => {
+      if (this.resyncAbort !== ac) return;
+      this.lastProgress = this.progress();
+      this.resyncAbort = null;
+      this.walkers = [];
+      this.closeLink();
+      this.modeNow = 'alone';
+      this.opts.onResyncServed(false, (e as Error).message ?? String(e));
+    });
+  }
+
+  stats(): LinkReplicatorStats {
+    const s = this.sender?.stats() ?? this.lastSenderStats;
+    const active = this.resyncAbort !== null;
+    return {
+      mode: this.modeNow,
+      link: this.sender === null ? 'none' : this.sender.state === 'up' ? 'up' : this.sender.state,
+      recordsSent: this.recordsSent,
+      bytesSent: this.bytesSent,
+      held: this.held.length,
+      dirtyPaths: this.dirty.reduce((n, d) => n + d.size, 0),
+      ackLatencyMsP50: s?.ackLatencyMsP50 ?? 0,
+      ackLatencyMsP99: s?.ackLatencyMsP99 ?? 0,
+      resync: { active, ...(active ? this.progress() : this.lastProgress) },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.failHeld('the rfs is closing');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private progress(): { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number } {
+    const p = { ...ZERO_PROGRESS };
+    for (const w of this.walkers) {
+      if (!w) continue;
+      const q = w.progress();
+      p.bytesDone += q.bytesDone; p.bytesTotal += q.bytesTotal; p.filesDone += q.filesDone; p.filesTotal += q.filesTotal;
+    }
+    return p;
+  }
+
+  private stopResync(): void {
+    const ac = this.resyncAbort;
+    if (ac === null) return;
+    this.resyncAbort = null;
+    this.lastProgress = this.progress();
+    this.walkers = [];
+    ac.abort(new Error('resync stopped'));
+  }
+
+  private openLink(): ReplicationSender {
+    this.closeLink();
+    this.sender = this.opts.connect();
+    return this.sender;
+  }
+
+  private closeLink(): void {
+    const s = this.sender;
+    if (s === null) return;
+    this.lastSenderStats = s.stats();
+    this.sender = null;
+    void s.close();
+  }
+
+  private enterLost(detail: string): void {
+    if (this.modeNow !== 'sync') return;
+    this.modeNow = 'lost';
+    this.closeLink();
+    this.opts.onLost(detail);
+  }
+
+  /** Sends one record now (the caller numbered it in the same synchronous step). */
+  private send(dir: number, rec: Record): Promise<void> {
+    const s = this.sender;
+    if (s === null) return Promise.reject(new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: 'no replication link' }));
+    const p = encodeRecordPayload(dir, rec);
+    this.recordsSent++;
+    this.bytesSent += p.length;
+    return s.send(p);
+  }
+
+  private hold(): Promise<void> {
+    return new Promise((resolve, reject) => this.held.push({ resolve, reject }));
+  }
+
+  private submit(dir: number, rec: Record): Promise<void> {
+    const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
+    const bodies = this.translate(dir, rec, ex);
+    if (this.modeNow === 'alone') {
+      for (const b of bodies) this.markDirty(dir, b);
+      return Promise.resolve();
+    }
+    if (this.modeNow === 'lost') {
+      for (const b of bodies) this.markDirty(dir, b);
+      return this.hold();
+    }
+    if (bodies.length === 0) return Promise.resolve();
+    const walker = this.walkers[dir] ?? null;
+    const sends = bodies.map((b) => {
+      if (walker !== null) walker.noteLive(b);
+      return this.send(dir, b === rec ? rec : { ...b, seq: rec.seq } as Record);
+    });
+    const mode = this.modeNow;
+    return Promise.all(sends).then(() => undefined, (e: unknown) => {
+      for (const b of bodies) this.markDirty(dir, b);
+      if (mode === 'resync') {
+        // The peer is not up to date during a resync: go on alone, it will ask again.
+        if (this.resyncAbort !== null) {
+          this.stopResync();
+          this.closeLink();
+          this.modeNow = 'alone';
+          this.opts.onResyncServed(false, (e as Error).message ?? String(e));
+        }
+        return undefined;
+      }
+      if (this.modeNow === 'alone') return undefined; // released meanwhile
+      this.enterLost((e as Error).message ?? String(e));
+      return this.hold();
+    });
+  }
+
+  private markDirty(dir: number, b: RecordBody): void {
+    const d = this.dirty[dir];
+    if (d === undefined) return;
+    d.add(b.path);
+    if (b.op === 'rename' || b.op === 'link') d.add(b.from);
+  }
+
+  /**
+   * The records to send for a local record: itself, nothing (an excluded path), or (a rename
+   * crossing the exclusion boundary) an unlink or a copy of the destination.
+   */
+  private translate(dir: number, rec: Record, ex: ExcludeMatcher): (Record | RecordBody)[] {
+    if (ex === NOTHING_EXCLUDED) return [rec];
+    const to = ex(rec.path);
+    if (rec.op === 'rename' || rec.op === 'link') {
+      const from = ex(rec.from);
+      if (from && to) return [];
+      if (!from && !to) return [rec];
+      if (!from && to) return rec.op === 'rename' ? [{ op: 'unlink', path: rec.from }] : [];
+      return this.copyOf(dir, rec.path);
+    }
+    return to ? [] : [rec];
+  }
+
+  /** Records that recreate `path` (a file or symlink of the primary's tree) on the peer. */
+  private copyOf(dir: number, path: string): RecordBody[] {
+    const root = this.opts.roots[dir] ?? '';
+    const st = fs.lstatSync(root + path);
+    if (st.isSymbolicLink()) {
+      return [{ op: 'unlink', path }, { op: 'symlink', path, target: fs.readlinkSync(root + path), uid: st.uid, gid: st.gid }];
+    }
+    if (!st.isFile()) {
+      throw new HakitError('RFS', { dir: root, detail: `renaming the excluded ${path} (not a file) into the replicated tree is not supported` });
+    }
+    const data = fs.readFileSync(root + path);
+    const out: RecordBody[] = [{ op: 'sync-file', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size }];
+    const chunk = 1024 * 1024;
+    for (let off = 0; off < data.length; off += chunk) out.push({ op: 'write', path, offset: off, data: data.subarray(off, off + chunk) });
+    out.push({ op: 'utimens', path, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
+    return out;
+  }
+}
+
+/** For tests and tools: a payload back to what it carries (throws on a bad one). */
+export function payloadOrThrow(p: Buffer): Exclude<DecodedPayload, { kind: 'bad' }> {
+  const d = decodePayload(p);
+  if (d.kind === 'bad') throw new Error(d.error);
+  return d;
+}

@@ -1,0 +1,121 @@
+/**
+ * The secondary's side of replication (DESIGN.md 5): records from the primary's LinkReplicator
+ * are applied in order to the underlying trees (through RecordApplier), and acknowledged only
+ * once applied. A payload is applied only while this node is the primary's SECOND (`accept(true)`,
+ * given with its `mount ro`); before that it waits (the primary's calls wait with it, bounded by
+ * replication.timeout), so a primary elected at the same moment as this node becomes SECOND
+ * does not lose its link. `accept(false)` (this node leaves SECOND) refuses what waits: the link
+ * closes and the primary goes ALONE.
+ *
+ * Resync: `expectSync(ms)` (the core's `start-resync`) arms a deadline for the primary's
+ * `sync-start`; `onResyncDone(true, generation)` fires when `sync-complete` has been applied,
+ * `onResyncDone(false, ...)` when the link drops during a resync or the deadline passes.
+ */
+import { HakitError } from '../../core/errors.js';
+import type { Record } from '../../core/replication/records.js';
+import type { ReplicationReceiver } from '../tcp/link.js';
+import { decodePayload } from './link-replicator.js';
+
+export interface ApplierLike {
+  apply(rec: Record): Promise<void>;
+}
+
+export interface ReplicaReceiverOptions {
+  readonly receiver: ReplicationReceiver;
+  /** One applier per replicated dir, by dir index. */
+  readonly appliers: readonly ApplierLike[];
+  readonly onResyncDone: (ok: boolean, detail: string, generation: string | null) => void;
+}
+
+export interface ReplicaReceiverStats {
+  readonly accepting: boolean;
+  readonly link: 'up' | 'down';
+  readonly applied: number;
+  readonly bytes: number;
+  readonly syncing: string | null;
+}
+
+export class ReplicaReceiver {
+  private accepting = false;
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private syncing: string | null = null;
+  private expectTimer: NodeJS.Timeout | null = null;
+  private applied = 0;
+  private bytes = 0;
+
+  constructor(private readonly opts: ReplicaReceiverOptions) {
+    opts.receiver.onPayload((payload) => this.onPayload(payload));
+    opts.receiver.onState((s, why) => {
+      if (s === 'down' && this.syncing !== null) this.resyncEnded(false, `the link dropped during the resync: ${why}`);
+    });
+  }
+
+  /** True while this node is SECOND: payloads are applied. False refuses waiting payloads. */
+  accept(on: boolean): void {
+    this.accepting = on;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const x of w) {
+      if (on) x.resolve();
+      else x.reject(new HakitError('RFS', { dir: '(replica)', detail: 'this node is not a secondary any more' }));
+    }
+    if (!on && this.syncing !== null) this.resyncEnded(false, 'this node left the SECOND state');
+  }
+
+  /** The core asked for a resync: the primary must start it within `ms`. */
+  expectSync(ms: number): void {
+    this.clearExpect();
+    this.expectTimer = setTimeout(() => {
+      this.expectTimer = null;
+      if (this.syncing === null) this.opts.onResyncDone(false, `the primary did not start the resync within ${ms} ms`, null);
+    }, ms);
+    this.expectTimer.unref();
+  }
+
+  stopExpect(): void {
+    this.clearExpect();
+    this.syncing = null;
+  }
+
+  stats(): ReplicaReceiverStats {
+    return { accepting: this.accepting, link: this.opts.receiver.state, applied: this.applied, bytes: this.bytes, syncing: this.syncing };
+  }
+
+  close(): Promise<void> {
+    this.clearExpect();
+    this.accept(false);
+    return this.opts.receiver.close();
+  }
+
+  private clearExpect(): void {
+    if (this.expectTimer !== null) clearTimeout(this.expectTimer);
+    this.expectTimer = null;
+  }
+
+  private resyncEnded(ok: boolean, detail: string): void {
+    const gen = this.syncing;
+    this.syncing = null;
+    this.clearExpect();
+    this.opts.onResyncDone(ok, detail, gen);
+  }
+
+  private async onPayload(payload: Buffer): Promise<void> {
+    if (!this.accepting) await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    const d = decodePayload(payload);
+    if (d.kind === 'bad') throw new HakitError('RFS', { dir: '(replica)', detail: `bad replication payload: ${d.error}` });
+    if (d.kind === 'control') {
+      if (d.message.t === 'sync-start') {
+        this.clearExpect();
+        this.syncing = d.message.generation;
+      } else if (this.syncing === d.message.generation) {
+        this.resyncEnded(true, `resync of generation ${d.message.generation} complete`);
+      }
+      return;
+    }
+    const a = this.opts.appliers[d.dir];
+    if (a === undefined) throw new HakitError('RFS', { dir: '(replica)', detail: `record for replicated dir #${d.dir}, this node has ${this.opts.appliers.length}` });
+    await a.apply(d.record);
+    this.applied++;
+    this.bytes += payload.length;
+  }
+}

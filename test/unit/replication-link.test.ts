@@ -1,0 +1,198 @@
+// The primary's LinkReplicator and the secondary's ReplicaReceiver over the in-memory twin of
+// the replication link (the same frames and engine as TCP): synchronous acks, held writes after a
+// lost link (RPO = 0), release and failure of held writes, exclusions, resync hand-off.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryReplicationNetwork } from '../../src/adapters/tcp/index.js';
+import { excludeMatcher } from '../../src/core/replication/exclude.js';
+import { type Record, type RecordBody, RecordNumberer } from '../../src/core/replication/records.js';
+import { LinkReplicator, type SyncWalker, type WalkerOptions } from '../../src/adapters/fuse/link-replicator.js';
+import { ReplicaReceiver } from '../../src/adapters/fuse/replica-receiver.js';
+
+const KEY = Buffer.alloc(32, 7);
+
+/** An applier that records what it applied and can be made to wait. */
+class ListApplier {
+  readonly applied: Record[] = [];
+  hold: Promise<void> | null = null;
+  async apply(rec: Record): Promise<void> {
+    if (this.hold) await this.hold;
+    this.applied.push(rec);
+  }
+}
+
+class FakeWalker implements SyncWalker {
+  readonly live: RecordBody[] = [];
+  constructor(private readonly o: WalkerOptions, private readonly bodies: RecordBody[]) {}
+  async run(): Promise<{ files: number; dirs: number; bytes: number }> {
+    for (const b of this.bodies) await this.o.submit(b);
+    return { files: this.bodies.length, dirs: 0, bytes: 0 };
+  }
+  noteLive(b: RecordBody): void { this.live.push(b); }
+  progress() { return { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 }; }
+}
+
+interface Rig {
+  link: LinkReplicator;
+  replica: ReplicaReceiver;
+  applier: ListApplier;
+  net: MemoryReplicationNetwork;
+  lost: string[];
+  served: boolean[];
+  resyncs: { ok: boolean; generation: string | null }[];
+  walkers: FakeWalker[];
+  numberer: RecordNumberer;
+  root: string;
+  close(): Promise<void>;
+}
+
+async function rig(opts: { exclude?: string[]; walk?: RecordBody[] } = {}): Promise<Rig> {
+  const net = new MemoryReplicationNetwork({});
+  const receiver = net.listenReceiver({ address: 'mem', port: 0, key: KEY, cluster: 'c', node: 'n2', module: 'web' });
+  const applier = new ListApplier();
+  const root = mkdtempSync(join(tmpdir(), 'hakit-link-'));
+  const r: Partial<Rig> = { lost: [], served: [], resyncs: [], walkers: [], applier, net, root };
+  r.replica = new ReplicaReceiver({ receiver, appliers: [applier], onResyncDone: (ok, _d, generation) => r.resyncs!.push({ ok, generation }) });
+  const numberer = new RecordNumberer();
+  r.numberer = numberer;
+  r.link = new LinkReplicator({
+    roots: [root],
+    excluded: [excludeMatcher(opts.exclude ?? [])],
+    numberer,
+    connect: () => net.connectSender({ host: 'mem', port: receiver.port, key: KEY, cluster: 'c', node: 'n1', peer: 'n2', module: 'web', timeoutMs: 300 }),
+    makeWalker: (o) => { const w = new FakeWalker(o, opts.walk ?? []); r.walkers!.push(w); return w; },
+    onLost: (d) => r.lost!.push(d),
+    onResyncServed: (ok) => r.served!.push(ok),
+  });
+  r.close = async () => { await r.link!.close(); await r.replica!.close(); rmSync(root, { recursive: true, force: true }); };
+  return r as Rig;
+}
+
+function write(n: RecordNumberer, path: string, text: string): Record {
+  return n.number({ op: 'write', path, offset: 0, data: Buffer.from(text) });
+}
+
+const settled = async <T>(p: Promise<T>, ms = 50): Promise<'pending' | 'resolved' | 'rejected'> =>
+  Promise.race([p.then(() => 'resolved' as const, () => 'rejected' as const), new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
+
+describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
+  test('sync: a call completes only once the secondary applied its record, in order', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      r.link.setSync();
+      let release!: () => void;
+      r.applier.hold = new Promise((res) => { release = res; });
+      const rep = r.link.forDir(0);
+      const a = rep.submit(write(r.numberer, '/a', 'one'));
+      const b = rep.submit(write(r.numberer, '/b', 'two'));
+      assert.equal(await settled(a), 'pending', 'acknowledged before the secondary applied it');
+      release();
+      r.applier.hold = null;
+      await Promise.all([a, b]);
+      assert.deepEqual(r.applier.applied.map((x) => x.path), ['/a', '/b']);
+      assert.equal(r.link.stats().recordsSent, 2);
+    } finally { await r.close(); }
+  });
+
+  test('a secondary that is not SECOND yet makes the record wait, then applies it', async () => {
+    const r = await rig();
+    try {
+      r.link.setSync();
+      const a = r.link.forDir(0).submit(write(r.numberer, '/early', 'x'));
+      assert.equal(await settled(a, 80), 'pending');
+      r.replica.accept(true);
+      await a;
+      assert.deepEqual(r.applier.applied.map((x) => x.path), ['/early']);
+    } finally { await r.close(); }
+  });
+
+  test('lost link: calls are held (not acknowledged), onLost fires once; alone releases them', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      r.link.setSync();
+      await r.link.forDir(0).submit(write(r.numberer, '/a', '1'));
+      r.net.faults.pause();
+      const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
+      const c = r.link.forDir(0).submit(write(r.numberer, '/c', '3'));
+      await new Promise((res) => setTimeout(res, 700));
+      assert.equal(await settled(b), 'pending', 'a write was acknowledged without the peer and without the core releasing it');
+      assert.equal(await settled(c), 'pending');
+      assert.equal(r.lost.length, 1);
+      assert.equal(r.link.mode, 'lost');
+      const d = r.link.forDir(0).submit(write(r.numberer, '/d', '4'));
+      assert.equal(await settled(d), 'pending', 'a call after the loss must wait too');
+      assert.equal(r.link.stats().held, 3);
+      r.link.setAlone();
+      assert.deepEqual(await Promise.all([settled(b), settled(c), settled(d)]), ['resolved', 'resolved', 'resolved']);
+      assert.equal(r.link.mode, 'alone');
+      assert.ok(r.link.stats().dirtyPaths >= 3, 'the paths written alone are recorded for the resync');
+    } finally { r.net.faults.resume(); await r.close(); }
+  });
+
+  test('held calls fail when the node leaves the primary role (never a success the peer lacks)', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      r.link.setSync();
+      r.net.faults.pause();
+      const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
+      await new Promise((res) => setTimeout(res, 700));
+      r.link.failHeld('demoted');
+      assert.equal(await settled(b), 'rejected');
+    } finally { r.net.faults.resume(); await r.close(); }
+  });
+
+  test('alone: nothing is sent, calls complete at once', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      await r.link.forDir(0).submit(write(r.numberer, '/x', 'x'));
+      assert.equal(r.applier.applied.length, 0);
+      assert.equal(r.link.stats().recordsSent, 0);
+      assert.equal(r.link.stats().dirtyPaths, 1);
+    } finally { await r.close(); }
+  });
+
+  test('excluded paths stay local; a rename from an excluded name sends a copy of the file', async () => {
+    const r = await rig({ exclude: ['*.tmp'] });
+    try {
+      r.replica.accept(true);
+      r.link.setSync();
+      const rep = r.link.forDir(0);
+      await rep.submit(write(r.numberer, '/save.tmp', 'new content'));
+      assert.equal(r.applier.applied.length, 0, 'an excluded write was replicated');
+      writeFileSync(join(r.root, 'save'), 'new content'); // the local rename already happened
+      await rep.submit(r.numberer.number({ op: 'rename', from: '/save.tmp', path: '/save' }));
+      const ops = r.applier.applied.map((x) => `${x.op} ${x.path}`);
+      assert.deepEqual(ops, ['sync-file /save', 'write /save', 'utimens /save']);
+      const w = r.applier.applied[1] as Extract<Record, { op: 'write' }>;
+      assert.equal(Buffer.from(w.data).toString(), 'new content');
+      await rep.submit(r.numberer.number({ op: 'rename', from: '/save', path: '/old.tmp' }));
+      assert.deepEqual(r.applier.applied.slice(3).map((x) => `${x.op} ${x.path}`), ['unlink /save']);
+    } finally { await r.close(); }
+  });
+
+  test('resync: sync-start, the walk, live records, sync-complete; then sync mode and the secondary reports done for that generation', async () => {
+    const walk: RecordBody[] = [{ op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0 }];
+    const r = await rig({ walk });
+    try {
+      r.replica.accept(true);
+      r.replica.expectSync(5000);
+      r.link.startResync('gen.7');
+      assert.equal(r.link.mode, 'resync');
+      const live = r.link.forDir(0).submit(write(r.numberer, '/live', 'x'));
+      await live;
+      for (let i = 0; i < 300 && r.served.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(r.link.mode, 'sync');
+    } finally { await r.close(); }
+    assert.deepEqual(r.served, [true]);
+    assert.deepEqual(r.resyncs, [{ ok: true, generation: 'gen.7' }]);
+    assert.deepEqual(r.applier.applied.map((x) => x.path).sort(), ['/d', '/live']);
+    assert.equal(r.walkers[0]?.live.length, 1, 'the walker was not told of the live write');
+  });
+});
