@@ -19,7 +19,9 @@
  *   may name a path the copy has not reached or has not cleaned yet):
  *     - ENOENT/ENOTDIR on the target (or its parent) of write, truncate, chmod, chown, utimens,
  *       setxattr, removexattr, fsync, link, and of a create/mkdir/symlink/mknod whose parent is
- *       missing, is ignored: the copy brings that path later;
+ *       missing, is ignored: the copy brings that path later; so is a target of another kind
+ *       than the record needs (ELOOP, EISDIR, ENXIO: a stale symlink, dir or FIFO where the
+ *       primary has a file), which the copy replaces later;
  *     - unlink and rmdir make the path absent whatever is there (a dir where a file was, a
  *       non-empty dir: removed recursively);
  *     - rename with a missing source removes the destination (recursively); a destination that
@@ -69,6 +71,10 @@ export interface ApplierStats {
 type Code = string | undefined;
 const codeOf = (e: unknown): Code => (e as NodeJS.ErrnoException | null)?.code;
 const isMissing = (e: unknown): boolean => codeOf(e) === 'ENOENT' || codeOf(e) === 'ENOTDIR';
+/** Tolerant mode: the target is missing or not (yet) of the kind the record needs (a stale
+ *  symlink, dir or FIFO where the primary has a file): the copy replaces it later. */
+const NOT_THERE_YET = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'ENXIO']);
+const isNotThereYet = (e: unknown): boolean => NOT_THERE_YET.has(codeOf(e) ?? '');
 
 function parentOf(path: string): string {
   const i = path.lastIndexOf('/');
@@ -123,12 +129,13 @@ export class RecordApplier {
     return this.root + path;
   }
 
-  /** Runs `fn`; in tolerant mode a missing target or parent is not an error. */
+  /** Runs `fn`; in tolerant mode a missing target or parent, or a target of another kind than
+   *  the record needs, is not an error. */
   private tolerate(fn: () => void): void {
     try {
       fn();
     } catch (e) {
-      if (this.tolerant && isMissing(e)) return;
+      if (this.tolerant && isNotThereYet(e)) return;
       throw e;
     }
   }
@@ -235,7 +242,7 @@ export class RecordApplier {
         return;
       case 'chmod':
         this.tolerate(() => {
-          if (fs.lstatSync(p).isSymbolicLink()) throw new Error('chmod names a symlink (the primary never sends one)');
+          if (fs.lstatSync(p).isSymbolicLink()) throw Object.assign(new Error('chmod names a symlink (the primary never sends one)'), { code: 'ELOOP' });
           fs.chmodSync(p, rec.mode & 0o7777);
         });
         return;
@@ -401,7 +408,7 @@ export class RecordApplier {
         fd = fs.openSync(this.abs(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
         own = true;
       } catch (e) {
-        if (this.tolerant && isMissing(e)) return;
+        if (this.tolerant && isNotThereYet(e)) return;
         throw e;
       }
     }

@@ -20,7 +20,7 @@
  *   the open comes with the live writes. When the path stops naming the opened file (renamed,
  *   replaced, unlinked) the copy of that file is abandoned: its new name is on the re-copy queue
  *   (below) or its content came with live records;
- * - a symlink: a `symlink` record; a FIFO: `mknod`. Sockets and device files are skipped
+ * - a symlink: a `symlink` record; a FIFO: `mknod`; each followed by its `utimens`. Sockets and device files are skipped
  *   (counted in `skipped`): the secondary's applier cannot make them.
  * - a live `rename` or `link` seen by `noteLive` puts its destination on a re-copy queue (a dir is
  *   walked again, a file copied again), processed before `sync-end` — unless the source is a
@@ -307,9 +307,11 @@ export class FullSync {
           continue;
         }
         this.send({ op: 'symlink', path, target, uid: st.uid, gid: st.gid });
+        this.send({ op: 'utimens', path, atimeMs: Math.round(st.atimeMs), mtimeMs: Math.round(st.mtimeMs) });
         this.done.add(path);
       } else if (st.isFIFO()) {
         this.send({ op: 'mknod', path, mode: st.mode, rdev: 0, uid: st.uid, gid: st.gid });
+        this.send({ op: 'utimens', path, atimeMs: Math.round(st.atimeMs), mtimeMs: Math.round(st.mtimeMs) });
         this.done.add(path);
       } else {
         this.counts.skipped++;
