@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 declare -A TOOLS=(
   [ip]=iproute2 [bridge]=iproute2 [nft]=nftables [arping]=arping [ping]=iputils-ping
   [fusermount]=fuse [nsenter]=util-linux [unshare]=util-linux [pkill]=procps [fuser]=psmisc
-  [python3]=python3 [make]=make [g++]=g++ [curl]=curl
+  [python3]=python3 [make]=make [g++]=g++ [curl]=curl [setfattr]=attr [getfattr]=attr
   [keepalived]=keepalived   # the failover peer of npm run bench
 )
 LIBS=(libfuse2)   # checked with dpkg

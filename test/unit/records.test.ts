@@ -24,6 +24,10 @@ const bodies: RecordBody[] = [
   { op: 'setxattr', path: '/x', name: 'user.k', value: new TextEncoder().encode('v'), flags: 1 },
   { op: 'removexattr', path: '/x', name: 'user.k' },
   { op: 'fsync', path: '/x', datasync: true },
+  { op: 'sync-begin', path: '/' },
+  { op: 'sync-dir', path: '/d', mode: 0o755, uid: 0, gid: 0, names: ['a', 'b\nc', 'ü d'], more: false },
+  { op: 'sync-file', path: '/f', mode: 0o644, uid: 1, gid: 2, size: 2 ** 33 },
+  { op: 'sync-end', path: '/' },
 ];
 
 describe('records codec', () => {
@@ -31,6 +35,7 @@ describe('records codec', () => {
     assert.deepEqual(new Set(bodies.map((b) => b.op)), new Set(Object.keys(OP_CODES)));
     assert.equal(new Set(Object.values(OP_CODES)).size, Object.keys(OP_CODES).length);
     assert.ok(!MUTATING_OPS.includes('fsync') && MUTATING_OPS.includes('write'));
+    assert.ok(!MUTATING_OPS.includes('sync-begin') && !MUTATING_OPS.includes('sync-end') && MUTATING_OPS.includes('sync-dir'));
   });
 
   test('encode then decode gives back the same record, for every op', () => {

@@ -11,8 +11,9 @@
  *
  * Wire format of one record (all integers big-endian), as `encodeRecord` writes it:
  *   u32 length of what follows | u8 version (1) | u8 op code | u64 seq | fields of the op
- * where a string is `u32 byte length + UTF-8`, bytes are `u32 length + bytes`, integers are u32
- * or u64 as listed in FIELDS. A stream of records is records back to back; `RecordReader` splits
+ * where a string is `u32 byte length + UTF-8`, bytes are `u32 length + bytes`, a list of names is
+ * bytes holding the names' UTF-8 separated by NUL (no names: 0 bytes), integers are u32 or u64
+ * as listed in FIELDS. A stream of records is records back to back; `RecordReader` splits
  * one. Authentication of the stream is the transport's job (next step), not this codec's.
  */
 
@@ -34,7 +35,20 @@ export type RecordBody =
   | { readonly op: 'setxattr'; readonly path: string; readonly name: string; readonly value: Uint8Array; readonly flags: number }
   | { readonly op: 'removexattr'; readonly path: string; readonly name: string }
   /** A durability barrier: the secondary fsyncs `path` (fdatasync when `datasync`) before acking. */
-  | { readonly op: 'fsync'; readonly path: string; readonly datasync: boolean };
+  | { readonly op: 'fsync'; readonly path: string; readonly datasync: boolean }
+  // --- full sync (an initial copy of the whole tree, live records interleaved; see fullsync.ts) ---
+  /** The secondary enters tolerant mode (RecordApplier): live records may name paths the copy
+   *  has not reached yet. `path` is always `/` (every record names a path). */
+  | { readonly op: 'sync-begin'; readonly path: string }
+  /** `path` is a directory with this mode (permission bits) and owner; `names` are the entries the
+   *  primary's directory held when it was read. A big listing comes in several records, `more`
+   *  on all but the last; after the last, every entry not named in any of them is removed. */
+  | { readonly op: 'sync-dir'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly names: readonly string[]; readonly more: boolean }
+  /** `path` is a regular file of `size` bytes, all zeros, with this mode (permission bits) and
+   *  owner; its non-zero content follows as `write` records, then a `utimens`. */
+  | { readonly op: 'sync-file'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly size: number }
+  /** The copy is complete: the secondary leaves tolerant mode. `path` is always `/`. */
+  | { readonly op: 'sync-end'; readonly path: string };
 
 /** A record: a body and its position in the primary's order (1, 2, 3, ...). */
 export type Record = RecordBody & { readonly seq: number };
@@ -45,12 +59,14 @@ export type RecordOp = RecordBody['op'];
 export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
   create: 1, mknod: 2, mkdir: 3, symlink: 4, link: 5, write: 6, truncate: 7, unlink: 8, rmdir: 9,
   rename: 10, chmod: 11, chown: 12, utimens: 13, setxattr: 14, removexattr: 15, fsync: 16,
+  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20,
 };
 
-/** The ops whose records change the tree (all of them but `fsync`). */
-export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync');
+/** The ops whose records change the tree (all of them but `fsync`, `sync-begin`, `sync-end`). */
+export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync' && op !== 'sync-begin' && op !== 'sync-end');
 
-type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'i64' | 'bool';
+/** `names` is a list of file names (no NUL): on the wire one bytes field, names NUL-separated. */
+type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'i64' | 'bool' | 'names';
 /** Field order of each op on the wire (after version, op code and seq). */
 const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind])[] } = {
   create: [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32']],
@@ -69,6 +85,10 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   setxattr: [['path', 'str'], ['name', 'str'], ['value', 'bytes'], ['flags', 'u32']],
   removexattr: [['path', 'str'], ['name', 'str']],
   fsync: [['path', 'str'], ['datasync', 'bool']],
+  'sync-begin': [['path', 'str']],
+  'sync-dir': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['names', 'names'], ['more', 'bool']],
+  'sync-file': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
+  'sync-end': [['path', 'str']],
 };
 
 export const RECORD_VERSION = 1;
@@ -114,6 +134,12 @@ export function encodeRecord(rec: Record): Uint8Array {
       const b = v as Uint8Array;
       parts.push(b);
       size += 4 + b.length;
+    } else if (kind === 'names') {
+      const names = v as readonly string[];
+      if (names.some((n) => n === '' || n.includes('\0'))) throw new RangeError(`${rec.op}.${name} holds an empty name or one with a NUL byte`);
+      const b = utf8.encode(names.join('\0'));
+      parts.push(b);
+      size += 4 + b.length;
     } else if (kind === 'u32') size += 4;
     else if (kind === 'bool') size += 1;
     else size += 8;
@@ -128,7 +154,7 @@ export function encodeRecord(rec: Record): Uint8Array {
   let part = 0;
   for (const [name, kind] of fields) {
     const v = values[name];
-    if (kind === 'str' || kind === 'bytes') {
+    if (kind === 'str' || kind === 'bytes' || kind === 'names') {
       const b = parts[part++] as Uint8Array;
       dv.setUint32(at, b.length);
       out.set(b, at + 4);
@@ -180,18 +206,20 @@ export function decodeRecord(bytes: Uint8Array): DecodeResult {
   const out: { [k: string]: unknown } = { op, seq: Number(seqBig) };
   let at = 14;
   for (const [name, kind] of FIELDS[op]) {
-    const need = kind === 'u32' || kind === 'str' || kind === 'bytes' ? 4 : kind === 'bool' ? 1 : 8;
+    const need = kind === 'u32' || kind === 'str' || kind === 'bytes' || kind === 'names' ? 4 : kind === 'bool' ? 1 : 8;
     if (at + need > bytes.length) return bad(`${op}.${name} runs past the end of the record`);
-    if (kind === 'str' || kind === 'bytes') {
+    if (kind === 'str' || kind === 'bytes' || kind === 'names') {
       const n = dv.getUint32(at);
       if (at + 4 + n > bytes.length) return bad(`${op}.${name} runs past the end of the record`);
       const b = bytes.slice(at + 4, at + 4 + n);
-      if (kind === 'str') {
+      if (kind === 'str' || kind === 'names') {
+        let text: string;
         try {
-          out[name] = fromUtf8.decode(b);
+          text = fromUtf8.decode(b);
         } catch {
           return bad(`${op}.${name} is not UTF-8`);
         }
+        out[name] = kind === 'str' ? text : text === '' ? [] : text.split('\0');
       } else out[name] = b;
       at += 4 + n;
     } else if (kind === 'u32') {
