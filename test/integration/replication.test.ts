@@ -47,6 +47,7 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
 
     await c.startDaemon('n1');
     await c.startDaemon('n2');
+    for (const n of ['n1', 'n2']) assert.equal((await c.hakit(n, ['start', 'web'])).code, 0);
     await c.waitState('n1', 'PRIM', 30_000);
     const s2 = await c.waitState('n2', 'SECOND', 30_000);
     assert.equal(s2.replication?.upToDate, true);
@@ -64,12 +65,16 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
       'echo scratch > work.tmp && mkdir -p cache && echo c > cache/x',
       'echo final > doc.tmp && mv doc.tmp doc.txt',
       'rm -f link && ln -s app/db/g link',
-      'touch -d "2020-01-02 03:04:05" app',
+      'touch -d "2020-01-02 03:04:05" app/db/g',
     ].join(' && '));
     assert.equal(r.code, 0, r.stderr);
-    // Every call returned only after the secondary applied it: no waiting here.
+    // Every call returned only after the secondary applied it: no waiting here. Modification
+    // times set by the application are replicated (app/db/g); those that writes leave are the
+    // secondary's own apply time (milliseconds later), not compared.
+    const n1 = treeSnapshot(under('n1'));
     const n2 = treeSnapshot(under('n2'));
-    assertTreesEqual(treeSnapshot(under('n1'), { skip: (p) => p === '/work.tmp' || p === '/cache' || p.startsWith('/cache/') }), n2);
+    assertTreesEqual(n1, n2, { skip: (p) => p === '/work.tmp' || p === '/cache' || p.startsWith('/cache/'), ignoreMtimeOf: (p) => p !== '/app/db/g' && p !== '/hard' });
+    assert.equal(n2.get('/app/db/g')?.mtimeMs, Date.parse('2020-01-02T03:04:05'));
     assert.equal(existsSync(join(under('n2'), 'work.tmp')), false, 'an excluded file was replicated');
     assert.equal(readFileSync(join(under('n2'), 'doc.txt'), 'utf8'), 'final\n');
 
@@ -105,7 +110,7 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
       await c.waitState(survivor, 'PRIM', 30_000);
       primary = survivor;
     }
-    assertTreesEqual(treeSnapshot(under('n1')), treeSnapshot(under('n2')));
+    assertTreesEqual(treeSnapshot(under('n1')), treeSnapshot(under('n2')), { ignoreMtimeOf: () => true });
   });
 
   test('the secondary going away mid-write: the writer goes on after replication.timeout plus the heartbeat timeout', async () => {
@@ -130,6 +135,6 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
     await c.startDaemon(secondary);
     await c.waitState(secondary, 'SECOND', 30_000);
     await c.waitState(primary, 'PRIM', 30_000);
-    assertTreesEqual(treeSnapshot(under('n1')), treeSnapshot(under('n2')));
+    assertTreesEqual(treeSnapshot(under('n1')), treeSnapshot(under('n2')), { ignoreMtimeOf: () => true });
   });
 });

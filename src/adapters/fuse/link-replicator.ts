@@ -367,7 +367,7 @@ export class LinkReplicator {
     const out: RecordBody[] = [{ op: 'sync-file', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size }];
     const chunk = 1024 * 1024;
     for (let off = 0; off < data.length; off += chunk) out.push({ op: 'write', path, offset: off, data: data.subarray(off, off + chunk) });
-    out.push({ op: 'utimens', path, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
+    out.push({ op: 'utimens', path, atimeMs: Math.floor(st.atimeMs), mtimeMs: Math.floor(st.mtimeMs) });
     return out;
   }
 }
