@@ -1,6 +1,6 @@
 /**
  * The `hakit` command line (DESIGN.md 6). A thin client of the daemon's API, plus the local
- * commands that need no daemon (config check, cluster keygen, daemon itself).
+ * commands that need no daemon (config check, cluster keygen, daemon itself, the witness).
  *
  * Contract: `main(argv)` never throws and never calls process.exit; it resolves to the exit code.
  * Errors print one line `hakit: <message> [<code>]` on stderr.
@@ -62,6 +62,15 @@ export function buildProgram(io: Io, result: { code: number }): Command {
         stateDir: opts.stateDir ?? io.env[ENV_STATE_DIR] ?? DEFAULT_STATE_DIR,
         socket: opts.socket ?? socketOf(),
       });
+    });
+
+  program
+    .command('witness')
+    .description('run the arbitrator witness on a third host: grants each module\'s lease to one node at a time (docs/witness.md)')
+    .requiredOption('--config <file>', 'the witness config file (listen, key_file, cluster, lease)')
+    .action(async (opts: { config: string }) => {
+      const { runWitness } = await import('../daemon/witness.js');
+      result.code = await runWitness({ config: opts.config, err: io.err });
     });
 
   program
