@@ -12,7 +12,6 @@ import { REPO, TestCluster } from '../testbed/cluster.js';
 const DIR = '/srv/hakit-repl';
 const WRITER = join(REPO, 'test/fixtures/apps/append-writer.mjs');
 const YAML = [
-  'default_primary: n1',
   'replication:',
   `  dirs: [ { path: ${DIR}, exclude: ["*.tmp", "cache"] } ]`,
   '  timeout: 1s',
@@ -35,8 +34,8 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
   });
   after(async () => { await c?.dispose(); });
 
-  test('first start: the default primary\'s data is copied to the other node, stale files there are removed; then every change is on the secondary when it returns, the secondary\'s mount is read-only, excluded files stay local', async () => {
-    // Data before the first start: n1 (default primary) holds the reference copy.
+  test('first start: the elected node\'s (n1, the lowest name) data is copied to the other node, stale files there are removed; then every change is on the secondary when it returns, the secondary\'s mount is read-only, excluded files stay local', async () => {
+    // Data before the first start: n1 (elected: lowest name) holds the reference copy.
     mkdirSync(join(under('n1'), 'docs/deep'), { recursive: true });
     writeFileSync(join(under('n1'), 'docs/deep/a.txt'), 'alpha\n');
     writeFileSync(join(under('n1'), 'name with spaces \u00e9\n.txt'), 'odd name\n');
@@ -127,8 +126,13 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
       const before = numbers(acks).length;
       // replication.timeout (1 s) + heartbeat timeout (1 s) + margin: the writer must not hang.
       await c.waitFor(`writer on ${primary} goes on alone`, async () => numbers(acks).length > before + 20, 8_000);
-      const st = await c.waitState(primary, 'ALONE', 5_000);
-      assert.equal((st.replication as { heldWrites?: number }).heldWrites ?? 0, 0);
+      await c.waitState(primary, 'ALONE', 5_000);
+      // status shows the rfs's counters as of its last refresh (every second).
+      let held = -1;
+      await c.waitFor('no held writes in status', async () => {
+        held = ((await c.status(primary))?.replication as { heldWrites?: number } | undefined)?.heldWrites ?? -1;
+        return held === 0;
+      }, 3_000, () => `heldWrites ${held}`);
     } finally {
       writer.kill('SIGKILL');
     }
