@@ -6,6 +6,9 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/prereq.js';
 import { FakeRfs, RfsProcess, type Rfs, recoverStaleMount } from '../../src/adapters/fuse/index.js';
+import { FakeModuleRfs } from '../../src/adapters/fuse/fake-module.js';
+import type { ModuleRfs, RfsConfig } from '../../src/adapters/fuse/rfs.js';
+import { generateKey } from '../../src/adapters/key/cluster-key.js';
 
 function contract(name: string, opts: { skip?: string }, make: () => { rfs: Rfs; close: () => Promise<unknown> }): void {
   describe(`rfs contract: ${name}`, opts, () => {
@@ -45,3 +48,49 @@ contract('RfsProcess (real FUSE)', needs('root', 'fuse'), () => {
   const p = new RfsProcess();
   return { rfs: p, close: () => p.stop() };
 });
+
+// The module rfs seam (ModuleRfs) as the daemon's RfsSupervisor drives it: the real child
+// configured for a module (its link listening on 127.0.0.1, no peer) and FakeModuleRfs.
+function moduleContract(name: string, opts: { skip?: string }, make: () => ModuleRfs): void {
+  describe(`module rfs contract: ${name}`, opts, () => {
+    test('configure once, then mount-all modes, replicate modes, resync requests; stop ends it', async () => {
+      const base = fs.mkdtempSync('/tmp/hakit-fusem-');
+      const dirs = [join(base, 'a'), join(base, 'b')];
+      for (const d of dirs) fs.mkdirSync(d);
+      const keyFile = join(base, 'cluster.key');
+      fs.writeFileSync(keyFile, generateKey(), { mode: 0o600 });
+      const config: RfsConfig = {
+        module: 'web', cluster: 'c', node: 'n1', peer: 'n2', keyFile,
+        dirs: dirs.map((path) => ({ path, exclude: [] })),
+        listen: { address: '127.0.0.1', port: 0 }, peerAddress: { address: '127.0.0.1', port: 9 }, timeoutMs: 500,
+      };
+      const rfs = make();
+      try {
+        await assert.rejects(rfs.mountAll('rw'), /HAKIT_E_RFS|configure first/);
+        await rfs.configure(config);
+        await assert.rejects(rfs.configure(config), /configured already/);
+        assert.equal((await rfs.stats()).mounted, false);
+        await rfs.mountAll('ro');
+        assert.equal((await rfs.stats()).mode, 'ro');
+        await rfs.mountAll('rw');
+        const st = await rfs.stats();
+        assert.equal(st.mounted, true);
+        assert.equal(st.mode, 'rw');
+        await rfs.replicate('alone');
+        await rfs.expectSync(60_000);
+        await rfs.stopResync();
+        await rfs.mountAll('none');
+        assert.equal((await rfs.stats()).mounted, false);
+      } finally {
+        await rfs.stop();
+        for (const d of dirs) await recoverStaleMount(d).catch(() => undefined);
+        fs.rmSync(base, { recursive: true, force: true });
+      }
+      await rfs.exited;
+      await assert.rejects(rfs.stats(), /HAKIT_E_RFS|not running/);
+    });
+  });
+}
+
+moduleContract('FakeModuleRfs', {}, () => new FakeModuleRfs());
+moduleContract('RfsProcess configured (real FUSE)', needs('root', 'fuse'), () => new RfsProcess({ stderr: 'ignore' }));
