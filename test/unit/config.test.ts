@@ -60,7 +60,7 @@ describe('good configs', () => {
       vip: [{ address: '198.18.0.100', prefix: 24, family: 4, cidr: '198.18.0.100/24', interface: 'eth0' }],
       scripts: defaultScripts,
       maxloop: defaultMaxloop,
-      replication: { dirs: [{ path: '/srv/app/data', exclude: ['*.tmp'] }], timeoutMs: 3000, zoneSizeBytes: 1024 * 1024, resyncBandwidthBytesPerSec: undefined },
+      replication: { dirs: [{ path: '/srv/app/data', exclude: ['*.tmp'] }], timeoutMs: 3000, zoneSizeBytes: 1024 * 1024, resyncBandwidthBytesPerSec: undefined, port: undefined },
       checkers: [
         { type: 'tcp', name: 'app', host: '127.0.0.1', port: 8080, action: 'restart', ...checkerDefaults },
         { type: 'splitbrain', name: 'splitbrain', witnesses: ['198.18.0.254'], ...checkerDefaults },
