@@ -571,6 +571,23 @@ function failPrimary(c: Ctx, reason: string): void {
   releaseToWait(c, reason, 'stopstart');
 }
 
+/**
+ * A stop (or daemon shutdown) asked for while this node is taking the primary role and has not
+ * yet mounted rw (nor started a generation): the takeover is abandoned at the next awaited
+ * answer and the node stops, so a node that was never written on does not leave a new
+ * generation behind (two daemons stopped at once would otherwise diverge).
+ */
+function abortTakeover(c: Ctx): boolean {
+  const s = c.s;
+  const plan = s.plan;
+  if (!plan || !s.pendingStop || !isPrimaryName(s.name)) return false;
+  if (!plan.steps.some((st) => st.k === 'act' && st.action.type === 'mount' && st.action.mode === 'rw')) return false;
+  log(c, 'info', `${s.pendingStop} during the takeover, before anything was written: abandoning it`);
+  s.plan = null;
+  stopPlan(c, s.pendingStop, null);
+  return true;
+}
+
 function onScriptDone(c: Ctx, name: ScriptName, ok: boolean, detail: string): void {
   const plan = c.s.plan;
   if (!plan || plan.waiting !== name) {
@@ -578,6 +595,7 @@ function onScriptDone(c: Ctx, name: ScriptName, ok: boolean, detail: string): vo
     return;
   }
   plan.waiting = null;
+  if (abortTakeover(c)) return;
   if (plan.failure !== null) { failPrimary(c, plan.failure); return; }
   if (!ok) {
     if (name === 'start_prim') {
@@ -594,6 +612,7 @@ function onVipAdded(c: Ctx): void {
   const plan = c.s.plan;
   if (!plan || plan.waiting !== 'vip') { log(c, 'warn', 'vip-added that was not awaited: ignored'); return; }
   plan.waiting = null;
+  if (abortTakeover(c)) return;
   advance(c);
 }
 
@@ -674,7 +693,7 @@ function onChecker(c: Ctx, name: string, up: boolean, action: CheckerAction): vo
       if (s.name === 'WAIT' && s.reason?.startsWith('checker:') && !s.plan) {
         const next = s.waitCheckers[0];
         if (next !== undefined) setState(c, 'WAIT', true, `checker:${next}`);
-        else { setState(c, 'WAIT', true, 'peer-not-seen'); s.listenUntil = c.now; }
+        else { setState(c, 'WAIT', true, 'peer-not-seen'); s.listenUntil = Math.max(s.listenUntil ?? c.now, c.now); }
       }
       return;
     }
@@ -803,7 +822,9 @@ function evaluate(c: Ctx): void {
   // no checker holds the module any more, so it listens for its peer again.
   if (s.waitCheckers.length === 0 && s.name === 'WAIT' && s.reason?.startsWith('checker:')) {
     setState(c, 'WAIT', true, 'peer-not-seen');
-    s.listenUntil = c.now;
+    // The start's listening period still holds (seed 3850: a checker up 0.2 s after the start
+    // made the node decide alone before it could hear its peer).
+    s.listenUntil = Math.max(s.listenUntil ?? c.now, c.now);
   }
   if (s.waitCheckers.length > 0) {
     const reason = `checker:${s.waitCheckers[0] ?? ''}`;
