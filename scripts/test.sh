@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test: sets up what is missing, builds, lints, runs the test suites with node's test runner.
-#   npm test                 # unit + sim + integration
-#   npm test -- unit         # one suite (unit, sim, integration)
+#   npm test                 # unit + sim + integration + chaos (a short run)
+#   npm test -- unit         # one suite (unit, sim, integration, chaos)
 # In CI (CI=true) a missing prerequisite fails the run; outside CI, tests that need root are
 # skipped with a message saying why.
 set -euo pipefail
@@ -12,7 +12,7 @@ ensure_built
 npm run --silent lint
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(unit sim integration)
+[ ${#suites[@]} -eq 0 ] && suites=(unit sim integration chaos)
 dirs=()
 for s in "${suites[@]}"; do
   [ -d "dist/test/$s" ] && dirs+=("dist/test/$s")

@@ -18,7 +18,7 @@
  * (issue 6) and are not drawn yet.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { diffTrees, treeSnapshot } from '../helpers/tree.js';
 import { REPO, TestCluster, VIP, APP_PORT, MODULE } from '../testbed/cluster.js';
@@ -47,6 +47,8 @@ export interface ChaosReport {
   lost: number[];
   unequalRounds: string[];
   dualWriters: string[];
+  /** What the run did as an administrator would to recover from a fault (see settle). */
+  admin: string[];
   durationMs: number;
 }
 
@@ -69,11 +71,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const rand = prng(opts.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   const log = opts.log ?? (() => undefined);
-  const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], durationMs: 0 };
+  const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], admin: [], durationMs: 0 };
   const c = await TestCluster.create({
     mountPaths: [CHAOS_DIR],
     heartbeat: 'heartbeat: { networks: [lan, hb2], pulse: 100ms, timeout: 1s }',
-    moduleYaml: ['replication:', `  dirs: [ { path: ${CHAOS_DIR} } ]`, '  timeout: 1s', 'scripts: { stop_timeout: 2s }'].join('\n').replace('scripts: { stop_timeout: 2s }', ''),
+    moduleYaml: ['replication:', `  dirs: [ { path: ${CHAOS_DIR} } ]`, '  timeout: 1s'].join('\n'),
   });
   const crashes: { node: string; at: number }[] = [];
   const under = (n: string): string => c.tb.host(n).hostPath(CHAOS_DIR);
@@ -110,7 +112,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       await sleep(300 + Math.floor(rand() * 700));
       await inject(c, fault, primary, secondary, crashes, flag, rand);
       await sleep(500);
-      await settle(c, 45_000);
+      await settle(c, 45_000, report.admin);
       // Some records after the recovery too, then a quiet cluster for the checks.
       await sleep(300);
       await stopClient();
@@ -161,8 +163,12 @@ async function inject(
       await c.startDaemon(primary);
       return;
     case 'kill-primary-rfs': {
-      const r = await c.tb.host(primary).exec(['pkill', '-KILL', '-f', 'rfs-main.js'], { timeoutMs: 5000 });
-      if (r.code !== 0) throw new Error(`no rfs process on ${primary} to kill`);
+      // Only the primary host's rfs (the PID namespace is shared with the other hosts).
+      const pids = (await c.tb.host(primary).pids()).filter((pid) => {
+        try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rfs-main.js'); } catch { return false; }
+      });
+      if (pids.length === 0) throw new Error(`no rfs process on ${primary} to kill`);
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
       return;
     }
     case 'restart-primary-daemon':
@@ -204,15 +210,30 @@ async function inject(
   }
 }
 
-/** Waits for one PRIM and one SECOND (up to date, ready); starts a module left in STOP. */
-async function settle(c: TestCluster, timeoutMs = 45_000): Promise<void> {
+const HELD = new Set(['start_prim-failed', 'vip-conflict', 'rfs-failed']);
+
+/**
+ * Waits for one PRIM and one SECOND (up to date, ready). What an administrator does after a
+ * fault whose cause is gone is done here too, and counted in `admin`: a module left STOPped is
+ * started; a node held in WAIT (start_prim-failed, vip-conflict, rfs-failed) whose peer is not
+ * primary is restarted (`stopstart`), after its peer had a heartbeat timeout to take over.
+ */
+async function settle(c: TestCluster, timeoutMs = 45_000, admin: string[] = []): Promise<void> {
   let last = '';
+  const heldSince = new Map<string, number>();
   await c.waitFor('the cluster to settle (PRIM + SECOND up to date)', async () => {
     const st = await Promise.all(c.nodes.map((n) => c.status(n)));
     last = JSON.stringify(st.map((s) => s && { state: s.state, ready: s.ready, reason: s.reason, up: s.replication?.upToDate }));
-    // A module that a fault left waiting for an admin (e.g. WAIT start_prim-failed with a peer
-    // that is back) resolves by itself; one left STOPped is started as an admin would.
-    for (const [i, s] of st.entries()) if (s?.state === 'STOP' && s.ready && s.reason === null) await c.hakit(c.nodes[i] as string, ['start', MODULE]);
+    const anyPrimary = st.some((s) => s?.state === 'PRIM' || s?.state === 'ALONE');
+    for (const [i, s] of st.entries()) {
+      const node = c.nodes[i] as string;
+      if (s?.state === 'STOP' && s.ready && s.reason === null) { admin.push(`start ${node}`); await c.hakit(node, ['start', MODULE]); }
+      if (s?.state === 'WAIT' && s.ready && HELD.has(s.reason ?? '') && !anyPrimary) {
+        const since = heldSince.get(node) ?? Date.now();
+        heldSince.set(node, since);
+        if (Date.now() - since > 3000) { admin.push(`stopstart ${node} (${s.reason})`); heldSince.delete(node); await c.hakit(node, ['stopstart', MODULE]); }
+      } else heldSince.delete(node);
+    }
     const states = st.map((s) => (s?.ready ? s.state : '?')).sort().join(',');
     return states === 'PRIM,SECOND' && st.every((s) => s?.replication?.upToDate === true);
   }, timeoutMs, () => last);
@@ -268,6 +289,3 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** For `npm run chaos`: removes acks files of earlier runs (none kept outside a run). */
-export function listFaults(): string { return FAULTS.join(', '); }
-export const _unused = readdirSync;
