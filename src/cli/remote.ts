@@ -82,5 +82,12 @@ function dataColumn(m: ModuleStatus): string {
     const bar = '#'.repeat(Math.floor(pct / 10)).padEnd(10, '.');
     return `resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files`;
   }
-  return rep.upToDate ? 'up to date' : 'not up to date';
+  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number };
+  const base = rep.upToDate ? 'up to date' : 'not up to date';
+  // With replicated dirs: how this node replicates (docs/replication.md).
+  if (r.mode === 'lost') return `${base}, replication lost: ${r.heldWrites ?? 0} writes held`;
+  if (r.mode === 'alone') return `${base}, alone: ${r.dirtyPaths ?? 0} paths changed`;
+  if (r.mode === 'sync') return `${base}, replicating`;
+  if (r.mode === 'receiving') return `${base}, receiving`;
+  return base;
 }
