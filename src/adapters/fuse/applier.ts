@@ -151,8 +151,7 @@ export class RecordApplier {
           if (this.tolerant) this.clearUnless(rec.path, 'file');
           const fd = fs.openSync(p, C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK, rec.mode & 0o7777);
           try {
-            fs.fchownSync(fd, rec.uid, rec.gid);
-            fs.fchmodSync(fd, rec.mode & 0o7777);
+            setOwnerAndMode(fd, rec.uid, rec.gid, rec.mode);
           } catch (e) {
             closeQuietly(fd);
             throw e;
@@ -461,8 +460,7 @@ export class RecordApplier {
     try {
       fs.ftruncateSync(fd, 0);
       fs.ftruncateSync(fd, size);
-      fs.fchownSync(fd, uid, gid);
-      fs.fchmodSync(fd, mode & 0o7777);
+      setOwnerAndMode(fd, uid, gid, mode);
     } catch (e) {
       closeQuietly(fd);
       throw e;
@@ -473,6 +471,17 @@ export class RecordApplier {
   private forChild(path: string): string {
     return this.rootForChild + path;
   }
+}
+
+/**
+ * Gives the open file `fd` this owner and these permission bits: chown first (it clears set-id
+ * bits), then chmod; each only when the file does not have it already (every metadata change
+ * costs a journal write: on the test VM, ~0.6 ms each, more than creating the file).
+ */
+function setOwnerAndMode(fd: number, uid: number, gid: number, mode: number): void {
+  const st = fs.fstatSync(fd);
+  if (st.uid !== uid || st.gid !== gid) fs.fchownSync(fd, uid, gid);
+  if (st.uid !== uid || st.gid !== gid || (st.mode & 0o7777) !== (mode & 0o7777)) fs.fchmodSync(fd, mode & 0o7777);
 }
 
 function exists(p: string): boolean {
