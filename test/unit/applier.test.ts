@@ -358,6 +358,7 @@ describe('FullSync: a copy of A onto a different B while A keeps changing', () =
     fs.writeSync(sparse, Buffer.from('end'), 0, 3, 64 * 1024 * 1024);
     fs.closeSync(sparse);
     fs.symlinkSync('docs/readme', join(A, 'link'));
+    fs.linkSync(join(A, 'docs/deep/er/x.txt'), join(A, 'hard')); // nlink 2 on B too (compared)
     fs.writeFileSync(join(A, 'name with space\nnewline ü'), 'u');
     fs.mkdirSync(join(A, 'was-file-on-b'));
     fs.writeFileSync(join(A, 'was-file-on-b/in'), 'in');

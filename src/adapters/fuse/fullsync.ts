@@ -28,9 +28,9 @@
  *   directory): then the secondary's own rename/link gives the same result.
  * - an entry that vanished before the walk reached it is skipped (no error).
  *
- * Limits: hard links are copied as separate files (the secondary has one file per name; writes
- * through one name after the sync are then not seen under the other names on the secondary).
- * Excluded paths are not copied, and are named in their directory's `sync-dir` so that the
+ * Hard links: the first name of a file with several is copied, the others are sent as `link`
+ * records to it (so the secondary has one file with several names, as the primary).
+ * Limits: excluded paths are not copied, and are named in their directory's `sync-dir` so that the
  * secondary keeps its own local copy of them. Extended attributes are not copied (the primary
  * does not replicate them yet either).
  *
@@ -121,6 +121,8 @@ export class FullSync {
   private counts = { files: 0, dirs: 0, bytes: 0, skipped: 0 };
   private prog = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
   private readonly buf: Buffer;
+  /** Hard links: inode of a file with several names -> the name copied first. */
+  private readonly inodes = new Map<number, string>();
 
   constructor(opts: FullSyncOptions) {
     this.root = opts.root.replace(/\/+$/, '');
@@ -298,7 +300,15 @@ export class FullSync {
         continue;
       }
       if (st.isFile()) {
-        await this.copyFile(path, signal);
+        // A further name of a file already copied: a hard link on the secondary too, so that a
+        // later write through either name is seen under both there as well.
+        const first = st.nlink > 1 ? this.inodes.get(st.ino) : undefined;
+        if (first !== undefined && first !== path && this.done.has(first) && this.stillNames(this.abs(first), st.ino)) {
+          this.send({ op: 'link', from: first, path });
+          this.done.add(path);
+          continue;
+        }
+        if ((await this.copyFile(path, signal)) && st.nlink > 1) this.inodes.set(st.ino, path);
       } else if (st.isSymbolicLink()) {
         let target: string;
         try {
@@ -336,26 +346,26 @@ export class FullSync {
     this.send({ ...base, names: part, more: false }, size);
   }
 
-  /** Copies one regular file (see the header); abandons it when its path stops naming it. */
-  private async copyFile(path: string, signal?: AbortSignal): Promise<void> {
+  /** Copies one regular file (see the header); abandons it when its path stops naming it. True when copied to the end. */
+  private async copyFile(path: string, signal?: AbortSignal): Promise<boolean> {
     // Same synchronous step as the lstat in walk(): the entry is still this regular file.
     const p = this.abs(path);
     let fd: number;
     try {
       fd = fs.openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
     } catch {
-      return;
+      return false;
     }
     try {
       const st = fs.fstatSync(fd);
-      if (!st.isFile()) return;
+      if (!st.isFile()) return false;
       this.send({ op: 'sync-file', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
       this.done.delete(path);
       this.prog.bytesTotal += st.size;
       for (let off = 0; off < st.size; off += this.chunk) {
         await this.step(signal);
         // --- one synchronous step: still the same file? read a chunk, send it ---
-        if (!this.stillNames(p, st.ino)) return;
+        if (!this.stillNames(p, st.ino)) return false;
         const n = fs.readSync(fd, this.buf, 0, this.chunk, off);
         if (n === 0) break;
         if (!allZero(this.buf, n)) this.send({ op: 'write', path, offset: off, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
@@ -363,11 +373,12 @@ export class FullSync {
         this.counts.bytes += n;
       }
       await this.step(signal);
-      if (!this.stillNames(p, st.ino)) return;
+      if (!this.stillNames(p, st.ino)) return false;
       const now = fs.fstatSync(fd);
       this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
       this.done.add(path);
       this.counts.files++;
+      return true;
     } finally {
       fs.closeSync(fd);
     }
