@@ -21,6 +21,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { diffTrees, treeSnapshot } from '../helpers/tree.js';
+import { rng } from '../sim/prng.js';
 import { REPO, TestCluster, VIP, APP_PORT, MODULE } from '../testbed/cluster.js';
 
 export const CHAOS_DIR = '/srv/hakit-chaos';
@@ -52,23 +53,11 @@ export interface ChaosReport {
   durationMs: number;
 }
 
-/** mulberry32: a small seeded PRNG (the run is reproducible from its seed). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Interval { node: string; from: number; to: number }
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const t0 = Date.now();
-  const rand = prng(opts.seed);
+  const rand = rng(opts.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   const log = opts.log ?? (() => undefined);
   const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], admin: [], durationMs: 0 };
