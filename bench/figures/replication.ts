@@ -9,12 +9,12 @@
  *   repl   the replicated dir /srv/hakit-repl of a running 2-node cluster, module `web` PRIM on
  *          n1 and SECOND on n2: every call returns once n2 applied it.
  *
- * Each run measures, for each of the three in turn: sequential 1 MiB writes then fsync (dd
+ * Each run measures, for each of the three in turn (a different one first in each run): sequential 1 MiB writes then fsync (dd
  * conv=fsync; MB/s = 10^6 bytes a second, dd's own timing: open to fsync done), fsync'd 4 KiB
  * appends (latency of each write + fsync: p50 and p99 of the run), small files (create + 4 KiB +
- * close: files a second), and the round trip n1 -> n2 (ping on the replication network). The peak
- * RSS (VmHWM) of the module's rfs process on each node is read after the replicated sequential
- * write. A run fails when n1 is not PRIM with n2 up to date at its end, or when n2's copy of the
+ * close: files a second), and the round trip n1 -> n2 (ping on the replication network). The CPU
+ * (utime + stime taken around the dd command, over dd's own time) and peak RSS (VmHWM, read after it) of the module's rfs
+ * process on each node are taken around the replicated sequential write. A run fails when n1 is not PRIM with n2 up to date at its end, or when n2's copy of the
  * sequential file is not complete (the "replicated" figures would then not be replicated).
  */
 import { type ChildProcess } from 'node:child_process';
@@ -25,7 +25,7 @@ import { RFS_MAIN } from '../../src/adapters/fuse/process.js';
 import { REPO, TestCluster } from '../../test/testbed/cluster.js';
 import type { Host } from '../../test/testbed/index.js';
 import { median, percentile, type Metric } from '../stats.js';
-import { pidsOf } from '../harness.js';
+import { clockTicks, cpuTicks, pidsOf } from '../harness.js';
 import type { Figure, FigureContext } from './figure.js';
 
 const REPL = '/srv/hakit-repl';
@@ -180,6 +180,10 @@ export const replicatedWrites: Figure = {
       }));
     }
     const rss = new Map<string, Metric>();
+    const cpu = new Map<string, Metric>();
+    for (const n of ['n1', 'n2']) {
+      cpu.set(n, add({ id: `cpu.rfs.${n}`, title: `CPU of the module's rfs on ${n} (${n === 'n1' ? 'PRIM' : 'SECOND'}) during the replicated sequential write, % of one core`, unit: '%' }));
+    }
     for (const n of ['n1', 'n2']) {
       rss.set(n, add({ id: `rss.rfs.${n}`, title: `peak RSS (VmHWM) of the module's rfs on ${n} (${n === 'n1' ? 'PRIM' : 'SECOND'}) after the replicated sequential write`, unit: 'MiB', goal: { max: 256, text: '< 256 MB' } }));
     }
@@ -213,12 +217,17 @@ export const replicatedWrites: Figure = {
         return pids[0]!;
       };
       const rfs = { n1: await rfsPid('n1'), n2: await rfsPid('n2') };
+      const hz = clockTicks();
 
       for (let run = 1; run <= ctx.runs; run++) {
         const tag = `run ${run}/${ctx.runs}`;
+        // Each run starts with a different one of the three, so that a drift of the shared disk
+        // over the session does not always favour the same one.
+        const ways = WAYS.map((_, i) => WAYS[(i + run - 1) % WAYS.length]!);
         // Sequential 1 MiB writes + fsync.
-        for (const w of WAYS) {
+        for (const w of ways) {
           const f = `${w.dir}/seq.bin`;
+          const ticks0 = { n1: cpuTicks(rfs.n1), n2: cpuTicks(rfs.n2) };
           const out = await sh(`rm -f ${f} && dd if=/dev/zero of=${f} bs=1M count=${sz.seqMiB} conv=fsync`, `dd on ${w.dir}`);
           const { bytes, seconds } = parseDd(out);
           if (bytes !== sz.seqMiB * 1024 * 1024) throw new Error(`dd on ${w.dir} wrote ${bytes} bytes, not ${sz.seqMiB} MiB`);
@@ -227,12 +236,16 @@ export const replicatedWrites: Figure = {
           if (w.key === 'repl') {
             const size = statSync(join(c.tb.host('n2').hostPath(REPL), 'seq.bin')).size;
             if (size !== bytes) throw new Error(`${tag}: n2's copy of seq.bin has ${size} bytes, not ${bytes}`);
-            for (const n of ['n1', 'n2'] as const) rss.get(n)!.samples.push(hwmMiB(rfs[n]));
+            for (const n of ['n1', 'n2'] as const) {
+              rss.get(n)!.samples.push(hwmMiB(rfs[n]));
+              cpu.get(n)!.samples.push(((cpuTicks(rfs[n]) - ticks0[n]) / hz / seconds) * 100);
+            }
           }
           await sh(`rm -f ${f}`, `rm on ${w.dir}`);
           ctx.log(`${tag} seq ${w.key}: ${mbs.toFixed(1)} MB/s (${sz.seqMiB} MiB in ${seconds.toFixed(3)} s)`);
         }
-        ctx.log(`${tag} rfs VmHWM: n1 ${rss.get('n1')!.samples.at(-1)!.toFixed(1)} MiB, n2 ${rss.get('n2')!.samples.at(-1)!.toFixed(1)} MiB`);
+        const last = (m: Map<string, Metric>, n: string, d: number): string => m.get(n)!.samples.at(-1)!.toFixed(d);
+        ctx.log(`${tag} rfs during the replicated write: n1 CPU ${last(cpu, 'n1', 0)} %, VmHWM ${last(rss, 'n1', 1)} MiB; n2 CPU ${last(cpu, 'n2', 0)} %, VmHWM ${last(rss, 'n2', 1)} MiB`);
 
         // Round trip on the replication network (the `lan`, the first heartbeat network).
         const pings = parsePing(await sh(`ping -n -c ${sz.pings} -i 0.05 ${n2addr}`, 'ping n1 -> n2'));
@@ -241,7 +254,7 @@ export const replicatedWrites: Figure = {
 
         // fsync'd 4 KiB appends.
         const runP50 = new Map<string, number>();
-        for (const w of WAYS) {
+        for (const w of ways) {
           const f = `${w.dir}/append.log`;
           const out = await sh(`rm -f ${f} && /usr/bin/node ${FSLOAD} append ${f} ${sz.appends}`, `appends on ${w.dir}`);
           const { latenciesMs } = JSON.parse(out.trim().split('\n')[0]!) as { latenciesMs: number[] };
@@ -260,7 +273,7 @@ export const replicatedWrites: Figure = {
         ctx.log(`${tag} rtt ${rtt.samples.at(-1)!.toFixed(3)} ms; replicated p50 - local p50 = ${delta.samples.at(-1)!.toFixed(3)} ms`);
 
         // Small files.
-        for (const w of WAYS) {
+        for (const w of ways) {
           const d = `${w.dir}/small`;
           const out = await sh(`rm -rf ${d} && /usr/bin/node ${FSLOAD} small ${d} ${sz.smallFiles}`, `small files on ${w.dir}`);
           const { files, ms } = JSON.parse(out.trim().split('\n')[0]!) as { files: number; ms: number };
