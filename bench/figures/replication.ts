@@ -134,7 +134,7 @@ function hwmMiB(pid: number): number {
 
 /** Bytes and seconds from dd's last line (`N bytes (...) copied, S s, R MB/s`, C locale). */
 export function parseDd(stderr: string): { bytes: number; seconds: number } {
-  const m = /^(\d+) bytes .* copied, ([\d.]+(?:e[-+]?\d+)?) s,/m.exec(stderr);
+  const m = /^(\d+) bytes\b.*? copied, ([\d.]+(?:e[-+]?\d+)?) s,/m.exec(stderr);
   if (!m) throw new Error(`no transfer line in dd's output: ${stderr.trim()}`);
   return { bytes: Number(m[1]), seconds: Number(m[2]) };
 }
