@@ -23,12 +23,15 @@ export function stampOf(d: Date): string {
   return d.toISOString().slice(0, 16).replace('T', '-').replace(':', '');
 }
 
-/** A value in its unit for a table: ms as seconds with 3 decimals, % with 2, MiB with 1. */
+/**
+ * A value in its unit for a table: ms as seconds with 3 decimals (below 100 ms: as ms with 3
+ * decimals, for latencies), % with 2, MiB, MB/s and files/s with 1.
+ */
 export function formatValue(unit: Metric['unit'], v: number): string {
   if (!Number.isFinite(v)) return '-';
-  if (unit === 'ms') return `${(v / 1000).toFixed(3)} s`;
+  if (unit === 'ms') return Math.abs(v) < 100 ? `${v.toFixed(3)} ms` : `${(v / 1000).toFixed(3)} s`;
   if (unit === '%') return `${v.toFixed(2)} %`;
-  return `${v.toFixed(1)} MiB`;
+  return `${v.toFixed(1)} ${unit}`;
 }
 
 export function formatRatio(r: number | null): string {
@@ -74,7 +77,7 @@ export function markdownReport(s: SessionResult, chartFile: string | null): stri
     '',
     `Machine: ${m.cpus} x ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}, keepalived ${m.keepalived ?? 'not installed'}.`,
     '',
-    'How to read this: see docs/bench.md. Durations in seconds; ratio = median / median of the peer measured in the same session (below 1: hakit is better).',
+    'How to read this: see docs/bench.md. Ratio = median / median of the peer measured in the same session: for durations, CPU and memory below 1 means hakit is better; for rates (MB/s, files/s) above 1.',
     '',
     markdownTable(s.metrics),
   ];

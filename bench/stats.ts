@@ -4,7 +4,10 @@
  * the ratio of its median to the median of its peer measured in the same session.
  */
 
-/** What a figure measured. Units: 'ms' (durations), '%' (of one CPU core), 'MiB' (memory). */
+/**
+ * What a figure measured. Units: 'ms' (durations), '%' (of one CPU core), 'MiB' (memory): smaller
+ * is better; 'MB/s' (10^6 bytes a second) and 'files/s' (rates): larger is better.
+ */
 export interface Metric {
   /** Stable id, e.g. 'failover', 'failover-keepalived', 'swap.gap', 'cost.cpu.n1'. */
   id: string;
@@ -12,22 +15,33 @@ export interface Metric {
   figure: string;
   /** One line for a human, e.g. 'hakit failover: SIGKILL of the primary -> first success'. */
   title: string;
-  unit: 'ms' | '%' | 'MiB';
+  unit: Unit;
   /** One value per completed run, in run order. */
   samples: number[];
   /** Runs that were attempted but produced no sample (e.g. no takeover within the bound). */
   failures?: number;
   /** Id of the metric this one is compared with: ratio = median(this) / median(peer). */
   peer?: string;
-  /** The goal the figure is judged against (from the issues); a smaller value is better. */
+  /** The goal the figure is judged against (from the issues). */
   goal?: Goal;
+}
+
+export type Unit = 'ms' | '%' | 'MiB' | 'MB/s' | 'files/s';
+
+/** True for the rate units (MB/s, files/s), where a larger value (and ratio) is better. */
+export function higherIsBetter(unit: Unit): boolean {
+  return unit === 'MB/s' || unit === 'files/s';
 }
 
 export interface Goal {
   /** The median must be at most this, in the metric's unit. */
   max?: number;
+  /** The median must be at least this, in the metric's unit. */
+  min?: number;
   /** The ratio to the peer must be below this (e.g. 1: faster than the peer). */
   ratioBelow?: number;
+  /** The ratio to the peer must be at least this (e.g. 0.5: half the local throughput or more). */
+  ratioAtLeast?: number;
   /** The goal as the report states it, e.g. 'median <= 2.5 s and below keepalived'. */
   text: string;
 }
@@ -61,6 +75,16 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/**
+ * The p-th percentile (0 < p <= 100) by the nearest-rank rule: the smallest sample with at least
+ * p % of the samples at or below it (p99 of 500 samples is the 495th smallest). NaN for no sample.
+ */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length))) - 1]!;
+}
+
 /** Median, min, max and count of the samples; NaN fields when there is none. */
 export function summarize(xs: readonly number[]): Summary {
   if (xs.length === 0) return { median: NaN, min: NaN, max: NaN, runs: 0 };
@@ -86,14 +110,16 @@ export function rows(metrics: readonly Metric[]): Row[] {
 }
 
 /**
- * Whether a goal is met: every attempted run produced a sample, the median is at most `max`, and
- * the ratio is below `ratioBelow` (a goal on the ratio is not met when the peer is missing).
- * null when there is no goal or no sample.
+ * Whether a goal is met: every attempted run produced a sample, the median is at most `max` and at
+ * least `min`, and the ratio is below `ratioBelow` and at least `ratioAtLeast` (a goal on the
+ * ratio is not met when the peer is missing). null when there is no goal or no sample.
  */
 export function judge(goal: Goal | undefined, s: Summary, ratio: number | null, failures: number): boolean | null {
   if (!goal || s.runs === 0) return null;
   if (failures > 0) return false;
   if (goal.max !== undefined && !(s.median <= goal.max)) return false;
+  if (goal.min !== undefined && !(s.median >= goal.min)) return false;
   if (goal.ratioBelow !== undefined && (ratio === null || !(ratio < goal.ratioBelow))) return false;
+  if (goal.ratioAtLeast !== undefined && (ratio === null || !(ratio >= goal.ratioAtLeast))) return false;
   return true;
 }

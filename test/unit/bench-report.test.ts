@@ -18,6 +18,9 @@ test('values are shown in their unit: ms as seconds, % and MiB; no value as -', 
   assert.equal(formatValue('%', 0.456), '0.46 %');
   assert.equal(formatValue('MiB', 81.84), '81.8 MiB');
   assert.equal(formatValue('ms', NaN), '-');
+  assert.equal(formatValue('ms', 0.4123), '0.412 ms', 'latencies below 100 ms are shown in ms');
+  assert.equal(formatValue('MB/s', 412.34), '412.3 MB/s');
+  assert.equal(formatValue('files/s', 1234.56), '1234.6 files/s');
 });
 
 test('the text table has one line per metric with median, min, max, runs, ratio and the goal verdict', () => {
