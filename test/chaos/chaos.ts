@@ -225,7 +225,7 @@ async function settle(c: TestCluster, timeoutMs = 45_000, admin: string[] = []):
     }
     const states = st.map((s) => (s?.ready ? s.state : '?')).sort().join(',');
     return states === 'PRIM,SECOND' && st.every((s) => s?.replication?.upToDate === true);
-  }, timeoutMs, () => last);
+  }, timeoutMs, () => last, 300);
 }
 
 async function roles(c: TestCluster): Promise<{ primary: string; secondary: string }> {

@@ -121,7 +121,7 @@ export class TestCluster {
     await this.waitFor(`${node} ${state}${ready ? ' ready' : ''}`, async () => {
       last = await this.status(node);
       return last?.state === state && (!ready || last.ready);
-    }, timeoutMs, () => JSON.stringify(last));
+    }, timeoutMs, () => JSON.stringify(last), 200);
     return last!;
   }
 
@@ -131,13 +131,16 @@ export class TestCluster {
     return r.code === 0 ? r.stdout.trim() : null;
   }
 
-  /** Polls `check` every 50 ms until it is true; throws naming `what` after `timeoutMs`. */
-  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, detail?: () => string): Promise<void> {
+  /**
+   * Polls `check` every `everyMs` (default 50) until it is true; throws naming `what` after
+   * `timeoutMs`. Checks that run the CLI cost a process each: poll those slower.
+   */
+  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, detail?: () => string, everyMs = 50): Promise<void> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       if (await check()) return;
       if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `: ${detail()}` : ''}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, everyMs));
     }
   }
 
