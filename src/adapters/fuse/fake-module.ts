@@ -17,6 +17,10 @@ export class FakeModuleRfs implements ModuleRfs {
   replicateMode: 'sync' | 'alone' | 'resync' = 'alone';
   config: RfsConfig | null = null;
   private expecting = false;
+  /** Self-fenced (`fence()`), and whether the daemon was told. */
+  fenced = false;
+  private fenceReported = false;
+  keepalives = 0;
   private listeners: ((e: RfsEvent) => void)[] = [];
   private exit!: (how: number | string) => void;
   private dead = false;
@@ -51,7 +55,8 @@ export class FakeModuleRfs implements ModuleRfs {
 
   mountAll(mode: RfsMode | 'none'): Promise<void> {
     try { this.check(`mount ${mode}`); } catch (e) { return Promise.reject(e); }
-    this.mountMode = mode;
+    if (mode === 'ro' || mode === 'none') this.fenced = false;
+    this.mountMode = mode === 'rw' && this.fenced ? 'blocked' : mode;
     if (mode !== 'ro') this.expecting = false;
     return Promise.resolve();
   }
@@ -84,6 +89,30 @@ export class FakeModuleRfs implements ModuleRfs {
     try { this.check('stop-resync'); } catch (e) { return Promise.reject(e); }
     this.expecting = false;
     return Promise.resolve();
+  }
+
+  keepalive(): void {
+    if (this.dead) return;
+    this.keepalives++;
+    if (this.fenced && !this.fenceReported) {
+      this.fenceReported = true;
+      this.emit({ event: 'fenced', detail: 'fake: no word from the daemon' });
+    }
+  }
+
+  unfence(): Promise<void> {
+    try { this.check('unfence'); } catch (e) { return Promise.reject(e); }
+    if (this.fenced && this.mountMode === 'blocked') this.mountMode = 'rw';
+    this.fenced = false;
+    return Promise.resolve();
+  }
+
+  /** As the real child does when the daemon is silent for its fencing bound (rw mounts only). */
+  fence(): void {
+    if (this.mountMode !== 'rw') return;
+    this.fenced = true;
+    this.fenceReported = false;
+    this.mountMode = 'blocked';
   }
 
   stats(): Promise<RfsStatus> {

@@ -78,6 +78,8 @@ export function render(actions: readonly MirrorAction[]): string[] {
       case 'stop-resync': out.push('stop-resync'); break;
       case 'replicate': out.push(a.mode === 'resync' ? `replicate resync ${a.full ? 'full' : 'incr'} gen=${a.generation}` : `replicate ${a.mode}`); break;
       case 'log': out.push(`log ${a.level}: ${a.message}`); break;
+      case 'lease': out.push(`lease ${a.op}`); break;
+      case 'unfence': out.push('unfence'); break;
     }
   }
   return out;
