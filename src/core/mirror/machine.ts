@@ -561,7 +561,9 @@ function releaseToWait(c: Ctx, reason: string, action: string): void {
   const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(c, from, 'WAIT', action, 'none')];
   if (running(from)) steps.push(script('stop_both', [from, 'WAIT', action], 'none'));
   steps.push({ k: 'done', name: 'WAIT', reason });
-  c.s.inSync = false;
+  // A SECOND that waits `isolated` keeps its claim to take over once a witness answers: its copy
+  // is what it had in sync when the peer fell silent.
+  if (!(reason === 'isolated' && from === 'SECOND')) c.s.inSync = false;
   c.s.wantSwap = false;
   runPlan(c, steps);
 }
@@ -893,7 +895,10 @@ function evalWait(c: Ctx, role: PeerRole): void {
     // Silence counted from the last heartbeat heard, else from the start of listening.
     const ref = s.peer.lastHeard ?? (s.listenUntil !== null ? s.listenUntil - c.params.heartbeatTimeoutMs : null);
     if (listened || (r === 'isolated' && !s.forcedSecond)) {
-      if (!mayRunAlone(c)) { setState(c, 'WAIT', true, 'peer-not-up-to-date'); return; }
+      // The last view of the peer may name newer data (it went on alone before it fell silent).
+      const cmp = v ? dataCmp(s, c.params, v.generation) : 'equal';
+      if (!mayRunAlone(c) || cmp === 'behind') { setState(c, 'WAIT', true, 'peer-not-up-to-date'); return; }
+      if (cmp === 'diverged') { waitFor(c, 'diverged'); return; }
       const g = silentGate(c, ref);
       if (g === 'go') becomePrimary(c, 'ALONE', r === 'isolated' ? 'takeover' : 'start');
       else if (g === 'isolated' && r !== 'isolated') { log(c, 'warn', `peer ${c.params.peer} silent and ${isolation(c)}: waiting`); setState(c, 'WAIT', true, 'isolated'); }
