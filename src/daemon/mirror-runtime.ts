@@ -137,6 +137,8 @@ export class MirrorRuntime {
   /** The arbitrator witness client (null: none configured, or it could not be opened). */
   private witness: WitnessClient | null = null;
   private lastLease: string = 'none asked yet';
+  /** When the pulse timer last ran (stall detection: see noteStall). */
+  private lastBeat = 0;
 
   constructor(private readonly cfg: MirrorRuntimeConfig, private readonly deps: MirrorRuntimeDeps) {
     this.name = cfg.module.name;
@@ -237,6 +239,7 @@ export class MirrorRuntime {
       this.armSilenceTick();
     });
     this.deliver({ type: 'init', now: this.deps.clock.now(), persisted, idSeed: this.deps.idSeed() });
+    this.lastBeat = this.deps.clock.now();
     this.schedulePulse();
     this.scheduleTick();
   }
@@ -244,6 +247,7 @@ export class MirrorRuntime {
   /** Steps the core with one event and queues its actions; never blocks, never throws. */
   deliver(event: MirrorEvent): void {
     if (this.closed) return;
+    if (event.type !== 'fenced') this.noteStall();
     let r: { state: MirrorState; actions: MirrorAction[] };
     try {
       r = step(this.state, event, this.params);
@@ -557,10 +561,29 @@ export class MirrorRuntime {
     }
   }
 
+  /**
+   * Self-fencing, daemon side: when this event loop was frozen longer than the rfs child's
+   * fencing bound (the pulse timer ran that late), the child has fenced its rw mounts (or will on
+   * its next check). The core hears of it first, before any late tick or queued heartbeat could
+   * make it act on a silence it did not listen to.
+   */
+  private noteStall(): void {
+    const now = this.deps.clock.now();
+    const bound = this.params.heartbeatTimeoutMs / 2;
+    const late = now - this.lastBeat;
+    if (this.rfs && this.lastBeat > 0 && late > bound) {
+      this.lastBeat = now;
+      this.log('warn', `the daemon stalled for ${Math.round(late)} ms (more than the fencing bound ${bound} ms): the rfs holds writes`, { event: 'stall', ms: Math.round(late) });
+      this.deliver({ type: 'fenced', now, detail: `the daemon stalled for ${Math.round(late)} ms` });
+    }
+  }
+
   private schedulePulse(): void {
     const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
       this.timers = this.timers.filter((x) => x !== t);
       if (this.closed) return;
+      this.noteStall();
+      this.lastBeat = this.deps.clock.now();
       this.pulse();
       this.schedulePulse();
     });

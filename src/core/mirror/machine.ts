@@ -1218,6 +1218,10 @@ function onFenced(c: Ctx, detail: string): void {
   log(c, 'warn', `the rfs fenced itself (${detail}): writes held until ${c.params.peer} is known not to be primary`);
   s.fencedAt = c.now;
   s.changes++; // a view of the peer counts only when it was made after it saw this one
+  // The daemon stalled: the peer's silence meanwhile proves nothing (its heartbeats wait in the
+  // socket, behind this event). It gets a heartbeat timeout from now to be heard, so that a
+  // stalled primary does not go on alone (a new generation, diverged from a peer that took over).
+  if (s.peer.lastHeard !== null) s.peer.lastHeard = Math.max(s.peer.lastHeard, c.now);
   c.out.push({ type: 'send-heartbeat' });
 }
 

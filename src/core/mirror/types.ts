@@ -155,8 +155,9 @@ export type MirrorEvent =
   | { readonly type: 'lease'; readonly now: number; readonly granted: false; readonly holder: string | null; readonly error?: string }
   /**
    * The rfs child blocked every mount by itself (self-fencing) because it did not hear the daemon
-   * for its fencing bound (the daemon stalled). Writes stay held until the core answers
-   * `unfence` (or releases: held writes then fail).
+   * for its fencing bound, or the daemon found that it stalled that long (its timers were late).
+   * Writes stay held until the core answers `unfence` (or releases: held writes then fail). The
+   * peer's silence during the stall does not count: it gets a heartbeat timeout from this event.
    */
   | { readonly type: 'fenced'; readonly now: number; readonly detail: string };
 
