@@ -240,7 +240,7 @@ describe('split brain (testbed, real daemons, ping witness then arbitrator)', ne
       await c.waitState(prim, 'SECOND', 30_000);
       assert.equal(numbers(acks).length, atResume, 'the old primary acknowledged writes after it resumed');
       const log = readFileSync(join(c.tb.host(prim).dir, 'daemon.log'), 'utf8');
-      assert.match(log, /fenced itself/);
+      assert.match(log, /the rfs fenced itself \(no word from the daemon/);
     } finally {
       writer.kill('SIGKILL');
     }

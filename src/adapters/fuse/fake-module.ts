@@ -4,7 +4,12 @@
  * no files. Two fakes can be paired (`FakeModuleRfs.pair`): a resync served by one (`replicate
  * resync`) completes at once on the other if it expects one, as the real link would after the
  * copy. `die()` makes it exit as a crashed child would.
+ *
+ * Self-fencing (RfsConfig.fenceMs) as the child does it, observed at the next request: when the
+ * daemon's last line is older than the bound while a mount is rw, the fake fences before handling
+ * the request (mounts `blocked`, `fenced` event first). `fence()` forces it at once.
  */
+import { performance } from 'node:perf_hooks';
 import { HakitError } from '../../core/errors.js';
 import type { RfsMode } from './passthrough.js';
 import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus } from './rfs.js';
@@ -21,6 +26,7 @@ export class FakeModuleRfs implements ModuleRfs {
   fenced = false;
   private fenceReported = false;
   keepalives = 0;
+  private lastLine = performance.now();
   private listeners: ((e: RfsEvent) => void)[] = [];
   private exit!: (how: number | string) => void;
   private dead = false;
@@ -38,8 +44,21 @@ export class FakeModuleRfs implements ModuleRfs {
     b.peer = a;
   }
 
+  /** A line from the daemon: fence first if it was silent for the bound (see the file comment). */
+  private heard(): void {
+    const now = performance.now();
+    const bound = this.config?.fenceMs;
+    if (bound !== undefined && !this.fenced && this.mountMode === 'rw' && now - this.lastLine >= bound) this.fence();
+    this.lastLine = now;
+    if (this.fenced && !this.fenceReported) {
+      this.fenceReported = true;
+      this.emit({ event: 'fenced', detail: 'fake: no word from the daemon' });
+    }
+  }
+
   private check(what: string, needsConfig = true): void {
     if (this.dead) throw new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' });
+    this.heard();
     if (needsConfig && this.config === null) throw new HakitError('RFS', { dir: '(fake)', detail: `${what} needs configure first` });
     this.calls.push(what);
   }
@@ -94,10 +113,7 @@ export class FakeModuleRfs implements ModuleRfs {
   keepalive(): void {
     if (this.dead) return;
     this.keepalives++;
-    if (this.fenced && !this.fenceReported) {
-      this.fenceReported = true;
-      this.emit({ event: 'fenced', detail: 'fake: no word from the daemon' });
-    }
+    this.heard();
   }
 
   unfence(): Promise<void> {
@@ -117,6 +133,7 @@ export class FakeModuleRfs implements ModuleRfs {
 
   stats(): Promise<RfsStatus> {
     if (this.dead) return Promise.reject(new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' }));
+    this.heard();
     return Promise.resolve({
       mode: this.mountMode === 'none' ? 'rw' : this.mountMode, records: 0, held: 0, ops: {}, mounted: this.mountMode !== 'none',
       dir: this.config?.dirs[0]?.path ?? null,
