@@ -22,8 +22,8 @@
  *                   start_prim)  +------------------------------------+       start_prim)
  *                                          swap request of the peer
  *
- *   WAIT reasons: peer-not-seen, peer-not-up-to-date, diverged, failover-off (re-decided on every
- *   heartbeat and tick), checker:<name> (held while the checker is down), start_prim-failed,
+ *   WAIT reasons: peer-not-seen, peer-not-up-to-date, diverged, failover-off, isolated (re-decided
+ *   on every heartbeat and tick), checker:<name> (held while the checker is down), start_prim-failed,
  *   vip-conflict, rfs-failed (held: the node only becomes SECOND of a primary peer, or an admin acts).
  *
  * Every state is `ready` or transient; it is transient while the scripts of a transition run, one
@@ -47,6 +47,20 @@
  * - Two primaries that meet (healed partition) resolve with the same rule: newer data stays, the
  *   other releases and becomes SECOND (or WAIT diverged when the generations diverged; then the
  *   tie rule keeps one of them running).
+ *
+ * Split brain (a `splitbrain` checker, MirrorParams.splitBrain; DESIGN.md 3.1, 5), see the
+ * section at the end of this file for the timing bound:
+ * - The peer silent on every heartbeat network (not a clean stop) is a takeover only through
+ *   `silentGate`: a witness answers and heartbeatTimeoutMs + graceMs of silence passed (ping
+ *   witnesses), and/or the arbitrator granted this node the lease. No witness: WAIT `isolated`.
+ * - A primary (or a node about to mount rw) whose peer is silent and that is cut off (no witness
+ *   answers / no live lease) holds its writes at once (`mount blocked`, even during a
+ *   transition), then releases to WAIT `isolated` (stop_prim, VIP removed, mount none).
+ * - With the arbitrator a primary asks for the lease before `vip add` and renews it every pulse;
+ *   while the peer is heard a missing lease changes nothing.
+ * - Self-fencing: after a `fenced` event the rfs holds writes until `unfence`, which the core
+ *   gives on a peer view made after the fence (`sees` echo) that is not primary, or after
+ *   heartbeatTimeoutMs + graceMs of silence with the split-brain checks passing.
  *
  * Replication (modules with replicated dirs; DESIGN.md 3.2, 5):
  * - PRIM means "the peer is SECOND with my data": the rfs replicates synchronously (`replicate
