@@ -18,6 +18,7 @@ import { FileStateStore, moduleStateDir } from '../adapters/store/index.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import { UdpHeartbeatTransport, type UdpBind } from '../adapters/udp/udp-transport.js';
 import { IpVipManager, type VipManager } from '../adapters/vip/index.js';
+import { UdpWitnessClient, type WitnessClient } from '../adapters/witness/index.js';
 import { formatIssue, type HakitConfig, type ModuleConfig } from '../core/config/index.js';
 import { HakitError } from '../core/errors.js';
 import type { MirrorCommand } from '../core/mirror/index.js';
@@ -39,6 +40,8 @@ export interface AgentOptions {
   readonly probeFor?: ProbeFactory;
   /** Starts a module's rfs child (default: a real RfsProcess). */
   readonly spawnRfs?: () => ModuleRfs;
+  /** Opens a client of the arbitrator witness at "IP:PORT" (default: a real UdpWitnessClient). */
+  readonly openWitness?: (witness: string) => Promise<WitnessClient>;
 }
 
 /** A module of this node that this version cannot run: it stays STOP with `reason`. */
@@ -147,9 +150,6 @@ export class NodeAgent {
         opts.logbook.log(m.name, 'warn', `${m.kind} modules are not implemented yet in this version: module ${m.name} stays STOP`);
         continue;
       }
-      for (const c of m.checkers) {
-        if (c.type === 'splitbrain') opts.logbook.log(m.name, 'warn', `split-brain protection is not implemented yet in this version: checker ${c.name} is not run`);
-      }
       const dir = moduleStateDir(opts.stateDir, m.name);
       mkdirSync(`${dir}/logs`, { recursive: true, mode: 0o700 });
       mirrors.set(m.name, new MirrorRuntime(
@@ -158,6 +158,7 @@ export class NodeAgent {
           clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'),
           probeFor: opts.probeFor, moduleState: (name) => mirrors.get(name)?.status().state,
           spawnRfs: opts.spawnRfs ?? (() => new RfsProcess()), recoverMount: recoverStaleMount,
+          openWitness: opts.openWitness ?? ((witness) => UdpWitnessClient.open({ key, cluster: config.cluster.name, node, clock, witness })),
         },
       ));
     }

@@ -5,8 +5,8 @@
  *
  * Out of the timing path (DESIGN.md 3 promise 8): a probe run is asynchronous I/O bounded by the
  * checker's timeout; nothing here blocks the event loop or waits in the heartbeat path.
- * The `splitbrain` checker has no action: split-brain decisions are not implemented yet, so it is
- * shown in status as `not-implemented` and never run.
+ * The `splitbrain` checker has no action and is not run here: the module runtime pings its
+ * witnesses and talks to its arbitrator, and shows it in status (mirror-runtime.ts).
  */
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
 import type { Probe, ProbeContext, ProbeFactory } from '../adapters/probes/index.js';
@@ -87,7 +87,7 @@ export class CheckerRunner {
   views(): Record<string, CheckerStatusView> {
     const out: Record<string, CheckerStatusView> = {};
     for (const c of this.acting) out[c.name] = { type: c.type, action: c.action, ...viewOf(this.states[c.name]!) };
-    for (const c of this.ignored) out[c.name] = { type: c.type, action: null, status: 'not-implemented', detail: 'split-brain protection is not implemented yet', since: null };
+    for (const c of this.ignored) out[c.name] = { type: c.type, action: null, status: 'unknown', detail: 'run by the module runtime', since: null };
     return out;
   }
 

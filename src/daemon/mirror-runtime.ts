@@ -13,12 +13,13 @@
  */
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
 import type { ModuleRfs, RfsConfig } from '../adapters/fuse/rfs.js';
-import { probeFor as realProbeFor, type ProbeFactory } from '../adapters/probes/index.js';
+import { probeFor as realProbeFor, type Probe, type ProbeContext, type ProbeFactory } from '../adapters/probes/index.js';
 import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import type { VipManager } from '../adapters/vip/index.js';
-import type { ClusterConfig, MirrorModuleConfig } from '../core/config/index.js';
+import type { WitnessClient } from '../adapters/witness/index.js';
+import type { ClusterConfig, MirrorModuleConfig, SplitbrainChecker } from '../core/config/index.js';
 import { HakitError } from '../core/errors.js';
 import {
   initialState, statusOf, step, validateCommand, viewOf,
@@ -26,7 +27,7 @@ import {
   type Role, type ScriptName,
 } from '../core/mirror/index.js';
 import type { ModuleStatus } from '../core/status.js';
-import { CheckerRunner } from './checker-runner.js';
+import { CheckerRunner, type CheckerStatusView } from './checker-runner.js';
 import type { Logbook } from './logbook.js';
 import { RfsSupervisor } from './rfs-supervisor.js';
 
@@ -53,6 +54,8 @@ export interface MirrorRuntimeDeps {
   readonly spawnRfs?: () => ModuleRfs;
   /** Removes stale rfs mounts on a dir. */
   readonly recoverMount?: (dir: string) => Promise<number>;
+  /** Opens a client of the arbitrator witness at "IP:PORT" (modules whose splitbrain checker has an arbitrator). */
+  readonly openWitness?: (witness: string) => Promise<WitnessClient>;
 }
 
 export interface MirrorRuntimeConfig {
@@ -75,7 +78,16 @@ interface Batch {
 export function mirrorParams(m: MirrorModuleConfig, node: string): MirrorParams {
   const peer = m.nodes.find((n) => n !== node);
   if (peer === undefined) throw new HakitError('CONFIG', { detail: `module ${m.name} needs two nodes` });
+  const sb = splitbrainOf(m);
+  const pulse = m.heartbeat.pulseMs;
   return {
+    // graceMs (core/mirror/types.ts SplitBrainParams): with ping witnesses, the checker's interval
+    // + timeout + a pulse; with the arbitrator alone, two pulses (a primary without a live lease
+    // demotes when it hears the silence, at most a pulse before its peer may hear it).
+    ...(sb ? { splitBrain: {
+      witnesses: sb.witnesses.length > 0, arbitrator: sb.arbitrator !== undefined,
+      graceMs: (sb.witnesses.length > 0 ? sb.intervalMs + sb.timeoutMs : pulse) + pulse,
+    } } : {}),
     module: m.name,
     node,
     peer,
@@ -87,6 +99,16 @@ export function mirrorParams(m: MirrorModuleConfig, node: string): MirrorParams 
     maxloop: m.maxloop,
     hasReplication: m.replication.dirs.length > 0,
   };
+}
+
+/** The module's splitbrain checker, if any (at most one is used: the first). */
+export function splitbrainOf(m: MirrorModuleConfig): SplitbrainChecker | undefined {
+  return m.checkers.find((c): c is SplitbrainChecker => c.type === 'splitbrain');
+}
+
+/** "IP:PORT" as the witness client takes it ("[v6]:port" for IPv6). */
+function witnessAddress(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 export class MirrorRuntime {
@@ -106,6 +128,17 @@ export class MirrorRuntime {
   private readonly peerAddress: ReadonlyMap<string, string>;
   private readonly checkers: CheckerRunner | null = null;
   private readonly rfs: RfsSupervisor | null = null;
+  private readonly probeCtx: ProbeContext;
+  /** Ping witnesses: the probe, its timer, the last result (null: none yet) and since when. */
+  private witnessProbe: Probe | null = null;
+  private witnessTimer: TimerHandle | null = null;
+  private witnessResult: { ok: boolean; detail: string; since: number } | null = null;
+  private readonly witnessStop = new AbortController();
+  /** The arbitrator witness client (null: none configured, or it could not be opened). */
+  private witness: WitnessClient | null = null;
+  private lastLease: string = 'none asked yet';
+  /** When the pulse timer last ran (stall detection: see noteStall). */
+  private lastBeat = 0;
 
   constructor(private readonly cfg: MirrorRuntimeConfig, private readonly deps: MirrorRuntimeDeps) {
     this.name = cfg.module.name;
@@ -113,12 +146,13 @@ export class MirrorRuntime {
     this.state = initialState(this.params);
     this.published = viewOf(this.state);
     const m = cfg.module;
+    const moduleDir = `${cfg.configDir}/modules/${m.name}`;
+    this.probeCtx = {
+      moduleDir, binDir: `${moduleDir}/bin`, node: cfg.node, module: m.name, vip: m.vip,
+      moduleState: deps.moduleState ?? (() => undefined), clock: deps.clock,
+    };
     if (m.checkers.length > 0) {
-      const moduleDir = `${cfg.configDir}/modules/${m.name}`;
-      this.checkers = new CheckerRunner(m.checkers, deps.probeFor ?? realProbeFor, {
-        moduleDir, binDir: `${moduleDir}/bin`, node: cfg.node, module: m.name, vip: m.vip,
-        moduleState: deps.moduleState ?? (() => undefined), clock: deps.clock,
-      }, deps.clock, (c) => {
+      this.checkers = new CheckerRunner(m.checkers, deps.probeFor ?? realProbeFor, this.probeCtx, deps.clock, (c) => {
         this.log(c.up ? 'info' : 'warn', `checker ${c.name} ${c.up ? 'up' : 'down'}: ${c.detail}`, { event: 'checker', checker: c.name, up: c.up, action: c.action });
         this.deliver({ type: 'checker', now: this.deps.clock.now(), name: c.name, up: c.up, action: c.action });
       });
@@ -133,6 +167,7 @@ export class MirrorRuntime {
       this.rfs = new RfsSupervisor(this.rfsConfig(), { spawn: deps.spawnRfs, recover: deps.recoverMount, logbook: deps.logbook }, (e) => {
         const now = this.deps.clock.now();
         if (e.event === 'replication-lost') this.deliver({ type: 'replication-lost', now, detail: e.detail });
+        else if (e.event === 'fenced') this.deliver({ type: 'fenced', now, detail: e.detail });
         else if (e.event === 'resync-done') this.deliver({ type: 'resync-done', now, ok: e.ok, detail: e.detail, ...(e.generation !== null ? { generation: e.generation } : {}) });
         else this.log(e.ok ? 'info' : 'warn', `resync served to ${this.params.peer}: ${e.ok ? 'done' : 'abandoned'} (${e.detail})`);
       }, (detail) => this.deliver({ type: 'rfs-failed', now: this.deps.clock.now(), detail }));
@@ -154,6 +189,10 @@ export class MirrorRuntime {
       module: m.name, cluster: this.cfg.cluster.name, node: this.params.node, peer: this.params.peer, keyFile: this.cfg.cluster.keyFile,
       dirs: m.replication.dirs.map((d) => ({ path: d.path, exclude: d.exclude })),
       listen: { address: myAddr, port }, peerAddress: { address: peerAddr, port }, timeoutMs: m.replication.timeoutMs,
+      // Self-fencing bound: half the heartbeat timeout. A daemon that stalls stops the child's
+      // keepalives (one per pulse); its rw mounts block by stall + T/2, before the peer may take
+      // over (stall - pulse + T at the earliest) as long as pulse < T/2.
+      fenceMs: Math.floor(this.params.heartbeatTimeoutMs / 2),
     };
   }
 
@@ -188,6 +227,7 @@ export class MirrorRuntime {
     }
     // The rfs child listens for the peer's link before this node can be elected anything.
     if (this.rfs) await this.rfs.start();
+    await this.startSplitBrain();
     this.unsubscribe = this.deps.transport.onReceive((network, _from, d) => {
       if (d.module !== this.name || d.node !== this.params.peer) return;
       // The peer numbers its datagrams across all networks. One that is older than a datagram
@@ -199,6 +239,7 @@ export class MirrorRuntime {
       this.armSilenceTick();
     });
     this.deliver({ type: 'init', now: this.deps.clock.now(), persisted, idSeed: this.deps.idSeed() });
+    this.lastBeat = this.deps.clock.now();
     this.schedulePulse();
     this.scheduleTick();
   }
@@ -206,6 +247,7 @@ export class MirrorRuntime {
   /** Steps the core with one event and queues its actions; never blocks, never throws. */
   deliver(event: MirrorEvent): void {
     if (this.closed) return;
+    if (event.type !== 'fenced') this.noteStall();
     let r: { state: MirrorState; actions: MirrorAction[] };
     try {
       r = step(this.state, event, this.params);
@@ -271,7 +313,7 @@ export class MirrorRuntime {
       failover: s.failover,
       heartbeat: { networks: s.peer.networks },
       generation: s.generation,
-      checkers: this.checkers?.views() ?? {},
+      checkers: { ...(this.checkers?.views() ?? {}), ...this.splitbrainView() },
     };
   }
 
@@ -296,6 +338,9 @@ export class MirrorRuntime {
     this.pulse();
     this.closed = true;
     this.checkers?.stop();
+    this.witnessStop.abort();
+    if (this.witnessTimer) this.deps.clock.clearTimer(this.witnessTimer);
+    await this.witness?.close();
     await this.rfs?.close();
     for (const t of this.timers) this.deps.clock.clearTimer(t);
     this.timers = [];
@@ -340,6 +385,12 @@ export class MirrorRuntime {
           return;
         case 'mount':
           await this.rfs?.mount(a.mode);
+          return;
+        case 'unfence':
+          await this.rfs?.unfence();
+          return;
+        case 'lease':
+          this.lease(a.op);
           return;
         case 'replicate':
           await this.rfs?.replicate(a.mode, a.mode === 'resync' ? a.generation : undefined);
@@ -417,8 +468,89 @@ export class MirrorRuntime {
     };
   }
 
+  /**
+   * Split-brain protection (core/mirror/machine.ts "Split brain"): pings the witnesses every
+   * checker interval (each run bounded by its timeout, rise/fall not applied: every result
+   * counts at once, which the core's bound assumes) and reports each change; opens the
+   * arbitrator witness client.
+   */
+  private async startSplitBrain(): Promise<void> {
+    const sb = splitbrainOf(this.cfg.module);
+    if (!sb) return;
+    if (sb.arbitrator !== undefined) {
+      const addr = witnessAddress(sb.arbitrator);
+      try {
+        if (!this.deps.openWitness) throw new Error('the daemon has no witness client');
+        this.witness = await this.deps.openWitness(addr);
+      } catch (e) {
+        this.log('error', `arbitrator witness ${addr}: cannot open a client (${(e as Error).message}): this node never gets its lease`);
+      }
+    }
+    if (sb.witnesses.length > 0) {
+      this.witnessProbe = (this.deps.probeFor ?? realProbeFor)(sb, this.probeCtx);
+      this.runWitnessProbe(sb);
+    }
+  }
+
+  private runWitnessProbe(sb: SplitbrainChecker): void {
+    if (this.closed || !this.witnessProbe) return;
+    const started = this.deps.clock.now();
+    void this.witnessProbe.run(this.witnessStop.signal).then((r) => {
+      if (this.closed || this.witnessStop.signal.aborted) return;
+      const prev = this.witnessResult;
+      if (prev === null || prev.ok !== r.ok) {
+        this.witnessResult = { ok: r.ok, detail: r.detail, since: this.deps.clock.wallNow() };
+        this.log(r.ok ? 'info' : 'warn', `checker ${sb.name}: ${r.detail}`, { event: 'checker', checker: sb.name, up: r.ok });
+        this.deliver({ type: 'witness', now: this.deps.clock.now(), reachable: r.ok });
+      } else {
+        this.witnessResult = { ...prev, detail: r.detail };
+      }
+      const wait = Math.max(0, started + sb.intervalMs - this.deps.clock.now());
+      this.witnessTimer = this.deps.clock.setTimer(wait, () => { this.witnessTimer = null; this.runWitnessProbe(sb); });
+    });
+  }
+
+  /** Executes a `lease` action: never awaited; an acquire is answered with a `lease` event. */
+  private lease(op: 'acquire' | 'release'): void {
+    const w = this.witness;
+    if (op === 'release') {
+      if (w) void w.release(this.name);
+      return;
+    }
+    if (!w) {
+      this.deliver({ type: 'lease', now: this.deps.clock.now(), granted: false, holder: null, error: 'no witness client' });
+      return;
+    }
+    void w.acquire(this.name).then((r) => {
+      const now = this.deps.clock.now();
+      if ('error' in r) {
+        this.lastLease = `no answer (${r.error})`;
+        this.deliver({ type: 'lease', now, granted: false, holder: null, error: r.error });
+      } else if (r.granted) {
+        this.lastLease = `granted, ${r.leaseMs} ms`;
+        this.deliver({ type: 'lease', now, granted: true, sentAtMs: r.sentAtMs, leaseMs: r.leaseMs });
+      } else {
+        this.lastLease = r.holder === null ? 'refused: the witness just started' : `held by ${r.holder}`;
+        this.deliver({ type: 'lease', now, granted: false, holder: r.holder });
+      }
+    });
+  }
+
+  /** The splitbrain checker as `hakit status` shows it. */
+  private splitbrainView(): Record<string, CheckerStatusView> {
+    const sb = splitbrainOf(this.cfg.module);
+    if (!sb) return {};
+    const w = this.witnessResult;
+    const parts: string[] = [];
+    if (sb.witnesses.length > 0) parts.push(w ? w.detail : 'no ping result yet');
+    if (sb.arbitrator !== undefined) parts.push(`arbitrator ${witnessAddress(sb.arbitrator)}: lease ${this.lastLease}`);
+    const status = sb.witnesses.length > 0 ? (w ? (w.ok ? 'up' : 'down') : 'unknown') : this.lastLease.startsWith('granted') ? 'up' : 'unknown';
+    return { [sb.name]: { type: 'splitbrain', action: null, status, detail: parts.join('; '), since: w?.since ?? null, disabled: false, active: true } as CheckerStatusView };
+  }
+
   /** Sends the published view to the peer on every heartbeat network. */
   private pulse(): void {
+    this.rfs?.keepalive();
     for (const [network, address] of this.peerAddress) {
       try {
         const v = this.published;
@@ -429,10 +561,29 @@ export class MirrorRuntime {
     }
   }
 
+  /**
+   * Self-fencing, daemon side: when this event loop was frozen longer than the rfs child's
+   * fencing bound (the pulse timer ran that late), the child has fenced its rw mounts (or will on
+   * its next check). The core hears of it first, before any late tick or queued heartbeat could
+   * make it act on a silence it did not listen to.
+   */
+  private noteStall(): void {
+    const now = this.deps.clock.now();
+    const bound = this.params.heartbeatTimeoutMs / 2;
+    const late = now - this.lastBeat;
+    if (this.rfs && this.lastBeat > 0 && late > bound) {
+      this.lastBeat = now;
+      this.log('warn', `the daemon stalled for ${Math.round(late)} ms (more than the fencing bound ${bound} ms): the rfs holds writes`, { event: 'stall', ms: Math.round(late) });
+      this.deliver({ type: 'fenced', now, detail: `the daemon stalled for ${Math.round(late)} ms` });
+    }
+  }
+
   private schedulePulse(): void {
     const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
       this.timers = this.timers.filter((x) => x !== t);
       if (this.closed) return;
+      this.noteStall();
+      this.lastBeat = this.deps.clock.now();
       this.pulse();
       this.schedulePulse();
     });

@@ -51,9 +51,9 @@ export class RfsSupervisor {
     this.statsTimer.unref();
   }
 
-  /** The core's `mount` action. */
-  async mount(mode: 'rw' | 'ro' | 'none'): Promise<void> {
-    this.primary = mode === 'rw';
+  /** The core's `mount` action (`blocked`: a primary holding its writes while it demotes). */
+  async mount(mode: RfsMode | 'none'): Promise<void> {
+    this.primary = mode === 'rw' || mode === 'blocked';
     this.mountMode = mode;
     if (mode === 'none' && this.child === null) {
       // The child died while primary: clear its stale mounts now, start a fresh one.
@@ -70,6 +70,15 @@ export class RfsSupervisor {
 
   async expectSync(ms: number): Promise<void> {
     await (await this.ensure()).expectSync(ms);
+  }
+
+  /** Every pulse: the child's self-fencing watches these (RfsConfig.fenceMs). */
+  keepalive(): void {
+    this.child?.keepalive();
+  }
+
+  async unfence(): Promise<void> {
+    if (this.child !== null) await this.child.unfence();
   }
 
   async stopResync(): Promise<void> {

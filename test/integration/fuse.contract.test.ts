@@ -89,6 +89,50 @@ function moduleContract(name: string, opts: { skip?: string }, make: () => Modul
       await rfs.exited;
       await assert.rejects(rfs.stats(), /HAKIT_E_RFS|not running/);
     });
+
+    test('self-fencing: rw mounts block after fenceMs without a line from the daemon, `fenced` comes before the next answer, rw stays blocked until unfence; ro clears it', async () => {
+      const base = fs.mkdtempSync('/tmp/hakit-fusef-');
+      const dir = join(base, 'a');
+      fs.mkdirSync(dir);
+      const keyFile = join(base, 'cluster.key');
+      fs.writeFileSync(keyFile, generateKey(), { mode: 0o600 });
+      const rfs = make();
+      const events: string[] = [];
+      rfs.onEvent((e) => events.push(e.event));
+      const silent = (): Promise<void> => new Promise((r) => setTimeout(r, 400));
+      try {
+        await rfs.configure({
+          module: 'web', cluster: 'c', node: 'n1', peer: 'n2', keyFile, dirs: [{ path: dir, exclude: [] }],
+          listen: { address: '127.0.0.1', port: 0 }, peerAddress: { address: '127.0.0.1', port: 9 }, timeoutMs: 500, fenceMs: 200,
+        });
+        await rfs.mountAll('ro');
+        await silent();
+        assert.equal((await rfs.stats()).mode, 'ro', 'a read-only mount fenced');
+        await rfs.mountAll('rw');
+        for (let i = 0; i < 8; i++) { rfs.keepalive(); await new Promise((r) => setTimeout(r, 50)); }
+        assert.equal((await rfs.stats()).mode, 'rw', 'fenced although keepalives came');
+        assert.deepEqual(events, []);
+        await silent();
+        const st = await rfs.stats();
+        assert.deepEqual(events, ['fenced']);
+        assert.equal(st.mode, 'blocked');
+        await rfs.mountAll('rw');
+        assert.equal((await rfs.stats()).mode, 'blocked', 'mount-all rw lifted the fence');
+        await rfs.unfence();
+        assert.equal((await rfs.stats()).mode, 'rw');
+        await silent();
+        rfs.keepalive();
+        await rfs.mountAll('ro');
+        assert.deepEqual(events, ['fenced', 'fenced']);
+        await rfs.mountAll('rw');
+        assert.equal((await rfs.stats()).mode, 'rw', 'ro did not clear the fence');
+        await rfs.mountAll('none');
+      } finally {
+        await rfs.stop();
+        await recoverStaleMount(dir).catch(() => undefined);
+        fs.rmSync(base, { recursive: true, force: true });
+      }
+    });
   });
 }
 

@@ -76,7 +76,7 @@ describe('network probes in a namespaced LAN', needs('root', 'netns', 'arping'),
   });
 
   test('splitbrain: up when one witness answers, down when none does', async () => {
-    const sb = (witnesses: string[]): CheckerConfig => ({ ...base, type: 'splitbrain', name: 'sb', witnesses });
+    const sb = (witnesses: string[]): CheckerConfig => ({ ...base, type: 'splitbrain', name: 'sb', witnesses, arbitrator: undefined });
     assert.deepEqual(await run(sb(['198.18.0.99', b.addr4])), { ok: true, detail: 'witness 198.18.0.2 answers' });
     assert.deepEqual(await run(sb(['198.18.0.99'])), { ok: false, detail: 'no witness answers (no answer from 198.18.0.99)' });
   });

@@ -18,6 +18,17 @@
  *    peer, or whose peer is already (becoming) primary unbeknown to it: a forced command is the
  *    admin's risk, as DRBD's --force. (`prim` while the peer is a heard SECOND is finding 4.)
  * 3. Refused commands change nothing (3.7): checked where the command is drawn (run.ts).
+ * 4. Split brain (runs with a splitbrain checker, DESIGN.md 5; machine.ts "Split brain"):
+ *    - a node cut off from everything (every heartbeat link cut both ways, no path to the
+ *      witness) does not hold a read-write mount longer than the bound after the cut: T + the
+ *      checker's interval + timeout with ping witnesses, T + the lease with the arbitrator alone
+ *      (`isolated-writer`); a `blocked` mount is no writer;
+ *    - with the arbitrator, never two read-write mounts, even during a split-brain episode
+ *      (`two-writers-arbitrator`), except while one of them holds no live lease: a primary that
+ *      took the role from a heard peer while the witness did not answer it relies on heartbeats
+ *      (docs/checkers.md, residual risk 2); counted as `arbitratorNoLease`.
+ *    Two writers with ping witnesses alone stay excused during an episode (residual risk 1: both
+ *    nodes reach the witness), counted as before.
  */
 import { compareGenerations, type MirrorAction, type MirrorEvent, type MirrorState } from '../../src/core/mirror/index.js';
 import { Violation, type SimNode, type World } from './world.js';
@@ -27,7 +38,7 @@ const PRIMARY = new Set(['PRIM', 'ALONE']);
 export class Invariants {
   /** Start of the current split-brain episode, null if none. */
   episode: number | null = null;
-  readonly counts = { episodes: 0, dualWritersExcused: 0, staleChecks: 0, staleExcused: 0, forcedPrim: 0, primaryEntries: 0, staleEchoes: 0, staleUnknowable: 0 };
+  readonly counts = { isolatedChecks: 0, arbitratorNoLease: 0, episodes: 0, dualWritersExcused: 0, staleChecks: 0, staleExcused: 0, forcedPrim: 0, primaryEntries: 0, staleEchoes: 0, staleUnknowable: 0 };
 
   constructor(private readonly w: World) {
     w.onStep = (n, e, before, actions) => this.afterStep(n, e, before, actions);
@@ -66,10 +77,33 @@ export class Invariants {
   checkWriters(): void {
     const [a, b] = this.w.nodes;
     this.updateEpisode();
+    this.checkSplitBrain();
     if (!(a.writer() && b.writer())) return;
     if (this.episode !== null) { this.counts.dualWritersExcused++; return; }
     const echo = a.staleEcho || b.staleEcho ? ` [${a.staleEcho ? a.name : b.name} decided on a stale echo]` : '';
     throw new Violation('two-writers', `two writers: ${a.name} holds ${a.resources()} (${a.label()}), ${b.name} holds ${b.resources()} (${b.label()})${echo}`, this.w.now);
+  }
+
+  private checkSplitBrain(): void {
+    const w = this.w;
+    const sb = w.sb;
+    if (!sb) return;
+    for (const n of w.nodes) {
+      const since = w.isolatedSince.get(n.name);
+      if (since === undefined || n.mount !== 'rw') continue;
+      const T = n.params.heartbeatTimeoutMs;
+      const bound = sb.witnesses ? T + sb.intervalMs + sb.timeoutMs : T + sb.leaseMs;
+      this.counts.isolatedChecks++;
+      if (w.now - since > bound) {
+        throw new Violation('isolated-writer', `${n.name} (${n.label()}) is cut off from everything since ${since} and still holds a read-write mount after ${w.now - since} ms (bound ${bound} ms)`, w.now);
+      }
+    }
+    const [a, b] = w.nodes;
+    if (sb.arbitrator && a.mount === 'rw' && b.mount === 'rw') {
+      const noLease = w.nodes.filter((n) => n.state.leaseDeadline === null || w.now >= n.state.leaseDeadline);
+      if (noLease.length > 0) { this.counts.arbitratorNoLease++; return; }
+      throw new Violation('two-writers-arbitrator', `two read-write mounts with the arbitrator: ${a.name} (${a.label()}), ${b.name} (${b.label()}), both with a live lease`, w.now);
+    }
   }
 
   private afterStep(n: SimNode, e: MirrorEvent, before: MirrorState, actions: readonly MirrorAction[]): void {
@@ -106,7 +140,10 @@ export class Invariants {
       if (!n.params.hasReplication) continue;
       if (this.episode !== null) { this.counts.staleExcused++; continue; }
       this.counts.staleChecks++;
-      const mine = before.persisted;
+      // What the node had stored when it decided: a persist earlier in the same step counts
+      // (a resync that ends and an election won on the same heartbeat).
+      const stored = actions.slice(0, actions.indexOf(a)).filter((x) => x.type === 'persist').pop();
+      const mine = stored?.type === 'persist' ? stored.persisted : before.persisted;
       if (!mine.upToDate) {
         throw new Violation('stale-primary', `${n.name} (${a.from}) becomes ${a.to} with data that is not up to date (gen ${mine.generation.current}) without a forced prim`, this.w.now);
       }

@@ -12,7 +12,7 @@ import type { CheckerAction } from '../../src/core/config/types.js';
 import { Invariants } from './invariants.js';
 import { Random, rng } from './prng.js';
 import { Trace, label } from './trace.js';
-import { CALM, CLEAN_LINK, Violation, World, type Behaviour, type SimNode } from './world.js';
+import { CALM, CLEAN_LINK, Violation, World, type Behaviour, type SimNode, type SimSplitBrain } from './world.js';
 
 export interface RunOptions {
   /** Simulated duration of the fault phase (ms). */
@@ -63,6 +63,26 @@ function params(r: Random): [MirrorParams, MirrorParams] {
   return [{ ...common, node: 'n1', peer: 'n2' }, { ...common, node: 'n2', peer: 'n1' }];
 }
 
+/**
+ * The splitbrain checker of a run (drawn after everything else from the config stream, so runs
+ * without one keep the configuration their seed always had): none in 60 % of the runs, else ping
+ * witnesses, the arbitrator, or both.
+ */
+function splitBrain(r: Random): SimSplitBrain | null {
+  if (!r.chance(0.4)) return null;
+  const mode = r.pick(['ping', 'arbitrator', 'both'] as const);
+  const intervalMs = r.pick([500, 1000, 2000]);
+  return {
+    witnesses: mode !== 'arbitrator', arbitrator: mode !== 'ping', intervalMs,
+    timeoutMs: Math.min(intervalMs, r.pick([200, 500, 1000])), leaseMs: r.pick([2000, 4000]),
+  };
+}
+
+/** The core's params with the checker, as mirrorParams (src/daemon/mirror-runtime.ts) computes them. */
+function withSplitBrain(p: MirrorParams, sb: SimSplitBrain): MirrorParams {
+  return { ...p, splitBrain: { witnesses: sb.witnesses, arbitrator: sb.arbitrator, graceMs: (sb.witnesses ? sb.intervalMs + sb.timeoutMs : p.pulseMs) + p.pulseMs } };
+}
+
 function behaviour(r: Random): Behaviour {
   return {
     scriptFail: r.pick([0, 0.02, 0.1]), startPrimFail: r.pick([0, 0.05, 0.2]), scriptHang: r.pick([0, 0, 0.02, 0.08]),
@@ -101,7 +121,9 @@ function scheduleFaults(w: World, r: Random, faultEnd: number, opts: RunOptions)
   };
   // A checker's action is part of the module's config: fixed for the run, the same on both nodes.
   const checkers = new Map([['app', r.pick(CHECKER_ACTIONS)], ['db', r.pick(CHECKER_ACTIONS)]] as const);
-  const total = weights.crash + weights.shutdown + weights.net + weights.command + weights.checker;
+  // Witness faults only in runs with a splitbrain checker (drawn last: other runs keep their faults).
+  const witnessWeight = w.sb ? r.pick([0.5, 1, 2]) : 0;
+  const total = weights.crash + weights.shutdown + weights.net + weights.command + weights.checker + witnessWeight;
   const gap = r.pick([150, 400, 1000]);
   const next = (): void => {
     if (w.now >= faultEnd) return;
@@ -122,6 +144,8 @@ function scheduleFaults(w: World, r: Random, faultEnd: number, opts: RunOptions)
       }
     } else if ((x -= weights.net) < 0) {
       netFault(w, r, n);
+    } else if ((x -= witnessWeight) < 0) {
+      witnessFault(w, r, n);
     } else if (x - weights.command < 0) {
       // The daemon refuses commands once it shuts down (finding 8 fixed in NodeAgent).
       if (n.up && !n.closing) adminCommand(w, r, n, opts);
@@ -150,7 +174,20 @@ function netFault(w: World, r: Random, n: SimNode): void {
       case 'dup': l.dup = r.pick([0.1, 0.5]); break;
     }
   }
+  w.isolationChanged();
   w.trace.note(w.now, n.name, `NET ${net} ${kind} ${dirs.length === 2 ? 'both ways' : `from ${n.name} to ${n.peer.name}`}`);
+}
+
+function witnessFault(w: World, r: Random, n: SimNode): void {
+  w.stats.witnessFaults++;
+  const kind = r.pick(['cut', 'cut', 'heal', 'heal', 'down', 'up', 'restart'] as const);
+  if (kind === 'cut') w.witness.cut.add(n.name);
+  else if (kind === 'heal') w.witness.cut.delete(n.name);
+  else if (kind === 'down') w.witness.down = true;
+  else if (kind === 'up') w.witness.down = false;
+  else w.restartWitness();
+  w.isolationChanged();
+  w.trace.note(w.now, n.name, `WITNESS ${kind}${kind === 'cut' || kind === 'heal' ? ` path of ${n.name}` : ''}`);
 }
 
 function adminCommand(w: World, r: Random, n: SimNode, opts: RunOptions): void {
@@ -240,10 +277,11 @@ function adminRemedy(w: World, r: Random, opts: RunOptions): string | null {
   return null;
 }
 
-function describe(p: MirrorParams, b: Behaviour): string {
+function describe(p: MirrorParams, b: Behaviour, sb: SimSplitBrain | null): string {
+  const split = sb ? ` | splitbrain${sb.witnesses ? ` ping every ${sb.intervalMs}/${sb.timeoutMs}ms` : ''}${sb.arbitrator ? ` arbitrator lease=${sb.leaseMs}ms` : ''}` : '';
   return `nets=${p.networks.join(',')} pulse=${p.pulseMs} timeout=${p.heartbeatTimeoutMs} repl=${+p.hasReplication} default=${p.defaultPrimary ?? '-'} ` +
     `failover=${+p.failover} maxloop=${p.maxloop.count}/${p.maxloop.windowMs} | scripts fail=${b.scriptFail} start_prim fail=${b.startPrimFail} ` +
-    `hang=${b.scriptHang} max=${b.scriptMaxMs}ms vipFail=${b.vipFail} disk<=${b.diskMaxMs}ms resync fail=${b.resyncFail}`;
+    `hang=${b.scriptHang} max=${b.scriptMaxMs}ms vipFail=${b.vipFail} disk<=${b.diskMaxMs}ms resync fail=${b.resyncFail}${split}`;
 }
 
 /** Runs one seed. Never throws for a broken promise: the result says what broke, and when. */
@@ -254,10 +292,15 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
   // Independent streams: the configuration, the fault process, the world's own draws.
   const cfg = root.fork();
   const faults = root.fork();
-  const ps = params(cfg);
+  const beh0 = params(cfg);
   const beh = behaviour(cfg);
+  const sb = splitBrain(cfg);
+  const ps: [MirrorParams, MirrorParams] = sb ? [withSplitBrain(beh0[0], sb), withSplitBrain(beh0[1], sb)] : beh0;
   const trace = new Trace(opts.traceSize ?? 200);
   const w = new World(root.fork(), ps, beh, trace);
+  w.sb = sb;
+  w.restartWitness(false);
+  if (sb) w.stats.splitBrainRuns = 1;
   // The daemon keeps the newest view (finding 1 fixed in MirrorRuntime), in every mode.
   w.dropStaleViews = true;
   const inv = new Invariants(w);
@@ -290,6 +333,9 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
     // Heal: clean links, calm behaviour, every node running, every checker up.
     trace.note(w.now, '--', 'HEAL: links clean, scripts calm, nodes restarted, checkers up');
     for (const l of w.links.values()) Object.assign(l, CLEAN_LINK);
+    w.witness.down = false;
+    w.witness.cut.clear();
+    w.isolationChanged();
     w.behaviour = { ...CALM };
     const revive = (): void => {
       for (const n of w.nodes) {
@@ -325,7 +371,7 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
     trace.note(e.at, '!!', `VIOLATION ${e.kind}: ${e.message}`);
   }
   return {
-    seed, ok: failure === null, failure, setup: describe(ps[0], beh), trace, world: w,
+    seed, ok: failure === null, failure, setup: describe(ps[0], beh, sb), trace, world: w,
     stats: {
       ...w.stats, ...inv.counts, steps: w.nodes[0].steps + w.nodes[1].steps, simMs: w.now,
       convergedAfterMs: convergedAt === null ? null : convergedAt - healAt, adminAtHeal, knownRemedies, primaryPulses,

@@ -62,6 +62,9 @@ function formatEvent(e: MirrorEvent): string {
     case 'resync-done': return `resync-done ${e.ok ? 'ok' : `FAILED (${e.detail})`}`;
     case 'replication-lost': return `replication-lost (${e.detail})`;
     case 'rfs-failed': return `rfs-failed (${e.detail})`;
+    case 'witness': return `witness ${e.reachable ? 'reachable' : 'UNREACHABLE'}`;
+    case 'lease': return e.granted ? `lease granted (sent ${e.sentAtMs}, ${e.leaseMs} ms)` : `lease refused (${e.error ?? e.holder ?? 'quiet'})`;
+    case 'fenced': return `fenced (${e.detail})`;
   }
 }
 
@@ -75,6 +78,8 @@ function formatAction(a: MirrorAction): string | null {
     case 'start-resync': return `resync ${a.full ? 'full' : 'incr'}`;
     case 'stop-resync': return 'stop-resync';
     case 'replicate': return `replicate ${a.mode}`;
+    case 'lease': return `lease ${a.op}`;
+    case 'unfence': return 'unfence';
     case 'send-heartbeat': return null;
     case 'transition': return null;
     case 'log': return a.level === 'info' ? null : `${a.level}: ${a.message}`;

@@ -28,6 +28,14 @@
  *   (src/adapters/udp/transport.ts): duplicates and same-network reorders never reach the core,
  *   reorders across networks do.
  *
+ * Split brain (modules with a splitbrain checker, `World.sb`): a witness host with one path per
+ * node (`witness.cut`) that can also be down or restart. Each node's daemon pings it every
+ * checker interval (a run that starts while the path is open succeeds within 20 ms, else fails
+ * at the timeout; each change is a `witness` event), and asks the arbitrator's lease table (the
+ * REAL LeaseTable of src/core/witness/lease.ts, witness time = simulated time) for `lease`
+ * actions: request and reply take 1-20 ms each way and need the path open both times, else the
+ * answer is an error at the client's 1 s timeout. `mount blocked` is not a writer resource.
+ *
  * The writer resources a node holds are tracked from the EXECUTED effects, conservatively: the VIP
  * from the end of a successful `vip add` to the end of `vip remove`; the application from the start of
  * `start_prim` to the end of `stop_prim` (whatever its result: a failed stop script is assumed to
@@ -41,6 +49,7 @@ import {
   type ScriptName,
 } from '../../src/core/mirror/index.js';
 import type { CheckerAction } from '../../src/core/config/types.js';
+import { LeaseTable } from '../../src/core/witness/lease.js';
 import { Random } from './prng.js';
 import { Trace } from './trace.js';
 
@@ -103,7 +112,9 @@ export class SimNode {
   disk: Persisted | null = null;
   vip: VipState = 'none';
   app = false;
-  mount: 'none' | 'ro' | 'rw' = 'none';
+  mount: 'none' | 'ro' | 'rw' | 'blocked' = 'none';
+  /** Split brain: the last witness reachability reported to the core in this life (null: none yet). */
+  witnessReported: boolean | null = null;
   scripts = 0;
   /** Token of the running resync, null if none. */
   resync: number | null = null;
@@ -150,6 +161,18 @@ export class SimNode {
 }
 
 interface Timer { at: number; seq: number; run: () => void }
+
+/** The splitbrain checker of a run (both nodes alike). */
+export interface SimSplitBrain {
+  readonly witnesses: boolean;
+  readonly arbitrator: boolean;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly leaseMs: number;
+}
+
+/** Client timeout of a lease request (adapters/witness DEFAULT_WITNESS_TIMEOUT_MS). */
+export const LEASE_TIMEOUT_MS = 1000;
 
 /** A binary min-heap of timers ordered by (at, seq): equal times run in scheduling order. */
 class Agenda {
@@ -208,7 +231,7 @@ export class World {
   behaviour: Behaviour;
   readonly stats = {
     takeovers: 0, swaps: 0, crashes: 0, shutdowns: 0, commands: 0, refused: 0, scripts: 0, hangs: 0, heartbeats: 0, dropped: 0,
-    vipFailed: 0, resyncs: 0, checkers: 0, netFaults: 0, staleViewsDropped: 0,
+    vipFailed: 0, resyncs: 0, checkers: 0, netFaults: 0, staleViewsDropped: 0, witnessFaults: 0, splitBrainRuns: 0,
   };
   /**
    * Drop a heartbeat older (lower seq) than one already delivered from another network, as the
@@ -218,6 +241,10 @@ export class World {
   dropStaleViews = true;
   /** The life of the peer each published view echoes (see SimNode.heardLife). */
   readonly echo = new WeakMap<PeerView, number>();
+  /** The splitbrain checker, null when the run has none. */
+  sb: SimSplitBrain | null = null;
+  /** The witness host: down, restarted (a fresh lease table), and the cut paths (node names). */
+  readonly witness = { down: false, cut: new Set<string>(), table: null as LeaseTable | null };
   onStep: (n: SimNode, e: MirrorEvent, before: MirrorState, actions: readonly MirrorAction[]) => void = () => {};
   onResources: (n: SimNode) => void = () => {};
 
@@ -267,7 +294,7 @@ export class World {
     n.published = viewOf(n.state);
     n.queue = []; n.busy = false; n.resync = null; n.lastHeard = null; n.rx = null; n.txSeq = 0; n.starting = true;
     n.checkersDown.clear();
-    n.staleEcho = false; n.heardLife = 0; n.lastView = null; n.newestView = null;
+    n.staleEcho = false; n.heardLife = 0; n.lastView = null; n.newestView = null; n.witnessReported = null;
     if (n.vip !== 'none') { n.vip = 'none'; this.onResources(n); }
     // The rfs child of a daemon that closed unmounts when its stdin closes (docs/replication.md),
     // so a new daemon never finds its predecessor's read-write mount.
@@ -280,6 +307,7 @@ export class World {
       const tick = (): void => { if (n.up) { this.deliver(n, { type: 'tick', now: this.now }); this.later(n, n.params.pulseMs, tick); } };
       this.later(n, n.params.pulseMs, pulse);
       this.later(n, n.params.pulseMs, tick);
+      if (this.sb?.witnesses) this.probeWitness(n);
     };
     if (n.disk?.enabled && n.disk.lastPrimary === n.name) {
       // MirrorRuntime.start: stop_prim cleanup, awaited, before init.
@@ -369,6 +397,9 @@ export class World {
       case 'mount':
         if (a.mode === 'rw') { n.mount = 'rw'; this.onResources(n); }
         return this.rand.int(1, 10);
+      case 'lease': this.lease(n, a.op); return null;
+      // No self-fencing in the simulator (the daemon never stalls here): nothing to lift.
+      case 'unfence': return null;
       case 'announce-vip': return this.rand.int(1, 5);
       case 'run-script': this.startScript(n, a.script, a.args); return null;
       case 'start-resync': this.startResync(n, a.full); return null;
@@ -452,6 +483,71 @@ export class World {
       const ok = reachable && !this.rand.chance(this.behaviour.resyncFail);
       this.deliver(n, { type: 'resync-done', now: this.now, ok, detail: ok ? '' : reachable ? 'simulated failure' : 'peer unreachable' });
     });
+  }
+
+  // ---- split brain: the witness host -----------------------------------------------------------
+
+  /** Node `n` reaches the witness host now. */
+  witnessReachable(n: SimNode): boolean {
+    return !this.witness.down && !this.witness.cut.has(n.name);
+  }
+
+  /** The splitbrain probe loop of `n`'s daemon (MirrorRuntime.runWitnessProbe): one run per interval. */
+  private probeWitness(n: SimNode): void {
+    const sb = this.sb;
+    if (!sb) return;
+    const ok = this.witnessReachable(n);
+    const ms = ok ? this.rand.int(1, 20) : sb.timeoutMs;
+    this.later(n, ms, () => {
+      if (n.witnessReported !== ok) {
+        n.witnessReported = ok;
+        this.deliver(n, { type: 'witness', now: this.now, reachable: ok });
+      }
+      this.later(n, Math.max(0, sb.intervalMs - ms), () => this.probeWitness(n));
+    });
+  }
+
+  /** A `lease` action (MirrorRuntime.lease): not awaited; an acquire is answered by a `lease` event. */
+  private lease(n: SimNode, op: 'acquire' | 'release'): void {
+    const sentAt = this.now;
+    const life = n.life;
+    const mine = (): boolean => n.life === life && n.up;
+    const answer = (e: MirrorEvent): void => { if (mine()) this.deliver(n, e); };
+    const fail = (): void => this.later(null, LEASE_TIMEOUT_MS - (this.now - sentAt), () => answer({ type: 'lease', now: this.now, granted: false, holder: null, error: 'timeout' }));
+    if (!this.witnessReachable(n)) { if (op === 'acquire') fail(); return; }
+    this.later(null, this.rand.int(1, 20), () => {
+      const t = this.witness.table;
+      if (!t || !this.witnessReachable(n)) { if (op === 'acquire') fail(); return; }
+      if (op === 'release') { t.release('sim', 'app', n.name, this.now); return; }
+      const r = t.acquire('sim', 'app', n.name, this.now);
+      this.later(null, this.rand.int(1, 20), () => {
+        if (!this.witnessReachable(n)) { fail(); return; }
+        answer(r.granted ? { type: 'lease', now: this.now, granted: true, sentAtMs: sentAt, leaseMs: r.leaseMs }
+          : { type: 'lease', now: this.now, granted: false, holder: r.holder });
+      });
+    });
+  }
+
+  /**
+   * Since when each node is cut off from everything (every heartbeat link cut both ways and no
+   * path to the witness), by name; absent: not cut off. Kept by `isolationChanged`, which the
+   * fault process calls after every network or witness fault.
+   */
+  readonly isolatedSince = new Map<string, number>();
+
+  isolationChanged(): void {
+    for (const n of this.nodes) {
+      const cut = this.networks.every((net) => this.link(net, n).cut && this.link(net, n.peer).cut) && !this.witnessReachable(n);
+      if (!cut) this.isolatedSince.delete(n.name);
+      else if (!this.isolatedSince.has(n.name)) this.isolatedSince.set(n.name, this.now);
+    }
+  }
+
+  /** The witness host restarts: its leases are forgotten (the quiet period protects them). */
+  restartWitness(fresh = true): void {
+    if (!this.sb) return;
+    // Not fresh: a witness that has run for long (its quiet period is over at the start of the run).
+    this.witness.table = new LeaseTable({ leaseMs: this.sb.leaseMs, startMs: fresh ? this.now : this.now - this.sb.leaseMs });
   }
 
   // ---- heartbeats --------------------------------------------------------------------------------

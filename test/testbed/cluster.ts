@@ -104,6 +104,11 @@ export class TestCluster {
     await this.waitFor(`daemon on ${node} answers`, async () => (await this.hakit(node, ['status', '--json'])).code === 0, 15_000);
   }
 
+  /** The pid of the node's running daemon (to pause it alone: its rfs child and scripts run on). */
+  daemonPid(node: string): number | undefined {
+    return this.daemons.get(node)?.pid;
+  }
+
   /** Runs `hakit ARGS` on a node against its daemon's socket. */
   async hakit(node: string, args: string[], timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string }> {
     return this.tb.host(node).exec(['/usr/bin/node', HAKIT, '--socket', this.socket(node), ...args], { timeoutMs });

@@ -63,7 +63,7 @@ describe('good configs', () => {
       replication: { dirs: [{ path: '/srv/app/data', exclude: ['*.tmp'] }], timeoutMs: 3000, zoneSizeBytes: 1024 * 1024, resyncBandwidthBytesPerSec: undefined, port: undefined },
       checkers: [
         { type: 'tcp', name: 'app', host: '127.0.0.1', port: 8080, action: 'restart', ...checkerDefaults },
-        { type: 'splitbrain', name: 'splitbrain', witnesses: ['198.18.0.254'], ...checkerDefaults },
+        { type: 'splitbrain', name: 'splitbrain', witnesses: ['198.18.0.254'], arbitrator: undefined, ...checkerDefaults },
       ],
     }]);
   });
@@ -134,7 +134,7 @@ describe('good configs', () => {
       { type: 'vip', name: 'vip', action: 'stopstart', ...checkerDefaults },
       { type: 'custom', name: 'custom', command: 'check-db', args: ['--fast', '-q'], action: 'restart', ...checkerDefaults },
       { type: 'module', name: 'module', module: 'other', states: ['UP'], action: 'wait', ...checkerDefaults },
-      { type: 'splitbrain', name: 'splitbrain', witnesses: ['198.18.0.254', '198.18.0.253'], intervalMs: 500, timeoutMs: 500, rise: 1, fall: 2 },
+      { type: 'splitbrain', name: 'splitbrain', witnesses: ['198.18.0.254', '198.18.0.253'], arbitrator: undefined, intervalMs: 500, timeoutMs: 500, rise: 1, fall: 2 },
     ]);
     assert.deepEqual((mod(c, 'other') as { farm: unknown }).farm, { ports: [], protocol: 'udp' });
   });

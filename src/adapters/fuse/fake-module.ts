@@ -4,7 +4,12 @@
  * no files. Two fakes can be paired (`FakeModuleRfs.pair`): a resync served by one (`replicate
  * resync`) completes at once on the other if it expects one, as the real link would after the
  * copy. `die()` makes it exit as a crashed child would.
+ *
+ * Self-fencing (RfsConfig.fenceMs) as the child does it, observed at the next request: when the
+ * daemon's last line is older than the bound while a mount is rw, the fake fences before handling
+ * the request (mounts `blocked`, `fenced` event first). `fence()` forces it at once.
  */
+import { performance } from 'node:perf_hooks';
 import { HakitError } from '../../core/errors.js';
 import type { RfsMode } from './passthrough.js';
 import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus } from './rfs.js';
@@ -17,6 +22,11 @@ export class FakeModuleRfs implements ModuleRfs {
   replicateMode: 'sync' | 'alone' | 'resync' = 'alone';
   config: RfsConfig | null = null;
   private expecting = false;
+  /** Self-fenced (`fence()`), and whether the daemon was told. */
+  fenced = false;
+  private fenceReported = false;
+  keepalives = 0;
+  private lastLine = performance.now();
   private listeners: ((e: RfsEvent) => void)[] = [];
   private exit!: (how: number | string) => void;
   private dead = false;
@@ -34,8 +44,21 @@ export class FakeModuleRfs implements ModuleRfs {
     b.peer = a;
   }
 
+  /** A line from the daemon: fence first if it was silent for the bound (see the file comment). */
+  private heard(): void {
+    const now = performance.now();
+    const bound = this.config?.fenceMs;
+    if (bound !== undefined && !this.fenced && this.mountMode === 'rw' && now - this.lastLine >= bound) this.fence();
+    this.lastLine = now;
+    if (this.fenced && !this.fenceReported) {
+      this.fenceReported = true;
+      this.emit({ event: 'fenced', detail: 'fake: no word from the daemon' });
+    }
+  }
+
   private check(what: string, needsConfig = true): void {
     if (this.dead) throw new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' });
+    this.heard();
     if (needsConfig && this.config === null) throw new HakitError('RFS', { dir: '(fake)', detail: `${what} needs configure first` });
     this.calls.push(what);
   }
@@ -51,7 +74,8 @@ export class FakeModuleRfs implements ModuleRfs {
 
   mountAll(mode: RfsMode | 'none'): Promise<void> {
     try { this.check(`mount ${mode}`); } catch (e) { return Promise.reject(e); }
-    this.mountMode = mode;
+    if (mode === 'ro' || mode === 'none') this.fenced = false;
+    this.mountMode = mode === 'rw' && this.fenced ? 'blocked' : mode;
     if (mode !== 'ro') this.expecting = false;
     return Promise.resolve();
   }
@@ -86,8 +110,30 @@ export class FakeModuleRfs implements ModuleRfs {
     return Promise.resolve();
   }
 
+  keepalive(): void {
+    if (this.dead) return;
+    this.keepalives++;
+    this.heard();
+  }
+
+  unfence(): Promise<void> {
+    try { this.check('unfence'); } catch (e) { return Promise.reject(e); }
+    if (this.fenced && this.mountMode === 'blocked') this.mountMode = 'rw';
+    this.fenced = false;
+    return Promise.resolve();
+  }
+
+  /** As the real child does when the daemon is silent for its fencing bound (rw mounts only). */
+  fence(): void {
+    if (this.mountMode !== 'rw') return;
+    this.fenced = true;
+    this.fenceReported = false;
+    this.mountMode = 'blocked';
+  }
+
   stats(): Promise<RfsStatus> {
     if (this.dead) return Promise.reject(new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' }));
+    this.heard();
     return Promise.resolve({
       mode: this.mountMode === 'none' ? 'rw' : this.mountMode, records: 0, held: 0, ops: {}, mounted: this.mountMode !== 'none',
       dir: this.config?.dirs[0]?.path ?? null,

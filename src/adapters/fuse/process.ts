@@ -112,6 +112,14 @@ export class RfsProcess implements Rfs {
     await this.request({ cmd: 'stop-resync' });
   }
 
+  keepalive(): void {
+    this.request({ cmd: 'keepalive' }).catch(() => undefined);
+  }
+
+  async unfence(): Promise<void> {
+    await this.request({ cmd: 'unfence' });
+  }
+
   async setMode(mode: RfsMode): Promise<void> {
     await this.request({ cmd: 'set-mode', mode });
   }

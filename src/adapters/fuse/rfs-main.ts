@@ -12,6 +12,13 @@
  * closes; it unmounts if nothing uses the mounts, else it stays, read-only, until the next
  * daemon removes the mounts, so the application never writes into the bare directories.
  *
+ * Self-fencing (RfsConfig.fenceMs; issue 6 part 5): the daemon sends a line (a keepalive at
+ * least) every pulse. If it stalls (SIGSTOP, a frozen event loop) while a mount is read-write,
+ * the child blocks every mount by itself once it has heard nothing for fenceMs: writes are held,
+ * never acknowledged, so a paused primary never wakes up writing behind a new primary. The
+ * child reports `{event: 'fenced'}` before answering the daemon's next line, keeps blocked
+ * (even on `mount-all rw`) until `unfence`, and fails the held writes at `mount-all ro|none`.
+ *
  * Two ways to use it:
  * - Bare (tests of the file system): `mount {dir, mode}` serves one directory, records go to the
  *   `--replicator` given (local: acknowledged at once; recording: kept for `records`).
@@ -22,6 +29,7 @@
  *   its `replicate` actions, `expect-sync`/`stop-resync` its `start-resync`/`stop-resync`.
  */
 import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import { excludeMatcher } from '../../core/replication/exclude.js';
@@ -56,6 +64,11 @@ let mod: Module | undefined;
 const mounted = new Map<number, { mount: InPlaceMount; fs: PassthroughFs }>();
 let busy = false;
 let exiting = false;
+/** Self-fencing: when the daemon was last heard (monotonic ms), why the child fenced (null: not), and whether it said so. */
+let lastDaemon = performance.now();
+let fenced: string | null = null;
+let fenceReported = false;
+let fenceTimer: NodeJS.Timeout | null = null;
 
 function send(reply: RfsReply | RfsEvent): void {
   process.stdout.write(JSON.stringify(reply) + '\n');
@@ -108,10 +121,29 @@ async function configure(c: RfsConfig): Promise<void> {
       onResyncServed: (ok, detail) => send({ event: 'resync-served', ok, detail }),
     });
     mod = { config: c, rootFds: fds, link, replica, appliers };
+    const bound = c.fenceMs;
+    if (bound !== undefined && bound > 0) {
+      // Checked 8 times per bound: the mounts block at most bound * 1.125 after the last line.
+      fenceTimer = setInterval(() => fenceIfSilent(bound), Math.max(5, Math.floor(bound / 8)));
+      fenceTimer.unref();
+    }
   } catch (e) {
     for (const fd of fds) fs.closeSync(fd);
     throw e;
   }
+}
+
+/** Blocks every read-write mount when the daemon has been silent for `bound` ms (see the file comment). */
+function fenceIfSilent(bound: number): void {
+  if (fenced !== null || exiting) return;
+  const quiet = performance.now() - lastDaemon;
+  if (quiet < bound) return;
+  const rw = [...mounted.values()].filter((m) => m.fs.mode === 'rw');
+  if (rw.length === 0) return;
+  fenced = `no word from the daemon for ${Math.round(quiet)} ms (fencing bound ${bound} ms)`;
+  fenceReported = false;
+  for (const m of rw) m.fs.setMode('blocked');
+  process.stderr.write(`rfs: ${fenced}: writes held (self-fenced)\n`);
 }
 
 async function mountOne(index: number, dir: string, mode: RfsMode): Promise<void> {
@@ -128,6 +160,9 @@ async function mountAll(mode: RfsMode | 'none'): Promise<void> {
   if (m === undefined) throw new HakitError('BAD_REQUEST', { detail: 'mount-all needs configure first' });
   if (mode !== 'rw') m.link.failHeld('this node left the primary role');
   if (mode !== 'ro') m.replica.accept(false);
+  if (mode === 'ro' || mode === 'none') fenced = null;
+  // A fenced child stays blocked until the daemon lifts the fence explicitly (`unfence`).
+  if (mode === 'rw' && fenced !== null) mode = 'blocked';
   if (mode === 'none') {
     await unmountAll();
   } else {
@@ -216,6 +251,15 @@ async function handle(req: RfsRequest): Promise<unknown> {
     case 'stop-resync':
       mod?.replica.stopExpect();
       return undefined;
+    case 'keepalive':
+      return undefined;
+    case 'unfence':
+      if (fenced !== null) {
+        fenced = null;
+        for (const m of mounted.values()) if (m.fs.mode === 'blocked') m.fs.setMode('rw');
+        process.stderr.write('rfs: self-fence lifted by the daemon\n');
+      }
+      return undefined;
     case 'unmount':
       return unmountAll();
     case 'stats':
@@ -243,6 +287,7 @@ async function unmountAll(): Promise<{ lazy: boolean }> {
 async function shutdown(why: string): Promise<void> {
   if (exiting) return;
   exiting = true;
+  if (fenceTimer !== null) clearInterval(fenceTimer);
   try {
     mod?.link.failHeld('the rfs is stopping');
     await unmountAll();
@@ -256,6 +301,11 @@ async function shutdown(why: string): Promise<void> {
 
 const rl = createInterface({ input: process.stdin });
 rl.on('line', (line) => {
+  lastDaemon = performance.now();
+  if (fenced !== null && !fenceReported) {
+    fenceReported = true;
+    send({ event: 'fenced', detail: fenced });
+  }
   if (line.trim() === '') return;
   let req: RfsRequest;
   try {

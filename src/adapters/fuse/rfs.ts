@@ -43,6 +43,14 @@ export interface RfsConfig {
   readonly peerAddress: { readonly address: string; readonly port: number };
   /** replication.timeout in ms. */
   readonly timeoutMs: number;
+  /**
+   * Self-fencing bound in ms (absent: no self-fencing). A child with a read-write mount that has
+   * received no line from the daemon (keepalives come every pulse) for this long blocks every
+   * mount by itself (writes held), reports `fenced` with its next line to the daemon, and stays
+   * blocked until `unfence`, or fails the held writes at `mount-all ro|none`. A `mount-all rw`
+   * while fenced stays blocked.
+   */
+  readonly fenceMs?: number;
 }
 
 /** Unsolicited lines of the child (stdout, no `id`). */
@@ -52,7 +60,9 @@ export type RfsEvent =
   /** Secondary: a resync ended (`generation`: the one it was made for, null if it never started). */
   | { readonly event: 'resync-done'; readonly ok: boolean; readonly detail: string; readonly generation: string | null }
   /** Primary: a resync this node served ended or was abandoned (for logs). */
-  | { readonly event: 'resync-served'; readonly ok: boolean; readonly detail: string };
+  | { readonly event: 'resync-served'; readonly ok: boolean; readonly detail: string }
+  /** The child fenced itself (see RfsConfig.fenceMs); sent before the answer to the daemon's next request. */
+  | { readonly event: 'fenced'; readonly detail: string };
 
 /** One line of the child's control protocol (stdin, JSON per line). */
 export type RfsRequest =
@@ -61,6 +71,10 @@ export type RfsRequest =
   | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string }
   | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number }
   | { readonly id: number; readonly cmd: 'stop-resync' }
+  /** The daemon is alive (every pulse); answered at once. */
+  | { readonly id: number; readonly cmd: 'keepalive' }
+  /** Lifts a self-fence: blocked mounts go back to rw (no-op when not fenced). */
+  | { readonly id: number; readonly cmd: 'unfence' }
   | { readonly id: number; readonly cmd: 'mount'; readonly dir: string; readonly mode: RfsMode }
   | { readonly id: number; readonly cmd: 'set-mode'; readonly mode: RfsMode }
   | { readonly id: number; readonly cmd: 'unmount' }
@@ -83,6 +97,10 @@ export interface ModuleRfs {
   replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void>;
   expectSync(ms: number): Promise<void>;
   stopResync(): Promise<void>;
+  /** Tells the child the daemon is alive (every pulse); never rejects. */
+  keepalive(): void;
+  /** Lifts the child's self-fence (see RfsConfig.fenceMs). */
+  unfence(): Promise<void>;
   stats(): Promise<RfsStatus>;
   onEvent(fn: (e: RfsEvent) => void): void;
   readonly exited: Promise<number | string>;

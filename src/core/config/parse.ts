@@ -9,6 +9,7 @@ import { fieldOf, issueAt, parseYaml, type PathSeg, type YamlFile } from './loca
 import { isWithin, normalizeAbsoluteDir, relativeTo, resolvePath } from './paths.js';
 import { ALLOWED_KEYS_MARK, CHECKER_TYPES, clusterFileSchema, moduleFileSchema, type CheckerFile, type ClusterFile, type ModuleFile } from './schema.js';
 import { formatDuration, show } from './units.js';
+import { parseIp } from './ip.js';
 import type {
   CheckerConfig, ClusterConfig, ConfigFiles, ConfigIssue, ConfigProbes, ConfigResult, HakitConfig, ModuleConfig, ModuleState,
   ProcessMatch, ReplicatedDir, VipConfig,
@@ -214,7 +215,11 @@ function resolveChecker(y: YamlFile, i: number, c: CheckerFile, vipCount: number
     at(['timeout'], `timeout (${formatDuration(timeoutMs)}) must not be longer than interval (${formatDuration(intervalMs)})`);
   }
   const base = { name: c.name ?? c.type, intervalMs, timeoutMs, rise: c.rise ?? DEFAULTS.checker.rise, fall: c.fall ?? DEFAULTS.checker.fall };
-  if (c.type === 'splitbrain') return { ...base, type: 'splitbrain', witnesses: c.witnesses };
+  if (c.type === 'splitbrain') {
+    if (c.witnesses === undefined && c.arbitrator === undefined) at([], 'a splitbrain checker needs witnesses (addresses to ping), an arbitrator (IP:PORT of hakit witness), or both');
+    if (c.arbitrator !== undefined && !parseIp(c.arbitrator.host).ok) at(['arbitrator'], `expected an IP address and a port (198.18.0.254:7407), got the host name ${JSON.stringify(c.arbitrator.host)}`);
+    return { ...base, type: 'splitbrain', witnesses: c.witnesses ?? [], arbitrator: c.arbitrator };
+  }
   const action = c.action ?? DEFAULTS.checkerAction[c.type];
   switch (c.type) {
     case 'tcp':

@@ -187,7 +187,11 @@ const checkerSchema = z.discriminatedUnion('type', [
       error: expecting((v) => `expected a state (${STATES.join(', ')}) or a list of them, got ${show(v)}`),
     }),
   }),
-  strict({ type: z.literal('splitbrain'), ...checkerCommon, witnesses: list(ipAddress(), 1, 'witness') }),
+  strict({
+    type: z.literal('splitbrain'), ...checkerCommon,
+    witnesses: list(ipAddress(), 1, 'witness').optional().describe('Addresses to ping; at least one of witnesses and arbitrator.'),
+    arbitrator: hostPort().optional().describe('The arbitrator witness (`hakit witness`), IP:PORT (docs/witness.md).'),
+  }),
 ]).meta({ id: 'checker', title: 'checker', description: 'A checker; `type` says which fields it takes.' });
 
 /** Checker types, in the order the docs list them. */

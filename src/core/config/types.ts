@@ -123,7 +123,13 @@ export interface ModuleChecker extends ActingChecker {
   readonly states: readonly ModuleState[];
 }
 /** The split-brain witness: no action, its result drives takeover and self-demotion. */
-export interface SplitbrainChecker extends CheckerBase { readonly type: 'splitbrain'; readonly witnesses: readonly string[] }
+export interface SplitbrainChecker extends CheckerBase {
+  readonly type: 'splitbrain';
+  /** Ping witnesses (may be empty when an arbitrator is given). */
+  readonly witnesses: readonly string[];
+  /** The arbitrator witness (`hakit witness`), an IP literal and a port; undefined: none. */
+  readonly arbitrator: { readonly host: string; readonly port: number } | undefined;
+}
 
 export type CheckerConfig =
   | TcpChecker | HttpChecker | ProcessChecker | PingChecker | InterfaceChecker

@@ -22,8 +22,8 @@
  *                   start_prim)  +------------------------------------+       start_prim)
  *                                          swap request of the peer
  *
- *   WAIT reasons: peer-not-seen, peer-not-up-to-date, diverged, failover-off (re-decided on every
- *   heartbeat and tick), checker:<name> (held while the checker is down), start_prim-failed,
+ *   WAIT reasons: peer-not-seen, peer-not-up-to-date, diverged, failover-off, isolated (re-decided
+ *   on every heartbeat and tick), checker:<name> (held while the checker is down), start_prim-failed,
  *   vip-conflict, rfs-failed (held: the node only becomes SECOND of a primary peer, or an admin acts).
  *
  * Every state is `ready` or transient; it is transient while the scripts of a transition run, one
@@ -48,6 +48,20 @@
  *   other releases and becomes SECOND (or WAIT diverged when the generations diverged; then the
  *   tie rule keeps one of them running).
  *
+ * Split brain (a `splitbrain` checker, MirrorParams.splitBrain; DESIGN.md 3.1, 5), see the
+ * section at the end of this file for the timing bound:
+ * - The peer silent on every heartbeat network (not a clean stop) is a takeover only through
+ *   `silentGate`: a witness answers and heartbeatTimeoutMs + graceMs of silence passed (ping
+ *   witnesses), and/or the arbitrator granted this node the lease. No witness: WAIT `isolated`.
+ * - A primary (or a node about to mount rw) whose peer is silent and that is cut off (no witness
+ *   answers / no live lease) holds its writes at once (`mount blocked`, even during a
+ *   transition), then releases to WAIT `isolated` (stop_prim, VIP removed, mount none).
+ * - With the arbitrator a primary asks for the lease before `vip add` and renews it every pulse;
+ *   while the peer is heard a missing lease changes nothing.
+ * - Self-fencing: after a `fenced` event the rfs holds writes until `unfence`, which the core
+ *   gives on a peer view made after the fence (`sees` echo) that is not primary, or after
+ *   heartbeatTimeoutMs + graceMs of silence with the split-brain checks passing.
+ *
  * Replication (modules with replicated dirs; DESIGN.md 3.2, 5):
  * - PRIM means "the peer is SECOND with my data": the rfs replicates synchronously (`replicate
  *   sync`, given before `mount rw`). ALONE means the peer may be behind: calls complete locally
@@ -70,6 +84,7 @@ import type {
 import type { CheckerAction } from '../config/types.js';
 import { NO_DATA, compareGenerations, nextGeneration } from './generation.js';
 import { recordRestart } from './maxloop.js';
+import { demoteDeadline } from '../witness/lease.js';
 
 /** What a node puts in `PeerView.msg` (every heartbeat). Unknown fields are ignored. */
 export interface MirrorMsg {
@@ -111,6 +126,8 @@ type Step =
   | { readonly k: 'newgen'; readonly absorb: readonly string[] }
   | { readonly k: 'patch'; readonly patch: Partial<Persisted> }
   | { readonly k: 'stop-resync' }
+  /** Arbitrator: hold a live lease (ask and await the answer if none) before going on. */
+  | { readonly k: 'lease' }
   /** The end of a transition: this state, ready. `listen`: WAIT peer-not-seen for heartbeatTimeoutMs. */
   | { readonly k: 'done'; readonly name: MirrorStateName; readonly reason: string | null; readonly listen?: boolean };
 
@@ -118,7 +135,7 @@ interface Plan {
   steps: Step[];
   /** The script whose `script-done` is awaited. */
   /** The script (or `vip`: the answer to a `vip add`) the plan waits for. */
-  waiting: ScriptName | 'vip' | null;
+  waiting: ScriptName | 'vip' | 'lease' | null;
   /** Set by `vip-failed` while a script runs: fail the primary once it ends. */
   failure: string | null;
 }
@@ -174,12 +191,30 @@ interface S {
   resyncReq: number;
   /** Primary: the peer's request (`life:resyncReq`) served last. */
   served: string | null;
+  /** Ping witnesses: the last reported reachability (false until the first report). */
+  witnessUp: boolean;
+  /** Arbitrator: the demote deadline (this node's clock) of the lease last granted; null if none. */
+  leaseDeadline: number | null;
+  /** Arbitrator: a `lease acquire` is out (its answer not in yet), and when it was asked. */
+  leaseAsking: boolean;
+  leaseAskedAt: number | null;
+  /** Arbitrator: the last answer: 'error' (no answer: unreachable), a holder's name, 'quiet', or null (granted / none yet). */
+  leaseRefused: string | null;
+  /**
+   * Split brain: this primary found itself cut off and asked the rfs to hold writes (`mount
+   * blocked`); it is committed to demote (WAIT isolated) once the running transition ends.
+   */
+  writesBlocked: boolean;
+  /** Self-fencing: the time the rfs reported `fenced`, null when not fenced. */
+  fencedAt: number | null;
+  /** The mode of the last `mount` action emitted (what the rfs serves once the queue ran). */
+  mounted: 'rw' | 'ro' | 'none' | 'blocked';
 }
 
 /** The state of one mirror module on this node. Opaque to the daemon; plain data (cloneable). */
 export type MirrorState = Readonly<S>;
 
-const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off']);
+const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off', 'isolated']);
 const PRIMARY = new Set<string>(['PRIM', 'ALONE']);
 
 function isPrimaryName(n: string): boolean { return PRIMARY.has(n); }
@@ -196,6 +231,7 @@ export function initialState(params: MirrorParams): MirrorState {
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false,
     forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, resyncReq: 0, served: null,
+    witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
   };
 }
 
@@ -325,6 +361,9 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
     case 'resync-done': onResyncDone(c, event.ok, event.detail, event.generation); break;
     case 'replication-lost': onReplicationLost(c, event.detail); break;
     case 'rfs-failed': onResourceFailed(c, 'rfs-failed', `replicated file system failed: ${event.detail}`); break;
+    case 'witness': onWitness(c, event.reachable); break;
+    case 'lease': onLease(c, event); break;
+    case 'fenced': onFenced(c, event.detail); break;
   }
   evaluate(c);
   c.s.peerLive = peerAlive(c.s, params, c.now);
@@ -425,9 +464,24 @@ function advance(c: Ctx): void {
         s.plan.waiting = st.script;
         c.out.push({ type: 'run-script', script: st.script, args: st.args, role: st.role });
         break;
-      case 'act':
-        c.out.push(st.action);
-        if (st.action.type === 'vip' && st.action.op === 'add') s.plan.waiting = 'vip';
+      case 'act': {
+        let a = st.action;
+        if (a.type === 'mount') {
+          // A primary committed to demote keeps its writes held: a transition that was running
+          // when it found itself cut off does not mount read-write again.
+          if (a.mode === 'rw' && s.writesBlocked) a = { type: 'mount', mode: 'blocked' };
+          if (a.mode === 'ro' || a.mode === 'none') { s.writesBlocked = false; s.fencedAt = null; }
+          s.mounted = a.mode;
+        }
+        if (a.type === 'lease' && a.op === 'release') { s.leaseDeadline = null; s.leaseRefused = null; }
+        c.out.push(a);
+        if (a.type === 'vip' && a.op === 'add') s.plan.waiting = 'vip';
+        break;
+      }
+      case 'lease':
+        if (s.leaseDeadline !== null && c.now < s.leaseDeadline) break;
+        s.plan.waiting = 'lease';
+        askLease(c, true);
         break;
       case 'enter':
         if (st.swap !== undefined) s.swapOut = st.swap;
@@ -464,9 +518,15 @@ function script(script: ScriptName, args: readonly [string, string, string], rol
 const act = (action: MirrorAction): Step => ({ k: 'act', action });
 
 /** Steps that release a primary or a secondary (the state itself is left to the caller). */
-function releaseSteps(from: MirrorStateName, to: MirrorStateName, action: string, mount: 'ro' | 'none'): Step[] {
+function releaseSteps(c: Ctx, from: MirrorStateName, to: MirrorStateName, action: string, mount: 'ro' | 'none'): Step[] {
   const args = [from, to, action] as const;
-  if (isPrimaryName(from)) return [script('stop_prim', args, 'prim'), act({ type: 'vip', op: 'remove' }), act({ type: 'mount', mode: mount })];
+  if (isPrimaryName(from)) {
+    const steps = [script('stop_prim', args, 'prim'), act({ type: 'vip', op: 'remove' }), act({ type: 'mount', mode: mount })];
+    // The arbitrator's lease goes back once nothing of the primary is left, so that the peer
+    // gets it at once (not only when it expires).
+    if (c.params.splitBrain?.arbitrator) steps.push(act({ type: 'lease', op: 'release' }));
+    return steps;
+  }
   if (from === 'SECOND') return [{ k: 'stop-resync' }, script('stop_second', args, 'second'), act({ type: 'mount', mode: mount })];
   return [];
 }
@@ -480,6 +540,7 @@ function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb:
   const steps: Step[] = [{ k: 'enter', name: target, reason: null, stopping: false, swap: false }];
   if (from === 'SECOND') steps.push({ k: 'stop-resync' }, script('stop_second', args, 'second'));
   else steps.push(script('start_both', args, 'prim'));
+  if (c.params.splitBrain?.arbitrator) steps.push({ k: 'lease' });
   steps.push(act({ type: 'vip', op: 'add' }));
   if (target === 'ALONE') steps.push({ k: 'newgen', absorb });
   else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node } });
@@ -497,7 +558,7 @@ function becomeSecond(c: Ctx, action: string, handover: boolean): void {
   const from = c.s.name;
   const args = [from, 'SECOND', action] as const;
   const steps: Step[] = [];
-  if (isPrimaryName(from)) steps.push({ k: 'enter', name: from, reason: null, stopping: false }, ...releaseSteps(from, 'SECOND', action, 'ro'));
+  if (isPrimaryName(from)) steps.push({ k: 'enter', name: from, reason: null, stopping: false }, ...releaseSteps(c, from, 'SECOND', action, 'ro'));
   steps.push({ k: 'enter', name: 'SECOND', reason: null, stopping: handover, swap: handover });
   if (!running(from)) steps.push(script('start_both', args, 'second'), act({ type: 'mount', mode: 'ro' }));
   steps.push(script('start_second', args, 'second'), { k: 'done', name: 'SECOND', reason: null });
@@ -511,17 +572,19 @@ function becomeSecond(c: Ctx, action: string, handover: boolean): void {
 /** Releases whatever this node holds and waits with `reason`. */
 function releaseToWait(c: Ctx, reason: string, action: string): void {
   const from = c.s.name;
-  const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(from, 'WAIT', action, 'none')];
+  const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(c, from, 'WAIT', action, 'none')];
   if (running(from)) steps.push(script('stop_both', [from, 'WAIT', action], 'none'));
   steps.push({ k: 'done', name: 'WAIT', reason });
-  c.s.inSync = false;
+  // A SECOND that waits `isolated` keeps its claim to take over once a witness answers: its copy
+  // is what it had in sync when the peer fell silent.
+  if (!(reason === 'isolated' && from === 'SECOND')) c.s.inSync = false;
   c.s.wantSwap = false;
   runPlan(c, steps);
 }
 
 function stopSteps(c: Ctx, action: string, reason: string | null): Step[] {
   const from = c.s.name;
-  const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(from, 'STOP', action, 'none')];
+  const steps: Step[] = [{ k: 'enter', name: from, reason: c.s.reason, stopping: false }, ...releaseSteps(c, from, 'STOP', action, 'none')];
   if (running(from)) steps.push(script('stop_both', [from, 'STOP', action], 'none'));
   steps.push({ k: 'enter', name: 'STOP', reason, stopping: true, swap: false }, script('poststop', [from, 'STOP', action], 'none'));
   return steps;
@@ -812,6 +875,9 @@ function evaluate(c: Ctx): void {
   // while a transition runs: its scripts may wait for an application that waits for its writes.
   if (s.holdWrites && !isPrimaryName(s.name)) s.holdWrites = false;
   if (s.initialized && s.holdWrites) releaseWrites(c, peerRole(s, c.params, c.now));
+  // Split brain and self-fencing act even while a transition runs: a cut-off primary holds its
+  // writes at once, not once its scripts end.
+  if (s.initialized) guardSplitBrain(c);
   if (!s.initialized || s.plan) return;
   if (s.pendingStop) {
     if (s.name === 'STOP') s.pendingStop = null;
@@ -860,11 +926,21 @@ function evalWait(c: Ctx, role: PeerRole): void {
   const r = s.reason ?? '';
   const v = s.peer.view;
   if (role === 'silent' || !v) {
-    if (r === 'peer-not-seen' && s.listenUntil !== null && c.now >= s.listenUntil && !s.forcedSecond) {
-      if (mayRunAlone(c)) becomePrimary(c, 'ALONE', 'start');
-      else setState(c, 'WAIT', true, 'peer-not-up-to-date');
+    const listened = r === 'peer-not-seen' && s.listenUntil !== null && c.now >= s.listenUntil && !s.forcedSecond;
+    // Silence counted from the last heartbeat heard, else from the start of listening.
+    const ref = s.peer.lastHeard ?? (s.listenUntil !== null ? s.listenUntil - c.params.heartbeatTimeoutMs : null);
+    if (listened || (r === 'isolated' && !s.forcedSecond)) {
+      // The last view of the peer may name newer data (it went on alone before it fell silent).
+      const cmp = v ? dataCmp(s, c.params, v.generation) : 'equal';
+      if (!mayRunAlone(c) || cmp === 'behind') { setState(c, 'WAIT', true, 'peer-not-up-to-date'); return; }
+      if (cmp === 'diverged') { waitFor(c, 'diverged'); return; }
+      const g = silentGate(c, ref);
+      if (g === 'go') becomePrimary(c, 'ALONE', r === 'isolated' ? 'takeover' : 'start');
+      else if (g === 'isolated' && r !== 'isolated') { log(c, 'warn', `peer ${c.params.peer} silent and ${isolation(c)}: waiting`); setState(c, 'WAIT', true, 'isolated'); }
     } else if (r === 'failover-off' && s.persisted.failover && mayRunAlone(c)) {
-      becomePrimary(c, 'ALONE', 'takeover');
+      const g = silentGate(c, ref);
+      if (g === 'go') becomePrimary(c, 'ALONE', 'takeover');
+      else if (g === 'isolated') setState(c, 'WAIT', true, 'isolated');
     }
     return;
   }
@@ -910,8 +986,11 @@ function waitFor(c: Ctx, reason: string): void {
   else releaseToWait(c, reason, 'stopstart');
 }
 
-/** The peer is gone or released everything: take over, or wait. */
-function takeoverOrWait(c: Ctx, why: string): void {
+/**
+ * The peer is gone or released everything: take over, or wait. `silent`: the peer is silent on
+ * every heartbeat network (not heard releasing): the split-brain gate applies.
+ */
+function takeoverOrWait(c: Ctx, why: string, silent = false): void {
   const s = c.s;
   if (!s.persisted.failover) { log(c, 'warn', `peer ${c.params.peer} ${why}; failover is off: waiting`); releaseToWait(c, 'failover-off', 'stopstart'); return; }
   if (!mayRunAlone(c)) { log(c, 'warn', `peer ${c.params.peer} ${why}; this node is not up to date: waiting`); releaseToWait(c, 'peer-not-up-to-date', 'stopstart'); return; }
@@ -924,6 +1003,15 @@ function takeoverOrWait(c: Ctx, why: string): void {
     if (cmp === 'diverged') waitFor(c, 'diverged'); else releaseToWait(c, 'peer-not-up-to-date', 'stopstart');
     return;
   }
+  if (silent) {
+    const g = silentGate(c, s.peer.lastHeard);
+    if (g === 'wait') return;
+    if (g === 'isolated') {
+      log(c, 'warn', `peer ${c.params.peer} ${why} and ${isolation(c)}: not taking over, waiting`);
+      releaseToWait(c, 'isolated', 'isolated');
+      return;
+    }
+  }
   log(c, 'warn', `peer ${c.params.peer} ${why}: taking over`);
   becomePrimary(c, 'ALONE', 'takeover');
 }
@@ -931,7 +1019,7 @@ function takeoverOrWait(c: Ctx, why: string): void {
 function evalSecond(c: Ctx, role: PeerRole): void {
   const s = c.s;
   const v = s.peer.view;
-  if (role === 'silent' || !v) { s.swapOut = false; takeoverOrWait(c, 'silent on every heartbeat network'); return; }
+  if (role === 'silent' || !v) { s.swapOut = false; takeoverOrWait(c, 'silent on every heartbeat network', true); return; }
   const cmp = dataCmp(s, c.params, v.generation);
   if (role === 'primary') {
     if (s.swapOut) { s.swapOut = false; setState(c, 'SECOND', true, null, false); }
@@ -980,6 +1068,13 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
   const s = c.s;
   const role = seen === 'handover' ? 'candidate' : seen; // a handing-over SECOND is still our secondary
   const v = s.peer.view;
+  if (s.writesBlocked) {
+    // Cut off (guardSplitBrain): writes are held already; now release everything (held writes
+    // fail at `mount none`) and wait.
+    log(c, 'warn', 'split brain: demoting (stop_prim, VIP removed, held writes fail)');
+    releaseToWait(c, 'isolated', 'isolated');
+    return;
+  }
   if (role === 'primary' && v) {
     const cmp = dataCmp(s, c.params, v.generation);
     const winner = cmp === 'ahead' ? 'me' : cmp === 'behind' ? 'peer' : tieBreak(s, c.params, v);
@@ -1013,4 +1108,180 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
     log(c, 'info', `swap back to the default primary ${c.params.peer}`);
     becomeSecond(c, 'swap', true);
   }
+}
+
+// ---- split brain: witnesses, the arbitrator's lease, self-fencing ----------------------------------
+//
+// Bound (ping witnesses; DESIGN.md 3.1, 5). Let X be the moment the primary P is cut off from its
+// peer S and from every witness, T = heartbeatTimeoutMs, I and TO the splitbrain checker's
+// interval and timeout, p the pulse, grace = I + TO + p (MirrorParams.splitBrain.graceMs).
+// - P's last heartbeat to S left at or after X - p, so S hears P until X - p at least and, on
+//   silence, takes over no earlier than X - p + T + grace = X + T + I + TO (`silentGate`).
+// - P learns that no witness answers by X + I + TO (the probe that starts after X fails within
+//   its timeout; a run that started before X may still succeed) and hears S's silence at X + T
+//   at the latest (its silence tick). It asks the rfs to hold writes (`mount blocked`) on the
+//   step where both are known: by X + max(T, I + TO), even while a transition runs
+//   (`guardSplitBrain`). max(T, I + TO) < T + I + TO: P stops acknowledging writes strictly
+//   before S may take over (the margin is min(T, I + TO)), as long as the executor runs the
+//   `mount blocked` within that margin. stop_prim, the VIP removal and `mount none` follow.
+// Arbitrator: P must have blocked by its lease's demote deadline (src/core/witness/lease.ts),
+// checked on every tick (one per pulse; the deadline's margin includes a pulse); S takes over only
+// on a grant, which the witness gives only after P's lease ended at the witness.
+
+/** What cuts this primary off, when its peer is silent; null: it may go on. */
+function cutOff(c: Ctx): string | null {
+  const s = c.s;
+  const sb = c.params.splitBrain;
+  if (!sb) return null;
+  if (sb.witnesses && !s.witnessUp) return 'no witness answers';
+  if (sb.arbitrator && !(s.leaseDeadline !== null && c.now < s.leaseDeadline)) {
+    return s.leaseDeadline === null ? 'it holds no witness lease' : 'its witness lease was not renewed in time';
+  }
+  return null;
+}
+
+/** Why this node does not take over (for logs). */
+function isolation(c: Ctx): string {
+  const s = c.s;
+  const sb = c.params.splitBrain;
+  if (sb?.witnesses && !s.witnessUp) return 'no witness answers';
+  if (s.leaseRefused === 'error') return 'the arbitrator witness does not answer';
+  if (s.leaseRefused === 'quiet') return 'the arbitrator witness just started';
+  if (s.leaseRefused !== null) return `the arbitrator witness gives the lease to ${s.leaseRefused}`;
+  return 'the split-brain checks fail';
+}
+
+/**
+ * May this node take the primary role from a peer that is silent on every heartbeat network
+ * since `since` (null: never heard)? `go`; `wait` (decide again later: the grace after the
+ * silence has not passed, or a lease request is out or was refused); `isolated` (no witness
+ * answers, or the arbitrator does not).
+ */
+function silentGate(c: Ctx, since: number | null): 'go' | 'wait' | 'isolated' {
+  const s = c.s;
+  const sb = c.params.splitBrain;
+  if (!sb) return 'go';
+  if (sb.witnesses) {
+    if (!s.witnessUp) return 'isolated';
+    if (since !== null && c.now < since + c.params.heartbeatTimeoutMs + sb.graceMs) return 'wait';
+  }
+  if (sb.arbitrator) {
+    if (s.leaseDeadline !== null && c.now < s.leaseDeadline) return 'go';
+    askLease(c, false);
+    return s.leaseRefused === 'error' ? 'isolated' : 'wait';
+  }
+  return 'go';
+}
+
+/** Sends `lease acquire` unless one is out; at most once per pulse unless `now`. */
+function askLease(c: Ctx, now: boolean): void {
+  const s = c.s;
+  if (s.leaseAsking) return;
+  if (!now && s.leaseAskedAt !== null && c.now - s.leaseAskedAt < c.params.pulseMs) return;
+  s.leaseAsking = true;
+  s.leaseAskedAt = c.now;
+  c.out.push({ type: 'lease', op: 'acquire' });
+}
+
+/**
+ * Every event: renews the lease of a primary (every pulse), holds the writes of a primary that
+ * is cut off (see the bound above), and lifts a self-fence once it is safe.
+ */
+function guardSplitBrain(c: Ctx): void {
+  const s = c.s;
+  const sb = c.params.splitBrain;
+  if (s.fencedAt !== null) checkFence(c);
+  // Only a node that serves, or is about to serve, read-write: not one whose release already
+  // unmounted (its state still says PRIM/ALONE until the release ends).
+  const willMountRw = s.plan?.steps.some((st) => st.k === 'act' && st.action.type === 'mount' && st.action.mode === 'rw') ?? false;
+  if (!sb || !isPrimaryName(s.name) || (s.mounted !== 'rw' && s.mounted !== 'blocked' && !willMountRw)) return;
+  if (sb.arbitrator) askLease(c, false);
+  if (s.writesBlocked || s.mounted === 'blocked' || peerRole(s, c.params, c.now) !== 'silent') return;
+  const why = cutOff(c);
+  if (why === null) return;
+  s.writesBlocked = true;
+  log(c, 'error', `split brain: peer ${c.params.peer} silent on every heartbeat network and ${why}: holding writes, demoting`);
+  c.out.push({ type: 'mount', mode: 'blocked' }); // a no-op without replicated dirs, as every mount
+}
+
+function onWitness(c: Ctx, reachable: boolean): void {
+  const s = c.s;
+  if (s.witnessUp === reachable) return;
+  s.witnessUp = reachable;
+  log(c, reachable ? 'info' : 'warn', reachable ? 'witness reachable' : 'no witness answers');
+}
+
+function onLease(c: Ctx, e: Extract<MirrorEvent, { type: 'lease' }>): void {
+  const s = c.s;
+  s.leaseAsking = false;
+  if (e.granted) {
+    try {
+      s.leaseDeadline = demoteDeadline({ grantSentAtMs: e.sentAtMs, leaseMs: e.leaseMs, pulseMs: c.params.pulseMs });
+    } catch (err) {
+      log(c, 'error', `witness lease unusable: ${(err as Error).message}`);
+      s.leaseDeadline = null;
+    }
+    if (s.leaseRefused !== null) log(c, 'info', 'witness lease granted');
+    s.leaseRefused = null;
+  } else {
+    const refused = e.error !== undefined ? 'error' : e.holder ?? 'quiet';
+    if (refused !== s.leaseRefused) {
+      log(c, 'warn', refused === 'error' ? `the arbitrator witness does not answer (${e.error ?? ''})`
+        : refused === 'quiet' ? 'the arbitrator witness just started: no lease yet' : `witness lease held by ${refused}`);
+    }
+    s.leaseRefused = refused;
+  }
+  const plan = s.plan;
+  if (plan?.waiting !== 'lease') return;
+  if (s.leaseDeadline !== null && c.now < s.leaseDeadline) { plan.waiting = null; advance(c); return; }
+  if (peerAlive(s, c.params, c.now)) {
+    // The peer is heard and let this node take the role: no second primary is possible while
+    // that lasts; without a lease the node demotes as soon as the peer falls silent.
+    log(c, 'warn', `no witness lease (${isolation(c)}), but ${c.params.peer} is heard: going on without it`);
+    plan.waiting = null;
+    advance(c);
+    return;
+  }
+  log(c, 'error', `no witness lease (${isolation(c)}) and ${c.params.peer} is silent: releasing`);
+  s.plan = null;
+  releaseToWait(c, 'isolated', 'isolated');
+}
+
+/** The rfs fenced itself: writes are held until `checkFence` lifts it (or a release fails them). */
+function onFenced(c: Ctx, detail: string): void {
+  const s = c.s;
+  log(c, 'warn', `the rfs fenced itself (${detail}): writes held until ${c.params.peer} is known not to be primary`);
+  s.fencedAt = c.now;
+  s.changes++; // a view of the peer counts only when it was made after it saw this one
+  // The daemon stalled: the peer's silence meanwhile proves nothing (its heartbeats wait in the
+  // socket, behind this event). It gets a heartbeat timeout from now to be heard, so that a
+  // stalled primary does not go on alone (a new generation, diverged from a peer that took over).
+  if (s.peer.lastHeard !== null) s.peer.lastHeard = Math.max(s.peer.lastHeard, c.now);
+  c.out.push({ type: 'send-heartbeat' });
+}
+
+/**
+ * Lifts a self-fence (`unfence`) when a view of the peer made after the fence (`sees` echo) shows
+ * it is not primary, or when the peer stayed silent for heartbeatTimeoutMs (+ grace) after the
+ * fence and this node passes the split-brain checks. A primary peer: evalPrimary resolves the
+ * two primaries; the loser releases and its held writes fail.
+ */
+function checkFence(c: Ctx): void {
+  const s = c.s;
+  if (s.fencedAt === null) return;
+  if (!isPrimaryName(s.name)) { if (!s.plan) s.fencedAt = null; return; }
+  if (s.writesBlocked) return;
+  const v = s.peer.view;
+  const role = peerRole(s, c.params, c.now);
+  let why: string | null = null;
+  if (role !== 'silent' && v && peerSawMe(s, v)) {
+    if (role === 'primary') return;
+    why = `${c.params.peer} is ${v.state} (a view made after the fence)`;
+  } else if (role === 'silent' && c.now >= s.fencedAt + c.params.heartbeatTimeoutMs + (c.params.splitBrain?.graceMs ?? 0) && cutOff(c) === null) {
+    why = `${c.params.peer} stayed silent since the fence`;
+  }
+  if (why === null) return;
+  s.fencedAt = null;
+  log(c, 'info', `self-fence lifted: ${why}`);
+  c.out.push({ type: 'unfence' });
 }

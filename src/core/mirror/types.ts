@@ -75,6 +75,28 @@ export interface MirrorParams {
   readonly maxloop: { readonly count: number; readonly windowMs: number };
   /** False until the module has replicated dirs: such a module is always in sync. */
   readonly hasReplication: boolean;
+  /** The module's `splitbrain` checker (DESIGN.md 5 "Split brain"); absent: none configured. */
+  readonly splitBrain?: SplitBrainParams;
+}
+
+/**
+ * Split-brain protection of a module (machine.ts, "Split brain"). Times in ms.
+ *
+ * Ping witnesses (`witnesses`): the runtime pings them every checker interval (each run bounded
+ * by the checker timeout) and reports each change as a `witness` event. `graceMs` is the
+ * checker's interval + timeout + the heartbeat pulse: a secondary takes over a silent peer only
+ * after heartbeatTimeoutMs + graceMs of silence, while a primary that is cut off has blocked its
+ * writes by heartbeatTimeoutMs, or interval + timeout after the cut, whichever is later: strictly
+ * before (the bound is asserted in test/unit/mirror-splitbrain.test.ts).
+ *
+ * Arbitrator (`arbitrator`): a primary holds the module's lease of `hakit witness` (actions
+ * `lease`, answered by `lease` events) and demotes at the lease's demote deadline
+ * (src/core/witness/lease.ts) when its peer is silent; a secondary takes over only on a grant.
+ */
+export interface SplitBrainParams {
+  readonly witnesses: boolean;
+  readonly graceMs: number;
+  readonly arbitrator: boolean;
 }
 
 export type MirrorCommand =
@@ -121,7 +143,23 @@ export type MirrorEvent =
    * The replicated file system failed on this node (its process died, a mount failed): a primary
    * releases (reason `rfs-failed`, held like `vip-conflict`) so that the peer takes over.
    */
-  | { readonly type: 'rfs-failed'; readonly now: number; readonly detail: string };
+  | { readonly type: 'rfs-failed'; readonly now: number; readonly detail: string }
+  /** Ping witnesses: at least one witness answers (true) or none does (false); sent on every change. */
+  | { readonly type: 'witness'; readonly now: number; readonly reachable: boolean }
+  /**
+   * The answer to `lease acquire`: granted (`sentAtMs`: when the granted request left, this
+   * node's clock; `leaseMs`: the length granted), refused (`holder` holds it; null: the witness
+   * is in its quiet period after a start) or no answer (`error`: the witness is unreachable).
+   */
+  | { readonly type: 'lease'; readonly now: number; readonly granted: true; readonly sentAtMs: number; readonly leaseMs: number }
+  | { readonly type: 'lease'; readonly now: number; readonly granted: false; readonly holder: string | null; readonly error?: string }
+  /**
+   * The rfs child blocked every mount by itself (self-fencing) because it did not hear the daemon
+   * for its fencing bound, or the daemon found that it stalled that long (its timers were late).
+   * Writes stay held until the core answers `unfence` (or releases: held writes then fail). The
+   * peer's silence during the stall does not count: it gets a heartbeat timeout from this event.
+   */
+  | { readonly type: 'fenced'; readonly now: number; readonly detail: string };
 
 export type MirrorAction =
   /** Store durably before executing the next action. */
@@ -136,8 +174,19 @@ export type MirrorAction =
   | { readonly type: 'vip'; readonly op: 'add' | 'remove' }
   /** Announce the VIPs again (gratuitous ARP / unsolicited NA), e.g. when the peer comes back. */
   | { readonly type: 'announce-vip' }
-  /** Mount the replicated dirs read-write, read-only, or unmount them (no-op without replication). */
-  | { readonly type: 'mount'; readonly mode: 'rw' | 'ro' | 'none' }
+  /**
+   * Mount the replicated dirs read-write, read-only, or unmount them (no-op without replication).
+   * `blocked`: mutating calls are held (not acknowledged, not failed) from now on; the next
+   * `mount ro|none` fails them (a primary that demotes itself: split brain).
+   */
+  | { readonly type: 'mount'; readonly mode: 'rw' | 'ro' | 'none' | 'blocked' }
+  /**
+   * Arbitrator witness: ask for (or renew) the module's lease, answered by a `lease` event; or
+   * give it back (not answered). Never awaited by the executor.
+   */
+  | { readonly type: 'lease'; readonly op: 'acquire' | 'release' }
+  /** The rfs child fenced itself (`fenced` event) and the core saw it is safe: writes go on. */
+  | { readonly type: 'unfence' }
   /** Secondary: accept a resync from the primary (answered with `resync-done`). */
   | { readonly type: 'start-resync'; readonly full: boolean }
   /**

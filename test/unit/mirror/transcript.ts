@@ -9,6 +9,8 @@
 //   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail] [gen=x.1]     @80 tick
 //   @90 replication-lost            (hb also takes [req=N]: the peer's resync request number)
+//   @95 witness up|down     @96 lease granted [sent=N] [len=4000] | lease refused [holder=n2] | lease error     @97 fenced
+//   params sb=ping|arb|both grace=N  (the splitbrain checker: ping witnesses, arbitrator, both)
 //
 // Indented lines after an event are exactly the actions it must produce, rendered as:
 //   => STATE[~] [reason]  (transition; ~ = transient; the send-heartbeat that follows is implied)
@@ -78,6 +80,8 @@ export function render(actions: readonly MirrorAction[]): string[] {
       case 'stop-resync': out.push('stop-resync'); break;
       case 'replicate': out.push(a.mode === 'resync' ? `replicate resync ${a.full ? 'full' : 'incr'} gen=${a.generation}` : `replicate ${a.mode}`); break;
       case 'log': out.push(`log ${a.level}: ${a.message}`); break;
+      case 'lease': out.push(`lease ${a.op}`); break;
+      case 'unfence': out.push('unfence'); break;
     }
   }
   return out;
@@ -108,6 +112,8 @@ export function parseFile(text: string): Section[] {
         else if (k === 'failover') p.failover = v === '1';
         else if (k === 'nets') p.networks = v.split(',');
         else if (k === 'timeout') p.heartbeatTimeoutMs = Number(v);
+        else if (k === 'sb') p.splitBrain = { witnesses: v !== 'arb', arbitrator: v !== 'ping', graceMs: p.splitBrain?.graceMs ?? 1750 };
+        else if (k === 'grace') p.splitBrain = { witnesses: p.splitBrain?.witnesses ?? true, arbitrator: p.splitBrain?.arbitrator ?? false, graceMs: Number(v) };
         else if (k === 'maxloop') { const [c = '3', w = '60000'] = v.split('/'); p.maxloop = { count: Number(c), windowMs: Number(w) }; }
         else throw new Error(`line ${n}: unknown param ${k}`);
       }
@@ -135,6 +141,14 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
       return [{ type: 'resync-done', now, ok: words[0] !== 'fail', detail: words[0] === 'fail' ? 'peer gone' : '', ...(gen !== undefined ? { generation: gen } : {}) }];
     }
     case 'replication-lost': return [{ type: 'replication-lost', now, detail: 'no ack for 3000 ms' }];
+    case 'witness': return [{ type: 'witness', now, reachable: words[0] === 'up' }];
+    case 'fenced': return [{ type: 'fenced', now, detail: 'no word from the daemon for 1000 ms' }];
+    case 'lease': {
+      const o = kv(words.slice(1));
+      if (words[0] === 'granted') return [{ type: 'lease', now, granted: true, sentAtMs: Number(o.get('sent') ?? now), leaseMs: Number(o.get('len') ?? 4000) }];
+      if (words[0] === 'error') return [{ type: 'lease', now, granted: false, holder: null, error: 'timeout' }];
+      return [{ type: 'lease', now, granted: false, holder: o.get('holder') ?? null }];
+    }
     case 'done': return [{ type: 'script-done', now, script: (words[0] ?? '') as ScriptName, ok: words[1] !== 'fail', detail: words[1] === 'fail' ? 'exit 1' : 'exit 0' }];
     case 'checker': return [{ type: 'checker', now, name: words[0] ?? '', up: words[1] === 'up', action: (words[2] ?? 'none') as CheckerAction }];
     case 'init': {
