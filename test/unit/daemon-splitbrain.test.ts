@@ -4,7 +4,8 @@
  * with the real service and codec) and their rfs (FakeModuleRfs, which fences like the child).
  * Checks what the runtime adds to the core: witness events from the probe, `lease` actions on the
  * witness client, `mount blocked`, keepalives, `fenced` and `unfence` on the rfs.
- * Real time, short settings: pulse 20 ms, heartbeat timeout 200 ms, ping every 50 ms, lease 500 ms.
+ * Real time: pulse 50 ms, heartbeat timeout 1 s (so a test process busy for a moment is not a
+ * stalled daemon: the fencing bound is 500 ms), ping every 100 ms (timeout 50 ms), lease 2 s.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,7 +42,7 @@ describe('split brain in the daemon (in-memory adapters)', { timeout: 30_000 }, 
   const key = generateKey();
   const net = new MemoryHeartbeatNetwork();
   const lan = new FakeLan();
-  const witness = new MemoryWitness({ key: parseKey(key), cluster: 't', leaseMs: 500, clock: realClock });
+  const witness = new MemoryWitness({ key: parseKey(key), cluster: 't', leaseMs: 2000, clock: realClock });
   const probes = { n1: new FakeProbes(), n2: new FakeProbes() };
   const rfs: Record<string, FakeModuleRfs[]> = { n1: [], n2: [] };
   const agents: Record<string, NodeAgent> = {};
@@ -61,10 +62,10 @@ describe('split brain in the daemon (in-memory adapters)', { timeout: 30_000 }, 
     ].join('\n'));
     writeFileSync(join(etc, 'modules/data/module.yaml'), [
       'kind: mirror', 'nodes: [n1, n2]', 'default_primary: n1',
-      'heartbeat: { pulse: 20ms, timeout: 200ms }',
+      'heartbeat: { pulse: 50ms, timeout: 1s }',
       'vip: [ { address: 198.18.0.101/24, interface: eth0 } ]',
       'replication: { dirs: [ { path: /srv/data } ] }',
-      'checkers: [ { type: splitbrain, witnesses: [198.18.0.254], arbitrator: "198.18.0.254:7407", interval: 50ms, timeout: 20ms } ]', '',
+      'checkers: [ { type: splitbrain, witnesses: [198.18.0.254], arbitrator: "198.18.0.254:7407", interval: 100ms, timeout: 50ms } ]', '',
     ].join('\n'));
     const i = node === 'n1' ? 1 : 2;
     const a = await NodeAgent.create({
@@ -93,10 +94,10 @@ describe('split brain in the daemon (in-memory adapters)', { timeout: 30_000 }, 
     await agent('n2');
     for (const n of ['n1', 'n2']) await agents[n]!.command('data', { cmd: 'start' });
     await waitFor('PRIM + SECOND', () => st('n1').state === 'PRIM' && st('n1').ready && st('n2').state === 'SECOND' && st('n2').ready);
-    await waitFor('lease granted to n1', () => /lease granted/.test(JSON.stringify(st('n1').checkers)));
+    await waitFor('lease granted to n1', () => /lease granted/.test(JSON.stringify(st('n1').checkers)), 10_000);
     const view = (st('n1').checkers as Record<string, { status: string; detail: string }>)['splitbrain'];
     assert.equal(view?.status, 'up');
-    assert.match(view?.detail ?? '', /^fake: up; arbitrator 198\.18\.0\.254:7407: lease granted/);
+    assert.match(view?.detail ?? '', /^fake: up; arbitrator 198\.18\.0\.254:7407: lease granted, 2000 ms/);
     assert.ok(f('n1').keepalives > 0, 'no keepalive reached the rfs');
   });
 
@@ -110,7 +111,7 @@ describe('split brain in the daemon (in-memory adapters)', { timeout: 30_000 }, 
 
   test('arbitrator: every heartbeat network cut, both reach the witness: n1 keeps the lease, n2 never becomes primary', async () => {
     for (const nw of ['lan', 'hb2']) net.partition(nw, nw === 'lan' ? '198.18.0.1' : '198.19.0.1', nw === 'lan' ? '198.18.0.2' : '198.19.0.2');
-    const end = Date.now() + 1500;
+    const end = Date.now() + 3000; // longer than the lease: n2 asks again and again
     let both = false;
     let n1Primary = true;
     while (Date.now() < end) {
@@ -132,7 +133,7 @@ describe('split brain in the daemon (in-memory adapters)', { timeout: 30_000 }, 
     try {
       witness.cut('n1');
       probes.n1.probe('data', 'splitbrain').set({ ok: false, detail: 'fake: no witness answers' });
-      await waitFor('n2 ALONE', () => st('n2').state === 'ALONE' && st('n2').ready);
+      await waitFor('n2 ALONE', () => st('n2').state === 'ALONE' && st('n2').ready, 15_000);
       await waitFor('n1 WAIT isolated', () => st('n1').state === 'WAIT' && st('n1').reason === 'isolated');
     } finally {
       clearInterval(watch);
