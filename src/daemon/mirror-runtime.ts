@@ -384,7 +384,12 @@ export class MirrorRuntime {
           for (const v of this.cfg.module.vip) await this.deps.vips.announce(v);
           return;
         case 'mount':
-          await this.rfs?.mount(a.mode);
+          if (!this.rfs) return;
+          // Logged before rw is requested and after it is left, so that the log brackets every
+          // moment this node could write (the chaos suite checks that from the logs).
+          if (a.mode === 'rw') this.log('info', 'replicated dirs: mounting read-write', { event: 'mount', mode: a.mode });
+          await this.rfs.mount(a.mode);
+          if (a.mode !== 'rw') this.log('info', `replicated dirs: ${a.mode === 'none' ? 'unmounted' : a.mode}`, { event: 'mount', mode: a.mode });
           return;
         case 'unfence':
           await this.rfs?.unfence();

@@ -6,16 +6,19 @@
  * one SECOND up to date) and:
  *   - every acknowledged record is in the primary's copy (RPO = 0);
  *   - the two copies are equal (content, modes, owners, links);
- * and at the end, from the daemons' transition logs (and the crash times): the intervals in which
- * each node claimed the primary role (PRIM/ALONE, from entering it to leaving it) never overlap —
- * a superset of the time it could write, so no overlap means never two writers.
+ * and at the end, from the daemons' logs (and the crash times): the intervals in which each node
+ * had its replicated dir mounted read-write (from the request to mount rw until the mount left
+ * rw) never overlap: never two writers.
  *
- * Faults in this version (the ones whose protection exists): SIGKILL of the primary host, of the
- * secondary host, of the primary's daemon only, of the primary's rfs process only; clean stop and
- * start of the primary's daemon; stopstart; swap; both daemons stopped and started in either
- * order; start_prim failing on the node that takes over; a stop script that hangs. Network
- * partitions, one-way loss, flapping links and SIGSTOP of a daemon need split-brain protection
- * (issue 6) and are not drawn yet.
+ * Faults: SIGKILL of the primary host, of the secondary host, of the primary's daemon only, of
+ * the primary's rfs process only; clean stop and start of the primary's daemon; stopstart; swap;
+ * both daemons stopped and started in either order; start_prim failing on the node that takes
+ * over; a stop script that hangs; every network cut between the two nodes (both still reach the
+ * witness host); the primary cut from everything; SIGSTOP of the primary's daemon for longer than
+ * the heartbeat timeout. The module has a `splitbrain` checker with an arbitrator witness
+ * (`hakit witness` on the host `wit`), which is what keeps one writer when the nodes are cut
+ * apart. Not drawn yet: one-way loss, flapping links, crash during a resync, disk full, a slow
+ * replication link.
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,17 +28,21 @@ import { rng } from '../sim/prng.js';
 import { REPO, TestCluster, VIP, APP_PORT, MODULE } from '../testbed/cluster.js';
 
 export const CHAOS_DIR = '/srv/hakit-chaos';
+/** The testbed gives host i address .i: n1, n2, client, wit. */
+const WIT_ADDR = '198.18.0.4';
 const CLIENT = join(REPO, 'test/fixtures/apps/chaos-client.mjs');
 
 export const FAULTS = [
   'kill-primary-host', 'kill-secondary-host', 'kill-primary-daemon', 'kill-primary-rfs', 'restart-primary-daemon',
-  'stopstart', 'swap', 'restart-both', 'start-prim-fails', 'stop-hangs',
+  'stopstart', 'swap', 'restart-both', 'start-prim-fails', 'stop-hangs', 'partition-nodes', 'isolate-primary', 'pause-primary-daemon',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface ChaosOptions {
   rounds: number;
   seed: number;
+  /** Draw only these faults (default: all of FAULTS). */
+  faults?: readonly Fault[];
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -62,9 +69,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log ?? (() => undefined);
   const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], admin: [], durationMs: 0 };
   const c = await TestCluster.create({
+    clients: ['client', 'wit'],
     mountPaths: [CHAOS_DIR],
     heartbeat: 'heartbeat: { networks: [lan, hb2], pulse: 100ms, timeout: 1s }',
-    moduleYaml: ['replication:', `  dirs: [ { path: ${CHAOS_DIR} } ]`, '  timeout: 1s'].join('\n'),
+    moduleYaml: ['replication:', `  dirs: [ { path: ${CHAOS_DIR} } ]`, '  timeout: 1s',
+      `checkers: [ { type: splitbrain, arbitrator: "${WIT_ADDR}:7407" } ]`].join('\n'),
   });
   const crashes: { node: string; at: number }[] = [];
   const under = (n: string): string => c.tb.host(n).hostPath(CHAOS_DIR);
@@ -74,6 +83,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   let next = 1;
   try {
     for (const n of c.nodes) writeFileSync(join(c.moduleDir(n), 'app/data-file'), `${CHAOS_DIR}/records.log\n`);
+    // The arbitrator witness on its own host; it grants nothing for one lease after it starts.
+    const w = c.tb.host('wit');
+    if (w.addr('lan') !== WIT_ADDR) throw new Error(`the witness host has ${w.addr('lan')}, not ${WIT_ADDR}`);
+    writeFileSync(join(w.dir, 'cluster.key'), readFileSync(join(c.configDir('n1'), 'cluster.key')), { mode: 0o600 });
+    writeFileSync(join(w.dir, 'witness.yaml'), `listen: ${WIT_ADDR}:7407\nkey_file: cluster.key\ncluster: test\nlease: 2s\n`);
+    w.spawn(['/usr/bin/node', '--enable-source-maps', join(REPO, 'bin/hakit.js'), 'witness', '--config', join(w.dir, 'witness.yaml')], { stdio: 'ignore' });
+    await sleep(2500);
     writeFileSync(acksFile, '');
     for (const n of c.nodes) await c.startDaemon(n);
     for (const n of c.nodes) await c.hakit(n, ['start', MODULE]);
@@ -93,7 +109,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     };
 
     for (let round = 1; round <= opts.rounds; round++) {
-      const fault = pick(FAULTS);
+      const fault = pick(opts.faults ?? FAULTS);
       report.faults[fault] = (report.faults[fault] ?? 0) + 1;
       const { primary, secondary } = await roles(c);
       log(`round ${round}: ${fault} (primary ${primary})`);
@@ -190,6 +206,24 @@ async function inject(
       await c.startDaemon(primary);
       // The failed node waits (start_prim-failed) until the primary is back, then follows it.
       return;
+    case 'partition-nodes':
+      await c.tb.partition([primary], [secondary]);
+      await sleep(2000 + Math.floor(rand() * 1500));
+      await c.tb.heal();
+      return;
+    case 'isolate-primary':
+      await c.tb.partition([primary], [secondary, 'client', 'wit']);
+      await sleep(4000 + Math.floor(rand() * 1500));
+      await c.tb.heal();
+      return;
+    case 'pause-primary-daemon': {
+      const pid = c.daemonPid(primary);
+      if (pid === undefined) throw new Error(`no daemon on ${primary} to pause`);
+      process.kill(pid, 'SIGSTOP');
+      await sleep(2000 + Math.floor(rand() * 1000));
+      process.kill(pid, 'SIGCONT');
+      return;
+    }
     case 'stop-hangs':
       writeFileSync(flag(primary, 'hang-stop'), '');
       await c.hakit(primary, ['stopstart', MODULE]);
@@ -217,6 +251,9 @@ async function settle(c: TestCluster, timeoutMs = 45_000, admin: string[] = []):
     for (const [i, s] of st.entries()) {
       const node = c.nodes[i] as string;
       if (s?.state === 'STOP' && s.ready && s.reason === null) { admin.push(`start ${node}`); await c.hakit(node, ['start', MODULE]); }
+      // Diverged (both wrote while apart, e.g. an isolated primary until its lease deadline):
+      // the documented recovery keeps the running primary's data (docs/states.md).
+      if (s?.state === 'WAIT' && s.ready && s.reason === 'diverged' && anyPrimary) { admin.push(`second ${node} (diverged)`); await c.hakit(node, ['second', MODULE]); }
       if (s?.state === 'WAIT' && s.ready && HELD.has(s.reason ?? '') && !anyPrimary) {
         const since = heldSince.get(node) ?? Date.now();
         heldSince.set(node, since);
@@ -243,7 +280,11 @@ function numbersIn(file: string): number[] {
   return readFileSync(file, 'utf8').split('\n').filter((l) => /^\d+$/.test(l)).map(Number);
 }
 
-/** Intervals in which each node claimed the primary role, from its daemon logs and crash times. */
+/**
+ * Intervals in which each node could write its replicated dir: from the daemon's log line before
+ * it asks for the rw mount until the line after the mount left rw (ro, blocked or none), or the
+ * node's crash (SIGKILL of its host or daemon: the rfs then fences itself read-only).
+ */
 function primaryIntervals(c: TestCluster, crashes: { node: string; at: number }[]): Interval[] {
   const out: Interval[] = [];
   for (const node of c.nodes) {
@@ -253,13 +294,12 @@ function primaryIntervals(c: TestCluster, crashes: { node: string; at: number }[
     let open: number | null = null;
     const close = (at: number): void => { if (open !== null) { out.push({ node, from: open, to: at }); open = null; } };
     for (const line of readFileSync(f, 'utf8').split('\n')) {
-      if (!line.includes('"event":"transition"') || !line.includes(`"module":"${MODULE}"`)) continue;
-      const e = JSON.parse(line) as { time: number; from: string; to: string };
-      // A crash ends a claim even if the log says nothing more (the process died).
+      if (!line.includes('"event":"mount"') || !line.includes(`"module":"${MODULE}"`)) continue;
+      const e = JSON.parse(line) as { time: number; mode: string };
+      // A crash ends the writing even if the log says nothing more (the process died).
       while (open !== null && ends.length > 0 && (ends[0] as number) < e.time) close(ends.shift() as number);
-      const primaryTo = e.to === 'PRIM' || e.to === 'ALONE';
-      if (primaryTo && open === null) open = e.time;
-      else if (!primaryTo && open !== null) close(e.time);
+      if (e.mode === 'rw' && open === null) open = e.time;
+      else if (e.mode !== 'rw' && open !== null) close(e.time);
     }
     if (open !== null) close(ends.find((x) => x >= (open as number)) ?? Number.MAX_SAFE_INTEGER);
   }
