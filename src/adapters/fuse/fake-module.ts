@@ -18,7 +18,14 @@ export class FakeModuleRfs implements ModuleRfs {
   readonly exited: Promise<number | string>;
   /** Every request, in order, as `cmd arg` (for assertions). */
   readonly calls: string[] = [];
-  mountMode: RfsMode | 'none' = 'none';
+  private mode: RfsMode | 'none' = 'none';
+  /** Every change of the mount mode with its time (performance.now()), self-fencing included. */
+  readonly modes: { mode: RfsMode | 'none'; at: number }[] = [];
+  get mountMode(): RfsMode | 'none' { return this.mode; }
+  set mountMode(m: RfsMode | 'none') {
+    if (m !== this.mode) this.modes.push({ mode: m, at: performance.now() });
+    this.mode = m;
+  }
   replicateMode: 'sync' | 'alone' | 'resync' = 'alone';
   config: RfsConfig | null = null;
   private expecting = false;
