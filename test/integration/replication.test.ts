@@ -80,8 +80,12 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
     const w = await sh('n2', `echo nope > ${DIR}/nope.txt`);
     assert.notEqual(w.code, 0, 'the secondary accepted a local write');
     assert.match(w.stderr, /Read-only file system/);
-    const st = await c.status('n1');
-    assert.ok(((st?.replication as { recordsSent?: number }).recordsSent ?? 0) > 0, JSON.stringify(st?.replication));
+    // status shows the rfs's counters as of its last refresh (every second).
+    let sent = 0;
+    await c.waitFor('records sent in status', async () => {
+      sent = ((await c.status('n1'))?.replication as { recordsSent?: number } | undefined)?.recordsSent ?? 0;
+      return sent > 0;
+    }, 3_000, () => `recordsSent ${sent}`, 200);
   });
 
   test('RPO = 0: the primary host is SIGKILLed during fsync\'d appends, 20 rounds; every acknowledged record is on the survivor', async () => {
