@@ -237,8 +237,8 @@ const HELD = new Set(['start_prim-failed', 'vip-conflict', 'rfs-failed']);
 
 /**
  * Waits for one PRIM and one SECOND (up to date, ready). What an administrator does after a
- * fault whose cause is gone is done here too, and counted in `admin`: a module left STOPped is
- * started; a node held in WAIT (start_prim-failed, vip-conflict, rfs-failed) whose peer is not
+ * fault whose cause is gone is done here too, and counted in `admin`: a module left STOPped
+ * (also by maxloop) is started; a node held in WAIT (start_prim-failed, vip-conflict, rfs-failed) whose peer is not
  * primary is restarted (`stopstart`), after its peer had a heartbeat timeout to take over.
  */
 async function settle(c: TestCluster, timeoutMs = 45_000, admin: string[] = []): Promise<void> {
@@ -250,7 +250,12 @@ async function settle(c: TestCluster, timeoutMs = 45_000, admin: string[] = []):
     const anyPrimary = st.some((s) => s?.state === 'PRIM' || s?.state === 'ALONE');
     for (const [i, s] of st.entries()) {
       const node = c.nodes[i] as string;
-      if (s?.state === 'STOP' && s.ready && s.reason === null) { admin.push(`start ${node}`); await c.hakit(node, ['start', MODULE]); }
+      // Stopped by an admin action of a fault, or by maxloop (restarted too often in its window;
+      // docs/states.md: run start after fixing the cause).
+      if (s?.state === 'STOP' && s.ready && (s.reason === null || s.reason === 'maxloop')) {
+        admin.push(`start ${node}${s.reason ? ` (${s.reason})` : ''}`);
+        await c.hakit(node, ['start', MODULE]);
+      }
       // Diverged (both wrote while apart, e.g. an isolated primary until its lease deadline):
       // the documented recovery keeps the running primary's data (docs/states.md).
       if (s?.state === 'WAIT' && s.ready && s.reason === 'diverged' && anyPrimary) { admin.push(`second ${node} (diverged)`); await c.hakit(node, ['second', MODULE]); }
