@@ -343,6 +343,56 @@ for (const [name, make] of Object.entries(harnesses)) {
       assert.deepEqual(got, [sha(good)]);
     });
 
+    test('replies: the receiver answers the sender in order, after the ack of what it applied; none without a connection', async () => {
+      const h = harness();
+      const r = await h.listen();
+      assert.equal(r.reply(Buffer.from('nobody')), false, 'a reply with no sender connected was said to be sent');
+      const s = h.connect(r.port);
+      const replies: string[] = [];
+      const ackedWhenReplied: number[] = [];
+      s.onReply((m) => { replies.push(m.toString('utf8')); ackedWhenReplied.push(s.stats().acked); });
+      // Each applied payload is answered from inside the handler: the ack of it must come first.
+      r.onPayload(async (p) => {
+        const i = p.readUInt32BE(0);
+        assert.equal(r.reply(Buffer.from(`got ${i}`)), true);
+      });
+      await Promise.all([0, 1, 2, 3, 4].map((i) => s.send(payload(i, 64))));
+      while (replies.length < 5) await turn();
+      assert.deepEqual(replies, ['got 0', 'got 1', 'got 2', 'got 3', 'got 4']);
+      // reply() inside the handler runs before that payload's own ack: at least the earlier ones are acked.
+      ackedWhenReplied.forEach((a, i) => assert.ok(a >= i, `reply ${i} arrived before the ack of payload ${i - 1} (acked ${a})`));
+      assert.equal(s.stats().repliesReceived, 5);
+      assert.equal(r.stats().repliesSent, 5);
+      // A big reply, the largest allowed, arrives whole; a larger one is refused.
+      const big = randomBytes(MAX_PAYLOAD);
+      const gotBig = new Promise<Buffer>((res) => { const off = s.onReply((m) => { if (m.length === MAX_PAYLOAD) { off(); res(m); } }); });
+      assert.equal(r.reply(big), true);
+      assert.equal(sha(await gotBig), sha(big));
+      assert.throws(() => r.reply(Buffer.alloc(MAX_PAYLOAD + 1)), RangeError);
+    });
+
+    test('a tampered reply closes the link on the sender and is counted; it is never delivered', async () => {
+      const h = harness();
+      const r = await h.listen();
+      const s = h.connect(r.port);
+      r.onPayload(async () => {});
+      await s.send(payload(0, 16));
+      const replies: Buffer[] = [];
+      s.onReply((m) => replies.push(m));
+      h.transit((dir, chunk) => {
+        if (dir !== 'to-dialer' || chunk.length < 1000) return chunk;
+        const c = Buffer.from(chunk);
+        c[c.length - 100] = (c[c.length - 100] as number) ^ 0x01;
+        return c;
+      });
+      const down = reach(s, 'down');
+      assert.equal(r.reply(randomBytes(4096)), true);
+      await down;
+      h.transit(null);
+      assert.equal(s.stats().failures['bad-mac'], 1, JSON.stringify(s.stats()));
+      assert.equal(replies.length, 0);
+    });
+
     test('a captured session replayed to a fresh receiver is refused (promise 6)', async () => {
       const h = harness();
       const r1 = await h.listen();

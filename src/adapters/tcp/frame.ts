@@ -22,7 +22,9 @@
  * Frames (both directions):
  *
  *   0   1  type: 1 DATA (payload = one opaque record), 2 ACK (payload = u64 cumulative seq
- *          of the last DATA applied), 3 BYE (payload = UTF-8 reason; the sender of it closes)
+ *          of the last DATA applied), 3 BYE (payload = UTF-8 reason; the sender of it closes),
+ *          4 REPLY (receiver -> sender only: one opaque message of the secondary, e.g. its
+ *          manifest during a resync; written after the ACK of everything applied before it)
  *   1   4  payload length (u32), at most MAX_PAYLOAD
  *   5   8  seq (u64): 1, 2, 3, ... per direction and connection; anything else is a gap
  *   13  n  payload
@@ -48,7 +50,7 @@ const PROOF_BYTES = 32;
 export const MAX_HANDSHAKE = 6 + 8 + NONCE_BYTES + 3 * 256 + PROOF_BYTES;
 
 /** Frame types (see the table above). */
-export const FrameType = { Data: 1, Ack: 2, Bye: 3 } as const;
+export const FrameType = { Data: 1, Ack: 2, Bye: 3, Reply: 4 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 const HELLO = 0x10;
 const CHALLENGE = 0x11;

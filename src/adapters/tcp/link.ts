@@ -76,6 +76,8 @@ export interface SenderStats {
   reconnects: number;
   /** Connections refused or closed for a failed check (handshake proof, MAC, size, seq). */
   authFailures: number;
+  /** REPLY frames received from the receiver. */
+  repliesReceived: number;
   /** authFailures per reason. */
   failures: Record<LinkFailure, number>;
 }
@@ -86,6 +88,8 @@ export interface ReceiverStats {
   /** Payloads whose handler resolved. */
   applied: number;
   acksSent: number;
+  /** REPLY frames written (ReplicationReceiver.reply). */
+  repliesSent: number;
   /** Authenticated connections accepted. */
   sessions: number;
   authFailures: number;
@@ -106,6 +110,13 @@ export interface ReplicationSender {
   /** Called on every change to 'up' or 'down', with a reason for logs; returns an unsubscribe. */
   onState(fn: (s: 'up' | 'down', why: string) => void): () => void;
   stats(): SenderStats;
+  /**
+   * Called, in order, with every REPLY the receiver wrote on the current connection (see
+   * ReplicationReceiver.reply); returns an unsubscribe. Replies of a connection that went down
+   * are simply not delivered: request/answer exchanges built on them live within one connection
+   * and need their own timeout.
+   */
+  onReply(fn: (payload: Buffer) => void): () => void;
   /** Rejects pending sends (PEER_GONE, "closed"), stops reconnecting, closes the connection. */
   close(): Promise<void>;
 }
@@ -117,6 +128,13 @@ export interface ReplicationReceiver {
    * the link (the primary goes ALONE). Payloads that arrive before a handler is set wait.
    */
   onPayload(fn: (payload: Buffer, seq: bigint) => Promise<void>): void;
+  /**
+   * Sends one message (at most MAX_PAYLOAD bytes, else RangeError) back to the sender on the
+   * current authenticated connection, authenticated like every frame, after the ACK of every
+   * payload applied so far. False (nothing sent) when no sender is connected. No ack, no retry:
+   * a reply on a connection that then drops is lost.
+   */
+  reply(payload: Buffer): boolean;
   /** 'up' while an authenticated sender is connected. */
   readonly state: 'up' | 'down';
   onState(fn: (s: 'up' | 'down', why: string) => void): () => void;
@@ -220,6 +238,7 @@ export class LinkSender implements ReplicationSender {
   private st: SenderState = 'connecting';
   private readonly keys: LinkKeys;
   private readonly listeners = new Listeners();
+  private readonly replyHandlers = new Set<(payload: Buffer) => void>();
   private readonly queue: Pending[] = [];
   private readonly inflight: Pending[] = [];
   private inflightBytes = 0;
@@ -237,7 +256,7 @@ export class LinkSender implements ReplicationSender {
   private closedConn: Promise<void> = Promise.resolve();
   private readonly latencies: number[] = [];
   private latencyNext = 0;
-  private readonly counts = { framesSent: 0, bytesSent: 0, acked: 0, reconnects: 0, authFailures: 0 };
+  private readonly counts = { framesSent: 0, bytesSent: 0, acked: 0, reconnects: 0, authFailures: 0, repliesReceived: 0 };
   private readonly failures = zeroFailures();
   private readonly maxInFlight: number;
   private readonly backoffMin: number;
@@ -265,6 +284,11 @@ export class LinkSender implements ReplicationSender {
 
   onState(fn: (s: 'up' | 'down', why: string) => void): () => void {
     return this.listeners.add(fn);
+  }
+
+  onReply(fn: (payload: Buffer) => void): () => void {
+    this.replyHandlers.add(fn);
+    return () => { this.replyHandlers.delete(fn); };
   }
 
   stats(): SenderStats {
@@ -367,7 +391,7 @@ export class LinkSender implements ReplicationSender {
         }
         conn.write([encodeAuth(this.keys, hello, challenge)]);
         const { s2r, r2s } = sessionKeys(this.keys, hello, challenge);
-        session = { conn, keyOut: s2r, verifier: new FrameVerifier(r2s, [FrameType.Ack, FrameType.Bye]), reader, nextSeq: 1n, lastAck: 0n };
+        session = { conn, keyOut: s2r, verifier: new FrameVerifier(r2s, [FrameType.Ack, FrameType.Bye, FrameType.Reply]), reader, nextSeq: 1n, lastAck: 0n };
         this.up(session);
       }
       if (this.session === session) this.readFrames(session);
@@ -398,6 +422,13 @@ export class LinkSender implements ReplicationSender {
       if (f.type === FrameType.Bye) {
         this.goDown(`the peer closed the link: ${f.payload.toString('utf8')}`, null);
         return;
+      }
+      if (f.type === FrameType.Reply) {
+        // A copy: the frame's bytes belong to the reader's buffer.
+        const msg = Buffer.from(f.payload);
+        this.counts.repliesReceived++;
+        for (const fn of [...this.replyHandlers]) fn(msg);
+        continue;
       }
       if (f.payload.length !== 8) {
         this.goDown('bad frame from the peer (bad-ack)', 'bad-ack');
@@ -554,7 +585,7 @@ export class LinkReceiver implements Omit<ReplicationReceiver, 'port' | 'close'>
   private applyTail: Promise<void> = Promise.resolve();
   private applying = false;
   private closed = false;
-  private readonly counts = { framesReceived: 0, bytesReceived: 0, applied: 0, acksSent: 0, sessions: 0, authFailures: 0 };
+  private readonly counts = { framesReceived: 0, bytesReceived: 0, applied: 0, acksSent: 0, repliesSent: 0, sessions: 0, authFailures: 0 };
   private readonly failures = zeroFailures();
   private readonly maxQueued: number;
 
@@ -578,6 +609,16 @@ export class LinkReceiver implements Omit<ReplicationReceiver, 'port' | 'close'>
 
   stats(): ReceiverStats {
     return { ...this.counts, failures: { ...this.failures } };
+  }
+
+  reply(payload: Buffer): boolean {
+    if (payload.length > MAX_PAYLOAD) throw new RangeError(`replication reply of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+    const s = this.current;
+    if (!s || !s.alive || this.closed) return false;
+    this.flushAck(s);
+    s.conn.write(encodeFrame(s.keyOut, FrameType.Reply, s.nextSeq++, payload));
+    this.counts.repliesSent++;
+    return true;
   }
 
   /** Takes a new incoming stream: handshake, then frames. */

@@ -200,6 +200,7 @@ export class MemoryReplicationNetwork {
       port: l.port,
       get state() { return link.state; },
       onPayload: (fn) => link.onPayload(fn),
+      reply: (payload) => link.reply(payload),
       onState: (fn) => link.onState(fn),
       stats: () => link.stats(),
       async close() {

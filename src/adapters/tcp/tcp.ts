@@ -88,6 +88,7 @@ export async function listenReceiver(opts: TcpReceiverOptions): Promise<Replicat
     port,
     get state() { return link.state; },
     onPayload: (fn) => link.onPayload(fn),
+    reply: (payload) => link.reply(payload),
     onState: (fn) => link.onState(fn),
     stats: () => link.stats(),
     async close() {
