@@ -22,7 +22,7 @@ import type { WitnessClient } from '../adapters/witness/index.js';
 import type { ClusterConfig, MirrorModuleConfig, SplitbrainChecker } from '../core/config/index.js';
 import { HakitError } from '../core/errors.js';
 import {
-  initialState, statusOf, step, validateCommand, viewOf,
+  initialState, stampView, statusOf, step, validateCommand, viewOf,
   type MirrorAction, type MirrorCommand, type MirrorEvent, type MirrorParams, type MirrorState, type Persisted, type PeerView,
   type Role, type ScriptName,
 } from '../core/mirror/index.js';
@@ -556,9 +556,10 @@ export class MirrorRuntime {
   /** Sends the published view to the peer on every heartbeat network. */
   private pulse(): void {
     this.rfs?.keepalive();
+    // Stamped once per pulse: the send time and the echo of the peer's newest (core/mirror peerDeaf).
+    const v = stampView(this.published, this.state, this.deps.clock.now());
     for (const [network, address] of this.peerAddress) {
       try {
-        const v = this.published;
         this.deps.transport.send(network, address, { module: this.name, view: { ...v, generation: { current: v.generation.current, history: [...v.generation.history] } } });
       } catch (e) {
         this.log('error', `heartbeat on ${network} not sent: ${(e as Error).message}`);

@@ -15,10 +15,14 @@
  * both daemons stopped and started in either order; start_prim failing on the node that takes
  * over; a stop script that hangs; every network cut between the two nodes (both still reach the
  * witness host); the primary cut from everything; SIGSTOP of the primary's daemon for longer than
- * the heartbeat timeout. The module has a `splitbrain` checker with an arbitrator witness
- * (`hakit witness` on the host `wit`), which is what keeps one writer when the nodes are cut
- * apart. Not drawn yet: one-way loss, flapping links, crash during a resync, disk full, a slow
- * replication link.
+ * the heartbeat timeout; every frame from the primary to the secondary lost (one-way loss);
+ * flapping links (the primary's cable on lan, sometimes hb2 too, pulled and plugged back a few
+ * times); a slow replication link (tbf towards the secondary); a crash of either host while a
+ * resync runs (24 MiB of ballast and a slow link make the resync last seconds). The module has a
+ * `splitbrain` checker with an arbitrator witness (`hakit witness` on the host `wit`), which is
+ * what keeps one writer when the nodes are cut apart. Not drawn yet: disk full on the secondary
+ * (it needs a size-limited file system under each host's replicated dir, which the testbed does
+ * not make).
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +39,7 @@ const CLIENT = join(REPO, 'test/fixtures/apps/chaos-client.mjs');
 export const FAULTS = [
   'kill-primary-host', 'kill-secondary-host', 'kill-primary-daemon', 'kill-primary-rfs', 'restart-primary-daemon',
   'stopstart', 'swap', 'restart-both', 'start-prim-fails', 'stop-hangs', 'partition-nodes', 'isolate-primary', 'pause-primary-daemon',
+  'one-way-loss', 'flapping-links', 'slow-replication', 'crash-during-resync',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -131,6 +136,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const d = diffTrees(treeSnapshot(under(now.primary)), treeSnapshot(under(now.secondary)), { ignoreMtimeOf: () => true });
       if (d.length > 0) report.unequalRounds.push(`round ${round} (${fault}): ${d.slice(0, 3).join('; ')}`);
       report.rounds = round;
+      if (fault === 'crash-during-resync') {
+        // The ballast goes away through the primary's mount (replicated like any delete).
+        const rm = await c.tb.host(now.primary).exec(['rm', '-f', `${CHAOS_DIR}/ballast`]);
+        if (rm.code !== 0) throw new Error(`could not remove the ballast on ${now.primary}: ${rm.stderr}`);
+      }
       log(`  acked so far ${acked.length}, lost ${lost.length}, copies ${d.length === 0 ? 'equal' : 'DIFFER'}`);
     }
     report.acked = ackedNumbers(acksFile).length;
@@ -222,6 +232,55 @@ async function inject(
       process.kill(pid, 'SIGSTOP');
       await sleep(2000 + Math.floor(rand() * 1000));
       process.kill(pid, 'SIGCONT');
+      return;
+    }
+    case 'one-way-loss':
+      // The secondary hears nothing from the primary (heartbeats, replication); the primary
+      // still hears the secondary and keeps the witness's lease.
+      await c.tb.oneWayLoss(primary, secondary);
+      await sleep(2000 + Math.floor(rand() * 1500));
+      await c.tb.heal();
+      return;
+    case 'flapping-links': {
+      const nets = rand() < 0.5 ? ['lan'] : ['lan', 'hb2'];
+      const flaps = 2 + Math.floor(rand() * 3);
+      for (let i = 0; i < flaps; i++) {
+        for (const n of nets) await c.tb.linkDown(primary, n);
+        await sleep(200 + Math.floor(rand() * 600));
+        for (const n of nets) await c.tb.linkUp(primary, n);
+        await sleep(200 + Math.floor(rand() * 600));
+      }
+      return;
+    }
+    case 'slow-replication':
+      // 2 Mbit/s towards the secondary on lan (the replication network) while the client writes.
+      await c.tb.limitRate(secondary, 'lan', 2000);
+      try { await sleep(3000 + Math.floor(rand() * 2000)); } finally { await c.tb.unlimitRate(secondary, 'lan'); }
+      return;
+    case 'crash-during-resync': {
+      // Ballast through the primary's mount, a slow link, the secondary away and back: its
+      // resync then lasts seconds; either host crashes in the middle of it.
+      const dd = await c.tb.host(primary).exec(['dd', 'if=/dev/urandom', `of=${CHAOS_DIR}/ballast`, 'bs=1M', 'count=24', 'conv=fsync', 'status=none']);
+      if (dd.code !== 0) throw new Error(`could not write the ballast on ${primary}: ${dd.stderr}`);
+      await c.tb.limitRate(secondary, 'lan', 16_000);
+      try {
+        crashes.push({ node: secondary, at: Date.now() });
+        await c.crash(secondary);
+        await sleep(500);
+        await c.startDaemon(secondary);
+        await c.waitFor(`a resync towards ${secondary}`, async () => {
+          const st = await c.status(primary);
+          return st?.replication?.resync?.active === true && (st.replication.resync.bytesDone ?? 0) > 0;
+        }, 20_000, undefined, 100);
+        await sleep(300 + Math.floor(rand() * 1500));
+        const victim = rand() < 0.5 ? primary : secondary;
+        crashes.push({ node: victim, at: Date.now() });
+        await c.crash(victim);
+        await sleep(1500);
+        await c.startDaemon(victim);
+      } finally {
+        await c.tb.unlimitRate(secondary, 'lan');
+      }
       return;
     }
     case 'stop-hangs':

@@ -1,5 +1,5 @@
 // Core findings of the simulator (docs/simulator.md), one seed each, kept as regression tests.
-// Each is `todo` until the core (or daemon) is fixed: the test then passes and the todo can go.
+// Each was `todo` until the core (or daemon) was fixed; all are fixed now.
 // Findings 4, 6 and 7 have no failing seed since main's duplicate-address check (vip-added): see
 // docs/simulator.md.
 // Replay any of them with `npm run sim -- --seed S [--expose-known-bugs] [--fault-ms MS]`.
@@ -18,7 +18,7 @@ test('finding 1 (seed 2305): an old heartbeat delayed on one network must not ov
   () => holds(2305, expose));
 
 test('finding 2 (seed 153): a node told `second` whose peer has older data does not wait forever in WAIT(peer-not-seen)',
-  { todo: 'core bug: the peer becomes SECOND of a WAIT node, neither becomes primary, and the reason does not say why' },
+  // Fixed in the core: it waits with reason second-no-primary (docs/states.md: run `prim` on it), the remedy the run applies.
   () => holds(153, expose));
 
 test('finding 3 (seed 4149): a `wait` checker that is up again during the release does not keep WAIT(checker:<name>) forever',

@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import {
-  step, validateCommand, viewOf, type MirrorAction, type MirrorCommand, type MirrorParams,
+  step, validateCommand, type MirrorAction, type MirrorCommand, type MirrorParams,
 } from '../../src/core/mirror/index.js';
 import type { CheckerAction } from '../../src/core/config/types.js';
 import { Invariants } from './invariants.js';
@@ -245,23 +245,12 @@ function adminRemedy(w: World, r: Random, opts: RunOptions): string | null {
     const primaryPeer = ['PRIM', 'ALONE'].includes(n.peer.state.name);
     if (settled(n) && n.state.reason === 'diverged' && primaryPeer) { const d = tryCmd(n, { cmd: 'second' }); if (d) return d; }
   }
-  // A node told `second` whose peer cannot win (older data) waits forever in WAIT(peer-not-seen)
-  // while the peer sits in SECOND (core finding, see docs/simulator.md): the admin forces it.
+  // Told `second` while the peer cannot become primary (finding 2, fixed): the node waits with
+  // reason second-no-primary, and docs/states.md tells the admin to run `prim` on it.
+  for (const n of w.nodes) {
+    if (settled(n) && n.state.name === 'WAIT' && n.state.reason === 'second-no-primary') { const d = tryCmd(n, { cmd: 'prim' }); if (d) return d; }
+  }
   if (!opts.exposeKnownBugs) {
-    // Finding 2: nodes told `second` wait for a peer that cannot or will not become primary.
-    for (const n of w.nodes) {
-      const told = (viewOf(n.state).msg as { second?: boolean } | undefined)?.second === true;
-      if (!settled(n) || !told || n.peer.state.name !== 'SECOND') continue;
-      const d = tryCmd(n, n.state.name === 'WAIT' ? { cmd: 'prim' } : { cmd: 'stopstart' });
-      if (d) return `${d} (known finding 2: second deadlock)`;
-    }
-    // Finding 7: a swap handover towards a peer that went WAIT(failover-off) never ends.
-    for (const n of w.nodes) {
-      if (settled(n) && n.state.name === 'WAIT' && n.state.reason === 'failover-off' && n.peer.state.name === 'SECOND') {
-        const d = tryCmd(n, { cmd: 'failover', on: true });
-        if (d) return `${d} (known finding 7: handover to a WAIT failover-off peer)`;
-      }
-    }
     // Finding 3: a `wait` checker that comes back up during the release stays in the reason forever.
     for (const n of w.nodes) {
       if (settled(n) && n.state.name === 'WAIT' && n.state.reason?.startsWith('checker:') && n.checkersDown.size === 0) {

@@ -44,7 +44,7 @@
  * completed is lost.
  */
 import {
-  initialState, step, viewOf,
+  initialState, stampView, step, viewOf,
   type MirrorAction, type MirrorCommand, type MirrorEvent, type MirrorParams, type MirrorState, type PeerView, type Persisted,
   type ScriptName,
 } from '../../src/core/mirror/index.js';
@@ -554,7 +554,7 @@ export class World {
 
   /** Sends the published view on every network (MirrorRuntime.pulse). */
   pulse(n: SimNode): void {
-    const view = n.published;
+    const view = stampView(n.published, n.state, this.now);
     const epoch = n.life;
     for (const net of n.params.networks) {
       const seq = ++n.txSeq;

@@ -381,6 +381,30 @@ export class Testbed {
   }
 
   /**
+   * Limits what reaches host `name` on `network` to `kbit` kbit/s (a slow link): a `tbf` qdisc on
+   * its hub-side port, whose egress is the traffic towards the host. Replaces an earlier limit.
+   * Undo with unlimit(); heal() leaves it.
+   */
+  async limitRate(name: string, network: string, kbit: number): Promise<void> {
+    this.assertLive();
+    if (!(Number.isInteger(kbit) && kbit > 0)) throw new HakitError('TESTBED', { action: 'limit a rate', detail: `bad rate ${kbit} kbit/s` });
+    const port = this.host(name).hubPort(network);
+    await runCommand(`limit ${name} on ${network} to ${kbit} kbit/s`,
+      ['tc', '-n', this.hub, 'qdisc', 'replace', 'dev', port, 'root', 'tbf', 'rate', `${kbit}kbit`, 'burst', '16kb', 'latency', '200ms']);
+  }
+
+  /** Removes the limit limitRate() set (a no-op when there is none). */
+  async unlimitRate(name: string, network: string): Promise<void> {
+    this.assertLive();
+    const port = this.host(name).hubPort(network);
+    const r = await execCommand(`unlimit ${name} on ${network}`, ['tc', '-n', this.hub, 'qdisc', 'del', 'dev', port, 'root']);
+    // "No such file or directory" / "Cannot delete qdisc with handle of zero": nothing was set.
+    if (r.code !== 0 && !/No such file|handle of zero|Invalid handle/.test(r.stderr)) {
+      throw new HakitError('TESTBED', { action: `unlimit ${name} on ${network}`, detail: r.stderr.trim() });
+    }
+  }
+
+  /**
    * Pulls the host's cable on a network: its hub-side port goes down. Resolves once the host's
    * interface reports NO-CARRIER (operstate not UP), as a real NIC would.
    */

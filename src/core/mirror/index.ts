@@ -3,6 +3,6 @@
  */
 export type * from './types.js';
 export type { MirrorState, MirrorMsg } from './machine.js';
-export { initialState, step, viewOf, statusOf, validateCommand } from './machine.js';
+export { initialState, step, viewOf, stampView, statusOf, validateCommand } from './machine.js';
 export { compareGenerations, nextGeneration, HISTORY_MAX } from './generation.js';
 export { recordRestart } from './maxloop.js';

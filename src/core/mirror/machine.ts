@@ -57,7 +57,12 @@
  *   answers / no live lease) holds its writes at once (`mount blocked`, even during a
  *   transition), then releases to WAIT `isolated` (stop_prim, VIP removed, mount none).
  * - With the arbitrator a primary asks for the lease before `vip add` and renews it every pulse;
- *   while the peer is heard a missing lease changes nothing.
+ *   while the peer is heard, and hears this node, a missing lease changes nothing.
+ * - "Silent" for a primary's own guard also covers a peer that is heard but deaf: its newest
+ *   view echoes (`heard`, stamped at send time by `stampView`) no heartbeat of this node sent
+ *   within heartbeatTimeoutMs - pulse - slack (`peerDeaf`). Heartbeats lost one way only (the
+ *   secondary hears nothing, the primary still hears it) then demote a cut-off primary before the
+ *   secondary's silence timeout, as a cut both ways does.
  * - Self-fencing: after a `fenced` event the rfs holds writes until `unfence`, which the core
  *   gives on a peer view made after the fence (`sees` echo) that is not primary, or after
  *   heartbeatTimeoutMs + graceMs of silence with the split-brain checks passing.
@@ -115,11 +120,23 @@ export interface MirrorMsg {
   readonly seesLife?: string | null;
   /** A SECOND that is behind asks its primary for a resync; a new number is a new request. */
   readonly resyncReq?: number;
+  /** When the sender sent this heartbeat, on its own clock (ms); set by `stampView` at send time. */
+  readonly t?: number;
+  /**
+   * The `t` of the newest heartbeat the sender had received from its peer when it sent this one
+   * (null: none in this life of the peer, named by `heardLife`). It tells a primary until when
+   * its peer is known to hear it, on the primary's own clock: see `peerDeaf`.
+   */
+  readonly heard?: number | null;
+  readonly heardLife?: string | null;
+  /** Sent by a node that is not primary while its copy may hold unacknowledged writes (Persisted.unacked). */
+  readonly unacked?: boolean;
 }
 
 type Step =
   | { readonly k: 'script'; readonly script: ScriptName; readonly args: readonly [string, string, string]; readonly role: Role | 'none' }
-  | { readonly k: 'act'; readonly action: MirrorAction }
+  /** `release`: the mount of a primary that lets go; with nothing held it clears Persisted.unacked. */
+  | { readonly k: 'act'; readonly action: MirrorAction; readonly release?: boolean }
   /** Change the visible state (transient). */
   | { readonly k: 'enter'; readonly name: MirrorStateName; readonly reason: string | null; readonly stopping: boolean; readonly swap?: boolean }
   /** New generation, this node up to date and last primary; persisted. `absorb`: the peer's diverged id. */
@@ -177,6 +194,8 @@ interface S {
   swapOut: boolean;
   wantSwap: boolean;
   swapBackAsked: boolean;
+  /** The swap back was put off (swapBackDeferred), already logged. */
+  swapBackDeferred: boolean;
   /** `second [--fullsync]` given: never elect this node; full resync when set. */
   forcedSecond: { full: boolean } | null;
   /** Two primaries met; cleared (with a VIP announce) once the peer is no longer primary. */
@@ -214,7 +233,7 @@ interface S {
 /** The state of one mirror module on this node. Opaque to the daemon; plain data (cloneable). */
 export type MirrorState = Readonly<S>;
 
-const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off', 'isolated']);
+const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off', 'isolated', 'second-no-primary']);
 const PRIMARY = new Set<string>(['PRIM', 'ALONE']);
 
 function isPrimaryName(n: string): boolean { return PRIMARY.has(n); }
@@ -229,7 +248,7 @@ export function initialState(params: MirrorParams): MirrorState {
     },
     peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false,
-    waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false,
+    waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false, swapBackDeferred: false,
     forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, resyncReq: 0, served: null,
     witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
   };
@@ -247,12 +266,26 @@ export function viewOf(state: MirrorState): PeerView {
     ...(state.wantSwap ? { wantSwap: true as const } : {}),
     ...(state.forcedSecond ? { second: true as const } : {}),
     ...(state.resyncing ? { resyncReq: state.resyncReq } : {}),
+    ...(state.persisted.unacked === true && !isPrimaryName(state.name) ? { unacked: true as const } : {}),
   };
   return {
     state: state.name, ready: state.ready, reason: state.reason,
     generation: { current: state.persisted.generation.current, history: [...state.persisted.generation.history] },
     upToDate: state.persisted.upToDate, stopping: state.stopping, msg,
   };
+}
+
+/**
+ * The view to put in a heartbeat sent at `now` (the daemon's pulse, a batch's extra heartbeat):
+ * `view` (the published view) with this send time and the echo of the peer's newest send time
+ * taken from `state` (the current state, which may be newer than the published view).
+ */
+export function stampView(view: PeerView, state: MirrorState, now: number): PeerView {
+  const pv = state.peer.view;
+  const pm = pv ? peerMsg(pv) : {};
+  const heard = state.peerLive && typeof pm.t === 'number' ? pm.t : null;
+  const base = typeof view.msg === 'object' && view.msg !== null ? view.msg as MirrorMsg : {};
+  return { ...view, msg: { ...base, t: now, heard, heardLife: heard === null ? null : pm.life ?? null } };
 }
 
 function peerMsg(v: PeerView): Partial<MirrorMsg> {
@@ -288,6 +321,29 @@ function peerRole(s: MirrorState, params: MirrorParams, now: number | null): Pee
   if (v.state === 'SECOND') return peerMsg(v).swap ? 'handover' : 'candidate';
   if (v.state === 'WAIT' && v.ready && v.reason !== null && LISTENING.has(v.reason)) return 'candidate';
   return 'passive';
+}
+
+/**
+ * True when the heard peer is not known to hear this node any more: its newest view echoes a send
+ * time of this node's life (`heard`) older than heartbeatTimeoutMs - pulse - slack, or none. The
+ * peer takes over a silent node no earlier than heartbeatTimeoutMs after the last heartbeat it
+ * received, which was sent at or after that echo, so a primary that holds its writes at this
+ * point (a tick comes at least every pulse) stops before the peer may start, also when the
+ * heartbeats are lost in one direction only (the peer hears nothing, this node still hears the
+ * peer). A view without the echo (a peer of an older version) tells nothing: false.
+ */
+function peerDeaf(s: MirrorState, params: MirrorParams, now: number): boolean {
+  const v = s.peer.view;
+  if (!v || !peerAlive(s, params, now)) return false;
+  const m = peerMsg(v);
+  if (!('heard' in m)) return false;
+  if (typeof m.heard !== 'number' || m.heardLife !== s.idSeed) return true;
+  return now >= m.heard + params.heartbeatTimeoutMs - params.pulseMs - deafSlackMs(params);
+}
+
+/** Room for the executor to hold the writes and for clock rates (1 %), beside the pulse. */
+function deafSlackMs(params: MirrorParams): number {
+  return Math.max(50, Math.ceil(params.heartbeatTimeoutMs / 50));
 }
 
 /** Data comparison used for decisions: without replication every node is in sync. */
@@ -470,8 +526,12 @@ function advance(c: Ctx): void {
           // A primary committed to demote keeps its writes held: a transition that was running
           // when it found itself cut off does not mount read-write again.
           if (a.mode === 'rw' && s.writesBlocked) a = { type: 'mount', mode: 'blocked' };
+          // Calls held when a primary lets go were applied here and now fail: its copy stays
+          // marked (Persisted.unacked) until a resync; with nothing held every call was acknowledged.
+          const held = s.writesBlocked || s.fencedAt !== null;
           if (a.mode === 'ro' || a.mode === 'none') { s.writesBlocked = false; s.fencedAt = null; }
           s.mounted = a.mode;
+          if (st.release && !held && s.persisted.unacked === true) { c.out.push(a); persist(c, { unacked: false }); break; }
         }
         if (a.type === 'lease' && a.op === 'release') { s.leaseDeadline = null; s.leaseRefused = null; }
         c.out.push(a);
@@ -507,7 +567,7 @@ function newGeneration(c: Ctx, absorb: readonly string[]): void {
   const id = `${s.idSeed}.${s.persisted.idCounter}`;
   persist(c, {
     generation: nextGeneration(s.persisted.generation, id, absorb), idCounter: s.persisted.idCounter + 1,
-    upToDate: true, lastPrimary: c.params.node,
+    upToDate: true, lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true } : {}),
   });
   s.inSync = false;
 }
@@ -521,7 +581,7 @@ const act = (action: MirrorAction): Step => ({ k: 'act', action });
 function releaseSteps(c: Ctx, from: MirrorStateName, to: MirrorStateName, action: string, mount: 'ro' | 'none'): Step[] {
   const args = [from, to, action] as const;
   if (isPrimaryName(from)) {
-    const steps = [script('stop_prim', args, 'prim'), act({ type: 'vip', op: 'remove' }), act({ type: 'mount', mode: mount })];
+    const steps: Step[] = [script('stop_prim', args, 'prim'), act({ type: 'vip', op: 'remove' }), { k: 'act', action: { type: 'mount', mode: mount }, release: true }];
     // The arbitrator's lease goes back once nothing of the primary is left, so that the peer
     // gets it at once (not only when it expires).
     if (c.params.splitBrain?.arbitrator) steps.push(act({ type: 'lease', op: 'release' }));
@@ -543,12 +603,13 @@ function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb:
   if (c.params.splitBrain?.arbitrator) steps.push({ k: 'lease' });
   steps.push(act({ type: 'vip', op: 'add' }));
   if (target === 'ALONE') steps.push({ k: 'newgen', absorb });
-  else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node } });
+  else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true } : {}) } });
   if (c.params.hasReplication) steps.push(act({ type: 'replicate', mode: target === 'PRIM' ? 'sync' : 'alone' }));
   steps.push(act({ type: 'mount', mode: 'rw' }), script('start_prim', args, 'prim'), { k: 'done', name: target, reason: null });
   c.s.holdWrites = false;
   c.s.wantSwap = false;
   c.s.swapBackAsked = false;
+  c.s.swapBackDeferred = false;
   c.s.forcedSecond = null;
   runPlan(c, steps);
 }
@@ -709,7 +770,7 @@ function onResyncDone(c: Ctx, ok: boolean, detail: string, generation: string | 
     return;
   }
   if (v) {
-    persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true });
+    persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true, unacked: false });
     s.wasDiverged = false;
   }
 }
@@ -855,6 +916,7 @@ function onCommand(c: Ctx, command: MirrorCommand): void {
       const absorb = v && c.params.hasReplication && compareGenerations(s.persisted.generation, v.generation) === 'diverged'
         ? [v.generation.current] : [];
       s.wasDiverged = false;
+      s.forcedSecond = null; // `prim` overrides an earlier `second`
       becomePrimary(c, 'ALONE', 'prim', absorb);
       break;
     }
@@ -952,7 +1014,8 @@ function evalWait(c: Ctx, role: PeerRole): void {
   if (!LISTENING.has(r)) return; // held reasons: start_prim-failed, vip-conflict
   if (role === 'candidate') {
     const e = elect(s, c.params, v);
-    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, peerInSync(s, c.params, v) ? 'PRIM' : 'ALONE', 'start'); }
+    if (e === 'me' && s.forcedSecond) { secondNoPrimary(c, v); return; }
+    if (e === 'me') { if (peerSawMe(s, v)) becomePrimary(c, peerInSync(s, c.params, v) ? 'PRIM' : 'ALONE', 'start'); }
     else if (e === 'peer') becomeSecond(c, 'start', false);
     else if (e === 'none') waitFor(c, 'diverged');
     return;
@@ -963,9 +1026,28 @@ function evalWait(c: Ctx, role: PeerRole): void {
   else waitFor(c, cmp === 'diverged' ? 'diverged' : 'peer-not-up-to-date');
 }
 
-/** The peer holds this node's data: up to date and the same generation (always, without replication). */
+/**
+ * This node was told `second`, but its candidate peer will not become primary: the election
+ * (which both compute alike) names this node (the peer's data is older, or it was told `second`
+ * too). Nothing would move (simulator finding 2): wait with a reason that says what to do.
+ */
+function secondNoPrimary(c: Ctx, v: PeerView): void {
+  const s = c.s;
+  if (s.name === 'WAIT' && s.reason === 'second-no-primary') return;
+  const why = peerMsg(v).second ? 'was told `second` too' : 'has older data';
+  log(c, 'warn', `told second, but ${c.params.peer} ${why} and will not become primary: waiting (run \`hakit prim\` on this node to keep its data)`);
+  if (s.name === 'WAIT') setState(c, 'WAIT', true, 'second-no-primary');
+  else releaseToWait(c, 'second-no-primary', 'stopstart');
+}
+
+/**
+ * The peer holds this node's data: up to date, the same generation, and neither copy may hold
+ * writes the other never acknowledged (Persisted.unacked: a primary killed or demoted with held
+ * calls; a primary's own mark only says it writes now). Always, without replication.
+ */
 function peerInSync(s: MirrorState, params: MirrorParams, v: PeerView): boolean {
-  return !params.hasReplication || (v.upToDate && v.generation.current !== NO_DATA && dataCmp(s, params, v.generation) === 'equal');
+  return !params.hasReplication || (v.upToDate && v.generation.current !== NO_DATA && dataCmp(s, params, v.generation) === 'equal' &&
+    (isPrimaryName(s.name) || s.persisted.unacked !== true) && peerMsg(v).unacked !== true);
 }
 
 /** Primary: answers a new resync request of a SECOND that is behind (each request once). */
@@ -1016,6 +1098,25 @@ function takeoverOrWait(c: Ctx, why: string, silent = false): void {
   becomePrimary(c, 'ALONE', 'takeover');
 }
 
+/**
+ * The default primary does not ask for its role back while a restart or stopstart of this node
+ * (a checker's, a failing start_prim's, an admin's) is within the maxloop window: the failure
+ * that moved the role would likely move it again, up to maxloop (a failing health check
+ * flip-flopped the role three times in 3 s). After the window, or a `start`, or a `swap`, it does.
+ * Logged once per stay as SECOND.
+ */
+function swapBackDeferred(c: Ctx): boolean {
+  const s = c.s;
+  const recent = s.restarts.filter((t) => t > c.now - c.params.maxloop.windowMs);
+  if (recent.length === 0) return false;
+  if (!s.swapBackDeferred) {
+    s.swapBackDeferred = true;
+    const until = Math.max(...recent) + c.params.maxloop.windowMs;
+    log(c, 'info', `default primary ${c.params.node} is in sync, but it was restarted or failed over ${Math.round((c.now - Math.max(...recent)) / 1000)} s ago: not asking ${c.params.peer} to swap back for ${Math.round((until - c.now) / 1000)} s (\`hakit swap\` does it now)`);
+  }
+  return true;
+}
+
 function evalSecond(c: Ctx, role: PeerRole): void {
   const s = c.s;
   const v = s.peer.view;
@@ -1029,11 +1130,12 @@ function evalSecond(c: Ctx, role: PeerRole): void {
         persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true });
       }
     } else if (cmp === 'behind' || (s.forcedSecond && cmp !== 'equal') || (cmp === 'diverged' && s.wasDiverged) ||
-        (cmp === 'equal' && !s.persisted.upToDate)) {
+        (cmp === 'equal' && (!s.persisted.upToDate || s.persisted.unacked === true))) {
       if (!s.resyncing) {
         s.resyncing = true;
         s.resyncReq++;
-        const full = s.wasDiverged || cmp === 'diverged' || s.forcedSecond?.full === true;
+        // A copy with unacknowledged writes (Persisted.unacked) may differ anywhere: full.
+        const full = s.wasDiverged || cmp === 'diverged' || s.forcedSecond?.full === true || s.persisted.unacked === true;
         persist(c, { upToDate: false });
         c.out.push({ type: 'start-resync', full }, { type: 'send-heartbeat' });
       }
@@ -1044,6 +1146,7 @@ function evalSecond(c: Ctx, role: PeerRole): void {
     // generation is announced) writes without this node (simulator finding 5).
     s.inSync = s.persisted.upToDate && dataCmp(s, c.params, v.generation) === 'equal' && (!c.params.hasReplication || v.state === 'PRIM');
     const dp = c.params.defaultPrimary;
+    if (dp === c.params.node && s.inSync && v.state === 'PRIM' && v.ready && !s.swapBackAsked && swapBackDeferred(c)) return;
     if (dp === c.params.node && s.inSync && v.state === 'PRIM' && v.ready && !s.swapBackAsked) {
       s.swapBackAsked = true;
       s.wantSwap = true;
@@ -1054,10 +1157,20 @@ function evalSecond(c: Ctx, role: PeerRole): void {
   }
   if (s.wantSwap) { s.wantSwap = false; c.out.push({ type: 'send-heartbeat' }); }
   if (role === 'handover') { log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`); becomePrimary(c, 'PRIM', 'swap'); return; }
-  if (s.swapOut) return; // our own handover: wait for the peer to take over (or fall silent)
+  if (s.swapOut) {
+    // Our own handover: wait for the peer to take over (or fall silent). It goes to a SECOND only
+    // (validateCommand); a peer that left SECOND meanwhile (told `failover off`, stopped, held by
+    // a checker) will never take it (simulator finding 7): give the handover up and decide as any
+    // SECOND does, so that one of the two becomes primary again.
+    if (v.state === 'SECOND') return;
+    s.swapOut = false;
+    log(c, 'warn', `swap abandoned: ${c.params.peer} is ${v.state}${v.reason ? ` ${v.reason}` : ''}, not SECOND`);
+    setState(c, 'SECOND', true, null, false);
+  }
   if (role === 'candidate') {
     const e = elect(s, c.params, v);
-    if (e === 'me' && !s.forcedSecond) { if (peerSawMe(s, v)) becomePrimary(c, peerInSync(s, c.params, v) ? 'PRIM' : 'ALONE', 'start'); }
+    if (e === 'me' && s.forcedSecond) { secondNoPrimary(c, v); return; }
+    if (e === 'me') { if (peerSawMe(s, v)) becomePrimary(c, peerInSync(s, c.params, v) ? 'PRIM' : 'ALONE', 'start'); }
     else if (e === 'none') waitFor(c, 'diverged');
     return;
   }
@@ -1196,11 +1309,14 @@ function guardSplitBrain(c: Ctx): void {
   const willMountRw = s.plan?.steps.some((st) => st.k === 'act' && st.action.type === 'mount' && st.action.mode === 'rw') ?? false;
   if (!sb || !isPrimaryName(s.name) || (s.mounted !== 'rw' && s.mounted !== 'blocked' && !willMountRw)) return;
   if (sb.arbitrator) askLease(c, false);
-  if (s.writesBlocked || s.mounted === 'blocked' || peerRole(s, c.params, c.now) !== 'silent') return;
+  if (s.writesBlocked || s.mounted === 'blocked') return;
+  const silent = peerRole(s, c.params, c.now) === 'silent';
+  if (!silent && !peerDeaf(s, c.params, c.now)) return;
   const why = cutOff(c);
   if (why === null) return;
   s.writesBlocked = true;
-  log(c, 'error', `split brain: peer ${c.params.peer} silent on every heartbeat network and ${why}: holding writes, demoting`);
+  const peerWhy = silent ? 'silent on every heartbeat network' : 'heard, but it has not heard this node for too long (heartbeats lost one way)';
+  log(c, 'error', `split brain: peer ${c.params.peer} ${peerWhy} and ${why}: holding writes, demoting`);
   c.out.push({ type: 'mount', mode: 'blocked' }); // a no-op without replicated dirs, as every mount
 }
 
@@ -1234,9 +1350,9 @@ function onLease(c: Ctx, e: Extract<MirrorEvent, { type: 'lease' }>): void {
   const plan = s.plan;
   if (plan?.waiting !== 'lease') return;
   if (s.leaseDeadline !== null && c.now < s.leaseDeadline) { plan.waiting = null; advance(c); return; }
-  if (peerAlive(s, c.params, c.now)) {
-    // The peer is heard and let this node take the role: no second primary is possible while
-    // that lasts; without a lease the node demotes as soon as the peer falls silent.
+  if (peerAlive(s, c.params, c.now) && !peerDeaf(s, c.params, c.now)) {
+    // The peer hears this node and let it take the role: no second primary is possible while
+    // that lasts; without a lease the node demotes as soon as the peer falls silent or deaf.
     log(c, 'warn', `no witness lease (${isolation(c)}), but ${c.params.peer} is heard: going on without it`);
     plan.waiting = null;
     advance(c);

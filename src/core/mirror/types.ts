@@ -42,6 +42,14 @@ export interface Persisted {
   readonly lastPrimary: string | null;
   /** Counter for new generation ids. */
   readonly idCounter: number;
+  /**
+   * This copy may hold writes the peer never acknowledged: set (with replication) before a
+   * primary mounts read-write, cleared when it releases with nothing held, and by a completed
+   * resync. A daemon killed while primary, or a primary demoted with held calls (applied here,
+   * failed to the application), keeps it: such a copy is never "in sync" with a peer of the same
+   * generation (a resync follows). Absent in files of older versions: false.
+   */
+  readonly unacked?: boolean;
 }
 
 /** What a node tells its peer in every heartbeat (same shape as the UDP codec's HeartbeatView). */

@@ -2,9 +2,9 @@
 //
 //   test: name of the test (DESIGN.md 5)
 //   params node=n1 peer=n2 default=n1|last|- repl=0|1 failover=1 nets=lan,hb2 timeout=2000 maxloop=3/60000
-//   @0 init seed=s [gen=s.1/s.0] [up=1] [en=1] [fo=1] [last=n1] [ctr=2]
+//   @0 init seed=s [gen=s.1/s.0] [up=1] [en=1] [fo=1] [last=n1] [ctr=2] [unacked]
 //     persist s.0 up=1 en=0 fo=1 last=-
-//   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [last=n2] [sees=N|-]
+//   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [unacked] [last=n2] [sees=N|-]
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
 //   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail] [gen=x.1]     @80 tick
@@ -14,7 +14,7 @@
 //
 // Indented lines after an event are exactly the actions it must produce, rendered as:
 //   => STATE[~] [reason]  (transition; ~ = transient; the send-heartbeat that follows is implied)
-//   heartbeat | persist GEN up= en= fo= last= | run SCRIPT ARG1 ARG2 ARG3 | vip add|remove |
+//   heartbeat | persist GEN up= en= fo= last= [unacked] | run SCRIPT ARG1 ARG2 ARG3 | vip add|remove |
 //   announce-vip | mount rw|ro|none | resync full|incr | stop-resync | log LEVEL: message |
 //   replicate sync|alone | replicate resync full|incr gen=GEN
 // An expected line ending in `...` matches any action line that starts with the rest.
@@ -69,7 +69,7 @@ export function render(actions: readonly MirrorAction[]): string[] {
       case 'send-heartbeat': if (!wasTransition) out.push('heartbeat'); break;
       case 'persist': {
         const p = a.persisted;
-        out.push(`persist ${renderGen(p.generation)} up=${+p.upToDate} en=${+p.enabled} fo=${+p.failover} last=${p.lastPrimary ?? '-'}`);
+        out.push(`persist ${renderGen(p.generation)} up=${+p.upToDate} en=${+p.enabled} fo=${+p.failover} last=${p.lastPrimary ?? '-'}${p.unacked === true ? ' unacked' : ''}`);
         break;
       }
       case 'run-script': out.push(`run ${a.script} ${a.args.join(' ')}`); break;
@@ -125,7 +125,7 @@ export function parseFile(text: string): Section[] {
   return sections;
 }
 
-function parseEvents(text: string, n: number, state: MirrorState, params: MirrorParams): MirrorEvent[] {
+export function parseEvents(text: string, n: number, state: MirrorState, params: MirrorParams): MirrorEvent[] {
   const m = /^@(\d+)\s+(\S+)\s*(.*)$/.exec(text);
   if (!m) throw new Error(`line ${n}: bad event "${text}"`);
   const now = Number(m[1]);
@@ -154,10 +154,11 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
     case 'init': {
       const o = kv(words);
       const seed = o.get('seed') ?? 's';
-      const keys = ['gen', 'up', 'en', 'fo', 'last', 'ctr'];
+      const keys = ['gen', 'up', 'en', 'fo', 'last', 'ctr', 'unacked'];
       const persisted: Persisted | null = keys.some((k) => o.has(k)) ? {
         generation: parseGen(o.get('gen') ?? `${seed}.0`), upToDate: (o.get('up') ?? '1') === '1', enabled: o.get('en') === '1',
         failover: (o.get('fo') ?? '1') === '1', lastPrimary: o.get('last') ?? null, idCounter: Number(o.get('ctr') ?? '1'),
+        ...(o.has('unacked') ? { unacked: true } : {}),
       } : null;
       return [{ type: 'init', now, persisted, idSeed: seed }];
     }
@@ -177,7 +178,7 @@ function parseEvents(text: string, n: number, state: MirrorState, params: Mirror
       const msg: Record<string, unknown> = {
         lastPrimary: o.has('last') ? o.get('last') : null, n, sees: sees === '-' ? null : Number(sees), seesLife: sees === '-' ? null : state.idSeed,
       };
-      for (const f of ['swap', 'wantSwap', 'second']) if (o.has(f)) msg[f] = true;
+      for (const f of ['swap', 'wantSwap', 'second', 'unacked']) if (o.has(f)) msg[f] = true;
       if (o.has('req')) msg['resyncReq'] = Number(o.get('req'));
       const view: PeerView = {
         state: st.replace('~', ''), ready: !st.endsWith('~'), reason: o.get('r') ?? null,

@@ -1,0 +1,249 @@
+/**
+ * Checkers on the testbed (issue 6; docs/checkers.md): real daemons, real probes, a real HTTP
+ * application and a client on a third host that tells who serves the VIP. Each describe runs one
+ * cluster with the checkers it needs:
+ * - process checker with action restart: a killed application is restarted on the primary; killed
+ *   again and again it hits maxloop: the primary goes to STOP (reason maxloop) and its secondary
+ *   takes over (the client is served by the other node);
+ * - http checker (status + body) with action stopstart: the health URL turning 503 fails the
+ *   module over; a custom checker (a script's UP/DOWN output) with action restart; a custom
+ *   checker that hangs is a failure at its timeout (`timed out`), and the module keeps serving;
+ * - interface checker (action wait) on the VIP's NIC: the primary's cable pulled -> WAIT
+ *   checker:nic (the peer takes over); plugged back -> it leaves WAIT and rejoins;
+ * - vip checker: another host answering for the VIP is detected (checker down with the other
+ *   host named) and its action runs.
+ * Not covered here: the `module` checker (needs two modules in TestCluster; its probe has a
+ * contract test in test/unit/probes.contract.test.ts).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { needs } from '../helpers/prereq.js';
+import { TestCluster, VIP } from '../testbed/cluster.js';
+
+const PREREQ = needs('root', 'netns', 'nft', 'arping');
+
+interface CheckerView { status: string; detail?: string }
+const checker = async (c: TestCluster, node: string, name: string): Promise<CheckerView | undefined> =>
+  ((await c.status(node))?.checkers as Record<string, CheckerView> | undefined)?.[name];
+
+async function servedBy(c: TestCluster): Promise<string | null> {
+  const body = await c.get();
+  return body === null ? null : body.split(' ')[0]!;
+}
+
+async function waitServedBy(c: TestCluster, node: string, timeoutMs = 20_000): Promise<void> {
+  let last: string | null = null;
+  await c.waitFor(`client served by ${node}`, async () => (last = await servedBy(c)) === node, timeoutMs, () => `last answer from ${last}`);
+}
+
+async function startBoth(c: TestCluster): Promise<[string, string]> {
+  await c.startDaemon('n1');
+  await c.startDaemon('n2');
+  assert.equal((await c.hakit('n1', ['start', 'web'])).code, 0);
+  assert.equal((await c.hakit('n2', ['start', 'web'])).code, 0);
+  return settled(c);
+}
+
+/** Waits for one ready PRIM and one ready SECOND; [primary, secondary]. A timeout shows both nodes' logs. */
+async function settled(c: TestCluster, timeoutMs = 30_000): Promise<[string, string]> {
+  let last = '';
+  try {
+    await c.waitFor('one PRIM and one SECOND', async () => {
+      const [a, b] = [await c.status('n1'), await c.status('n2')];
+      last = JSON.stringify([a && [a.state, a.ready, a.reason], b && [b.state, b.ready, b.reason]]);
+      return !!a?.ready && !!b?.ready && [a.state, b.state].sort().join() === 'PRIM,SECOND';
+    }, timeoutMs, () => last);
+  } catch (e) {
+    const logs = await Promise.all(c.nodes.map(async (n) => `--- ${n}\n${(await c.hakit(n, ['log', 'web', '-n', '60'])).stdout}`));
+    throw new Error(`${(e as Error).message}\n${logs.join('\n')}`);
+  }
+  return (await c.status('n1'))!.state === 'PRIM' ? ['n1', 'n2'] : ['n2', 'n1'];
+}
+
+const appPid = (c: TestCluster, node: string): number => Number(readFileSync(join(c.moduleDir(node), 'run/app.pid'), 'utf8').trim());
+
+describe('checkers: process -> restart, then maxloop -> failover', PREREQ, () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await TestCluster.create({
+      defaultPrimary: 'n1',
+      moduleYaml: [
+        'maxloop: { count: 2, window: 1h }',
+        'checkers:',
+        '  - { type: process, name: proc, cmdline: "http-app\\\\.mjs 8080", action: restart, interval: 300ms, timeout: 200ms, fall: 1 }',
+      ].join('\n'),
+    });
+  });
+  after(async () => { await c?.dispose(); });
+
+  test('a killed application is restarted on the primary; killed each time it comes back, maxloop stops it and the peer takes over', async () => {
+    const [prim, second] = await startBoth(c);
+    await waitServedBy(c, prim);
+    const first = appPid(c, prim);
+    process.kill(first, 'SIGKILL');
+    await c.waitFor('the application restarted by the process checker', async () => {
+      try { return appPid(c, prim) !== first && (await servedBy(c)) === prim; } catch { return false; }
+    }, 15_000);
+    assert.equal((await c.status(prim))?.state, 'PRIM', 'a restart is not a failover');
+    assert.match((await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout, /checker proc down/);
+    // Keep killing it: every restart counts toward maxloop (2 in 1 h).
+    let last = '';
+    await c.waitFor(`${prim} stopped by maxloop`, async () => {
+      const st = await c.status(prim);
+      last = JSON.stringify(st && [st.state, st.ready, st.reason]);
+      if (st?.state === 'STOP') return st.reason === 'maxloop';
+      try { process.kill(appPid(c, prim), 'SIGKILL'); } catch { /* not running right now */ }
+      return false;
+    }, 30_000, () => last, 300);
+    await waitServedBy(c, second);
+    assert.equal((await c.status(second))?.state, 'ALONE');
+    const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
+    assert.match(log, /maxloop/);
+  });
+});
+
+describe('checkers: http -> stopstart, custom -> restart, a hanging custom checker', PREREQ, () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await TestCluster.create({
+      defaultPrimary: 'n1',
+      moduleYaml: [
+        'checkers:',
+        '  - { type: http, name: health, url: "http://127.0.0.1:8080/health", body: "^ok", action: stopstart, interval: 300ms, timeout: 250ms, fall: 2 }',
+        '  - { type: custom, name: flag, command: check-flag, action: restart, interval: 300ms, timeout: 250ms, fall: 1 }',
+        '  - { type: custom, name: slow, command: check-flag, args: [hang], action: none, interval: 400ms, timeout: 300ms, fall: 1 }',
+      ].join('\n'),
+    });
+    // UP/DOWN from a flag file of the module; with `hang`, sleeps while the flag `hang` exists.
+    const script = [
+      '#!/bin/sh',
+      'R="$HAKIT_MODULE_DIR/run"',
+      'if [ "$1" = hang ]; then [ -f "$R/hang" ] && sleep 30; echo "UP not hanging"; exit 0; fi',
+      '[ -f "$R/custom-down" ] && { echo "DOWN flag set"; exit 0; }',
+      'echo "UP no flag"',
+      '',
+    ].join('\n');
+    for (const n of c.nodes) writeFileSync(join(c.moduleDir(n), 'bin/check-flag'), script, { mode: 0o755 });
+  });
+  after(async () => { await c?.dispose(); });
+
+  test('the health URL answering 503 fails the module over to its secondary (stopstart)', async () => {
+    const [prim, second] = await startBoth(c);
+    await waitServedBy(c, prim);
+    await c.waitFor('the http checker up', async () => (await checker(c, prim, 'health'))?.status === 'up', 10_000);
+    writeFileSync(join(c.moduleDir(prim), 'run/unhealthy'), '');
+    try {
+      await waitServedBy(c, second);
+    } finally {
+      rmSync(join(c.moduleDir(prim), 'run/unhealthy'), { force: true });
+    }
+    const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
+    assert.match(log, /checker health down/);
+    assert.match(log, /HTTP 503/);
+    const [p2] = await settled(c);
+    assert.equal(p2, second, 'the old primary came back as primary');
+  });
+
+  test('a custom checker saying DOWN restarts the application on the primary; UP again is shown', async () => {
+    const [prim] = await settled(c);
+    await c.waitFor('the custom checker up', async () => (await checker(c, prim, 'flag'))?.status === 'up', 10_000);
+    const before = appPid(c, prim);
+    writeFileSync(join(c.moduleDir(prim), 'run/custom-down'), '');
+    try {
+      await c.waitFor('the application restarted by the custom checker', async () => {
+        try { return appPid(c, prim) !== before; } catch { return false; }
+      }, 15_000);
+    } finally {
+      rmSync(join(c.moduleDir(prim), 'run/custom-down'), { force: true });
+    }
+    const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
+    assert.match(log, /checker flag down/);
+    assert.match(log, /start_prim PRIM PRIM restart/);
+    await c.waitFor('the custom checker up again', async () => (await checker(c, prim, 'flag'))?.status === 'up', 10_000);
+    assert.equal((await c.status(prim))?.state, 'PRIM');
+  });
+
+  test('a custom checker that hangs is a failure at its timeout; the module keeps serving', async () => {
+    const [prim, second] = await settled(c);
+    writeFileSync(join(c.moduleDir(prim), 'run/hang'), '');
+    try {
+      let last: CheckerView | undefined;
+      await c.waitFor('the hanging checker reported down', async () => (last = await checker(c, prim, 'slow'))?.status === 'down', 10_000, () => JSON.stringify(last));
+      assert.match(last?.detail ?? '', /timed out/);
+      // Heartbeats and the state machine are not held up by it.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal((await c.status(prim))?.state, 'PRIM');
+      assert.equal((await c.status(second))?.state, 'SECOND');
+      assert.equal(await servedBy(c), prim);
+    } finally {
+      rmSync(join(c.moduleDir(prim), 'run/hang'), { force: true });
+    }
+    await c.waitFor('the hanging checker up again', async () => (await checker(c, prim, 'slow'))?.status === 'up', 10_000);
+  });
+});
+
+describe('checkers: interface -> wait, resume when the link is back', PREREQ, () => {
+  let c: TestCluster;
+  before(async () => {
+    // No default_primary: the node that rejoins stays SECOND (no swap back), so what it shows is
+    // the checker after the rejoin, not during another transition.
+    c = await TestCluster.create({
+      moduleYaml: ['checkers:', '  - { type: interface, name: nic, interface: eth0, interval: 300ms, timeout: 250ms, fall: 1, rise: 1 }'].join('\n'),
+    });
+  });
+  after(async () => { await c?.dispose(); });
+
+  test('the primary\'s cable pulled: it waits (checker:nic), the peer serves; plugged back: it rejoins', async () => {
+    const [prim, second] = await startBoth(c);
+    await waitServedBy(c, prim);
+    await c.tb.linkDown(prim, 'lan');
+    try {
+      await c.waitFor(`${prim} WAIT checker:nic`, async () => {
+        const st = await c.status(prim);
+        return st?.state === 'WAIT' && st.reason === 'checker:nic';
+      }, 15_000);
+      await waitServedBy(c, second);
+    } finally {
+      await c.tb.linkUp(prim, 'lan');
+    }
+    await c.waitFor(`${prim} leaves WAIT once the link is back`, async () => {
+      const st = await c.status(prim);
+      return st?.ready === true && st.state === 'SECOND';
+    }, 20_000);
+    // It runs on the SECOND too (docs/checkers.md): from unknown after the transition, then up.
+    let last: CheckerView | undefined;
+    await c.waitFor('the interface checker up on the rejoined SECOND', async () => (last = await checker(c, prim, 'nic'))?.status === 'up', 10_000, () => JSON.stringify(last));
+    await waitServedBy(c, second);
+    assert.equal((await c.status(prim))?.state, 'SECOND');
+  });
+});
+
+describe('checkers: vip conflict detected', PREREQ, () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await TestCluster.create({
+      defaultPrimary: 'n1',
+      moduleYaml: ['checkers:', '  - { type: vip, name: vip, action: none, interval: 400ms, timeout: 350ms, fall: 1 }'].join('\n'),
+    });
+  });
+  after(async () => { await c?.dispose(); });
+
+  test('another host answering for the VIP turns the vip checker down, naming it; gone again, up', async () => {
+    const [prim] = await startBoth(c);
+    await waitServedBy(c, prim);
+    await c.waitFor('the vip checker up', async () => (await checker(c, prim, 'vip'))?.status === 'up', 10_000);
+    const intruder = c.tb.host('client');
+    await intruder.run(['ip', 'addr', 'add', `${VIP}/32`, 'dev', 'eth0']);
+    try {
+      let last: CheckerView | undefined;
+      await c.waitFor('the vip checker down', async () => (last = await checker(c, prim, 'vip'))?.status === 'down', 10_000, () => JSON.stringify(last));
+      assert.match(last?.detail ?? '', /also answered by another host/);
+      assert.match((await c.hakit(prim, ['log', 'web', '-n', '200'])).stdout, /checker vip down/);
+    } finally {
+      await intruder.run(['ip', 'addr', 'del', `${VIP}/32`, 'dev', 'eth0']);
+    }
+    await c.waitFor('the vip checker up again', async () => (await checker(c, prim, 'vip'))?.status === 'up', 10_000);
+  });
+});
