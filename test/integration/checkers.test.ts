@@ -57,7 +57,7 @@ async function settled(c: TestCluster, timeoutMs = 30_000): Promise<[string, str
     }, timeoutMs, () => last);
   } catch (e) {
     const logs = await Promise.all(c.nodes.map(async (n) => `--- ${n}\n${(await c.hakit(n, ['log', 'web', '-n', '60'])).stdout}`));
-    throw new Error(`${(e as Error).message}\n${logs.join('\n')}`);
+    throw new Error(`${(e as Error).message}\n${logs.join('\n')}`, { cause: e });
   }
   return (await c.status('n1'))!.state === 'PRIM' ? ['n1', 'n2'] : ['n2', 'n1'];
 }
