@@ -1,12 +1,12 @@
 /**
  * `cost`: CPU and memory of an idle `hakit daemon` with two mirror modules (web on VIP
  * 198.18.0.100 and web2 on 198.18.0.101), on both nodes, once both modules are PRIM/SECOND ready
- * and a settle time has passed. CPU = (utime + stime) of the daemon process (all threads) over the
- * window, in % of one core; RSS = VmRSS at the end of the window. The applications the modules
+ * and a settle time has passed. CPU = time on CPU of the daemon process (all threads, schedstat ns) over the
+ * window (per-thread schedstat, ns), in % of one core; RSS = VmRSS at the end of the window. The applications the modules
  * start are separate processes and not counted.
  */
 import { MODULE, TestCluster } from '../../test/testbed/cluster.js';
-import { MODULE2, addSecondModule, clockTicks, cpuTicks, monoMs, pidsOf, rssMiB, sleep, waitModule } from '../harness.js';
+import { MODULE2, addSecondModule, cpuNs, monoMs, pidsOf, rssMiB, sleep, waitModule } from '../harness.js';
 import type { Metric } from '../stats.js';
 import type { Figure, FigureContext } from './figure.js';
 
@@ -41,15 +41,14 @@ export const cost: Figure = {
         if (p.length !== 1) throw new Error(`expected one hakit daemon process on ${n}, found ${p.length}`);
         pids.set(n, p[0]!);
       }
-      const hz = clockTicks();
       for (let run = 1; run <= ctx.runs; run++) {
         await sleep(settleMs);
         const t0 = monoMs();
-        const before = new Map([...pids].map(([n, pid]) => [n, cpuTicks(pid)]));
+        const before = new Map([...pids].map(([n, pid]) => [n, cpuNs(pid)]));
         await sleep(windowMs);
         const elapsedS = (monoMs() - t0) / 1000;
         for (const [n, pid] of pids) {
-          const pct = ((cpuTicks(pid) - before.get(n)!) / hz / elapsedS) * 100;
+          const pct = ((cpuNs(pid) - before.get(n)!) / 1e9 / elapsedS) * 100;
           cpu.get(n)!.samples.push(pct);
           rss.get(n)!.samples.push(rssMiB(pid));
           ctx.log(`cost run ${run}/${ctx.runs} ${n}: CPU ${pct.toFixed(2)} % of a core over ${elapsedS.toFixed(1)} s, RSS ${rssMiB(pid).toFixed(1)} MiB`);

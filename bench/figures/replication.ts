@@ -13,7 +13,7 @@
  * conv=fsync; MB/s = 10^6 bytes a second, dd's own timing: open to fsync done), fsync'd 4 KiB
  * appends (latency of each write + fsync: p50 and p99 of the run), small files (create + 4 KiB +
  * close: files a second), and the round trip n1 -> n2 (ping on the replication network). The CPU
- * (utime + stime taken around the dd command, over dd's own time) and peak RSS (VmHWM, read after it) of the module's rfs
+ * (time on CPU, schedstat, taken around the dd command, over dd's own time) and peak RSS (VmHWM, read after it) of the module's rfs
  * process on each node are taken around the replicated sequential write. A run fails when n1 is not PRIM with n2 up to date at its end, or when n2's copy of the
  * sequential file is not complete (the "replicated" figures would then not be replicated).
  */
@@ -25,7 +25,7 @@ import { RFS_MAIN } from '../../src/adapters/fuse/process.js';
 import { REPO, TestCluster } from '../../test/testbed/cluster.js';
 import type { Host } from '../../test/testbed/index.js';
 import { median, percentile, type Metric } from '../stats.js';
-import { clockTicks, cpuTicks, pidsOf } from '../harness.js';
+import { cpuNs, pidsOf } from '../harness.js';
 import type { Figure, FigureContext } from './figure.js';
 
 const REPL = '/srv/hakit-repl';
@@ -217,7 +217,6 @@ export const replicatedWrites: Figure = {
         return pids[0]!;
       };
       const rfs = { n1: await rfsPid('n1'), n2: await rfsPid('n2') };
-      const hz = clockTicks();
 
       for (let run = 1; run <= ctx.runs; run++) {
         const tag = `run ${run}/${ctx.runs}`;
@@ -227,7 +226,7 @@ export const replicatedWrites: Figure = {
         // Sequential 1 MiB writes + fsync.
         for (const w of ways) {
           const f = `${w.dir}/seq.bin`;
-          const ticks0 = { n1: cpuTicks(rfs.n1), n2: cpuTicks(rfs.n2) };
+          const ticks0 = { n1: cpuNs(rfs.n1), n2: cpuNs(rfs.n2) };
           const out = await sh(`rm -f ${f} && dd if=/dev/zero of=${f} bs=1M count=${sz.seqMiB} conv=fsync`, `dd on ${w.dir}`);
           const { bytes, seconds } = parseDd(out);
           if (bytes !== sz.seqMiB * 1024 * 1024) throw new Error(`dd on ${w.dir} wrote ${bytes} bytes, not ${sz.seqMiB} MiB`);
@@ -238,7 +237,7 @@ export const replicatedWrites: Figure = {
             if (size !== bytes) throw new Error(`${tag}: n2's copy of seq.bin has ${size} bytes, not ${bytes}`);
             for (const n of ['n1', 'n2'] as const) {
               rss.get(n)!.samples.push(hwmMiB(rfs[n]));
-              cpu.get(n)!.samples.push(((cpuTicks(rfs[n]) - ticks0[n]) / hz / seconds) * 100);
+              cpu.get(n)!.samples.push(((cpuNs(rfs[n]) - ticks0[n]) / 1e9 / seconds) * 100);
             }
           }
           await sh(`rm -f ${f}`, `rm on ${w.dir}`);

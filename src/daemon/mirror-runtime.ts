@@ -241,7 +241,6 @@ export class MirrorRuntime {
     this.deliver({ type: 'init', now: this.deps.clock.now(), persisted, idSeed: this.deps.idSeed() });
     this.lastBeat = this.deps.clock.now();
     this.schedulePulse();
-    this.scheduleTick();
   }
 
   /** Steps the core with one event and queues its actions; never blocks, never throws. */
@@ -584,6 +583,12 @@ export class MirrorRuntime {
     }
   }
 
+  /**
+   * One timer per pulse: the heartbeats first (nothing of the core runs before they are sent),
+   * then a tick of the core. Silence is caught by armSilenceTick at its exact deadline; this tick
+   * only drives the slower timeouts of the core (listening for the peer at start, maxloop
+   * windows). One wake-up instead of two per pulse (issue 3's idle CPU).
+   */
   private schedulePulse(): void {
     const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
       this.timers = this.timers.filter((x) => x !== t);
@@ -592,6 +597,7 @@ export class MirrorRuntime {
       this.lastBeat = this.deps.clock.now();
       this.pulse();
       this.schedulePulse();
+      this.deliver({ type: 'tick', now: this.deps.clock.now() });
     });
     this.timers.push(t);
   }
@@ -606,18 +612,6 @@ export class MirrorRuntime {
       this.silenceTimer = null;
       if (!this.closed) this.deliver({ type: 'tick', now: this.deps.clock.now() });
     });
-  }
-
-  private scheduleTick(): void {
-    // Silence is caught by armSilenceTick at its exact deadline; this tick only drives the slower
-    // timeouts of the core (listening for the peer at start, maxloop windows), one per pulse.
-    const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
-      this.timers = this.timers.filter((x) => x !== t);
-      if (this.closed) return;
-      this.deliver({ type: 'tick', now: this.deps.clock.now() });
-      this.scheduleTick();
-    });
-    this.timers.push(t);
   }
 
   private log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {

@@ -112,8 +112,13 @@ export class RfsProcess implements Rfs {
     await this.request({ cmd: 'stop-resync' });
   }
 
+  /**
+   * The daemon is alive: an empty line, which the child counts like any line it reads and does
+   * not answer (one pipe write per pulse, no reply to wake the daemon: issue 3's idle CPU).
+   */
   keepalive(): void {
-    this.request({ cmd: 'keepalive' }).catch(() => undefined);
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.stdin?.write('\n');
   }
 
   async unfence(): Promise<void> {

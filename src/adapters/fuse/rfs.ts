@@ -71,7 +71,7 @@ export type RfsRequest =
   | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string }
   | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number }
   | { readonly id: number; readonly cmd: 'stop-resync' }
-  /** The daemon is alive (every pulse); answered at once. */
+  /** The daemon is alive; answered at once. (The daemon's keepalive is an empty line: any line counts, an empty one is not answered.) */
   | { readonly id: number; readonly cmd: 'keepalive' }
   /** Lifts a self-fence: blocked mounts go back to rw (no-op when not fenced). */
   | { readonly id: number; readonly cmd: 'unfence' }
