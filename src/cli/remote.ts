@@ -82,8 +82,8 @@ function dataColumn(m: ModuleStatus): string {
     const bar = '#'.repeat(Math.floor(pct / 10)).padEnd(10, '.');
     return `resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files`;
   }
-  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number };
-  const base = rep.upToDate ? 'up to date' : 'not up to date';
+  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean };
+  const base = `${rep.upToDate ? 'up to date' : 'not up to date'}${r.unacked === true ? ', may hold unacknowledged writes (full resync next)' : ''}`;
   // With replicated dirs: how this node replicates (docs/replication.md).
   if (r.mode === 'lost') return `${base}, replication lost: ${r.heldWrites ?? 0} writes held`;
   if (r.mode === 'alone') return `${base}, alone: ${r.dirtyPaths ?? 0} paths changed`;

@@ -307,6 +307,7 @@ export class MirrorRuntime {
           heldWrites: primary?.held ?? 0,
           dirtyPaths: primary?.dirtyPaths ?? 0,
           recordsApplied: secondary?.applied ?? 0,
+          unacked: s.unacked,
         } : {}),
       },
       failover: s.failover,

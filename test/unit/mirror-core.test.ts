@@ -147,3 +147,18 @@ test('two cores on a simulated network: never two writers over random seeded run
   const samples = seeds * (DEFAULT_FAULT_MS / 250);
   assert.ok(withPrimary > samples * 0.05, `a primary was up in only ${withPrimary} of ${samples} samples`);
 });
+
+test('status shows a copy marked unacked (a primary killed or demoted with held writes); a state file without the mark (older versions) is not marked', () => {
+  const p = defaultParams({ hasReplication: true });
+  const marked = drive(p, [
+    { type: 'init', now: 0, persisted: { generation: { current: 'a.1', history: ['g.0'] }, upToDate: true, enabled: true, failover: true, lastPrimary: 'n1', idCounter: 2, unacked: true }, idSeed: 'a' },
+    { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' },
+  ]).state;
+  assert.equal(marked.name, 'WAIT');
+  assert.equal(statusOf(marked, p, 2).unacked, true);
+  const fresh = drive(p, [
+    { type: 'init', now: 0, persisted: { generation: { current: 'a.1', history: ['g.0'] }, upToDate: true, enabled: true, failover: true, lastPrimary: 'n1', idCounter: 2 }, idSeed: 'a' },
+    { type: 'script-done', now: 1, script: 'prestart', ok: true, detail: '' },
+  ]).state;
+  assert.equal(statusOf(fresh, p, 2).unacked, false, 'a state file of an older version (no mark) is not marked');
+});

@@ -306,7 +306,8 @@ export function statusOf(state: MirrorState, params: MirrorParams, now: number):
   return {
     state: state.name, ready: state.ready, reason: state.reason,
     peer: { name: params.peer, state: alive && state.peer.view ? state.peer.view.state : null, networks },
-    upToDate: state.persisted.upToDate, failover: state.persisted.failover,
+    upToDate: state.persisted.upToDate, unacked: state.persisted.unacked === true && !isPrimaryName(state.name),
+    failover: state.persisted.failover,
     generation: state.persisted.generation,
   };
 }

@@ -219,6 +219,8 @@ export interface MirrorStatus {
   readonly reason: string | null;
   readonly peer: { readonly name: string; readonly state: string | null; readonly networks: Readonly<Record<string, boolean>> };
   readonly upToDate: boolean;
+  /** Persisted.unacked while this node is not primary: its copy may hold writes the peer lacks (a full resync follows). */
+  readonly unacked: boolean;
   readonly failover: boolean;
   readonly generation: Generation;
 }
