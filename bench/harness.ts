@@ -150,9 +150,6 @@ export function addSecondModule(c: TestCluster): void {
   }
 }
 
-/** Clock ticks per second of /proc/<pid>/stat times. */
-
-
 /**
  * Time on CPU of a process, all its live threads, in nanoseconds (the first field of each
  * /proc/PID/task/TID/schedstat). Unlike utime + stime (clock ticks of 10 ms, 0.5 % of a core over

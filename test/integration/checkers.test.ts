@@ -5,6 +5,7 @@
  * - process checker with action restart: a killed application is restarted on the primary; killed
  *   again and again it hits maxloop: the primary goes to STOP (reason maxloop) and its secondary
  *   takes over (the client is served by the other node);
+ * - tcp checker: up on the primary (`connected to ...`), idle on the secondary;
  * - http checker (status + body) with action stopstart: the health URL turning 503 fails the
  *   module over; a custom checker (a script's UP/DOWN output) with action restart; a custom
  *   checker that hangs is a failure at its timeout (`timed out`), and the module keeps serving;
@@ -12,12 +13,12 @@
  *   checker:nic (the peer takes over); plugged back -> it leaves WAIT and rejoins;
  * - vip checker: another host answering for the VIP is detected (checker down with the other
  *   host named) and its action runs.
- * Not covered here: the `module` checker (needs two modules in TestCluster; its probe has a
- * contract test in test/unit/probes.contract.test.ts).
+ * - module checker (action wait) in a second module `dep`: it is primary where `web` is; `web`
+ *   swapped, `dep` waits on the old node (checker:needsweb) and becomes primary on the new one.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/prereq.js';
 import { TestCluster, VIP } from '../testbed/cluster.js';
@@ -114,6 +115,7 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
         '  - { type: http, name: health, url: "http://127.0.0.1:8080/health", body: "^ok", action: stopstart, interval: 300ms, timeout: 250ms, fall: 2 }',
         '  - { type: custom, name: flag, command: check-flag, action: restart, interval: 300ms, timeout: 250ms, fall: 1 }',
         '  - { type: custom, name: slow, command: check-flag, args: [hang], action: none, interval: 400ms, timeout: 300ms, fall: 1 }',
+        '  - { type: tcp, name: port, address: 127.0.0.1:8080, action: none, interval: 300ms, timeout: 250ms, fall: 1 }',
       ].join('\n'),
     });
     // UP/DOWN from a flag file of the module; with `hang`, sleeps while the flag `hang` exists.
@@ -133,6 +135,11 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
     const [prim, second] = await startBoth(c);
     await waitServedBy(c, prim);
     await c.waitFor('the http checker up', async () => (await checker(c, prim, 'health'))?.status === 'up', 10_000);
+    // The tcp checker watches the application: up on the primary, not run on the secondary.
+    let port: CheckerView | undefined;
+    await c.waitFor('the tcp checker up', async () => (port = await checker(c, prim, 'port'))?.status === 'up', 10_000, () => JSON.stringify(port));
+    assert.match(port?.detail ?? '', /connected to 127\.0\.0\.1:8080/);
+    assert.equal((await checker(c, second, 'port'))?.status, 'idle');
     writeFileSync(join(c.moduleDir(prim), 'run/unhealthy'), '');
     try {
       await waitServedBy(c, second);
@@ -245,5 +252,44 @@ describe('checkers: vip conflict detected', PREREQ, () => {
       await intruder.run(['ip', 'addr', 'del', `${VIP}/32`, 'dev', 'eth0']);
     }
     await c.waitFor('the vip checker up again', async () => (await checker(c, prim, 'vip'))?.status === 'up', 10_000);
+  });
+});
+
+describe('checkers: module -> wait (a dependency follows its module)', PREREQ, () => {
+  let c: TestCluster;
+  const DEP = 'dep';
+  before(async () => {
+    c = await TestCluster.create({ defaultPrimary: 'n1' });
+    // A second module with no VIP and no scripts of its own, which needs `web` primary on its node.
+    const yaml = ['kind: mirror', `nodes: [${c.nodes.join(', ')}]`, 'heartbeat: { networks: [lan, hb2] }',
+      'checkers:', '  - { type: module, name: needsweb, module: web, state: [PRIM, ALONE], action: wait, interval: 300ms, timeout: 250ms, fall: 1, rise: 1 }', ''].join('\n');
+    for (const n of c.nodes) {
+      const md = join(c.configDir(n), 'modules', DEP);
+      mkdirSync(md, { recursive: true, mode: 0o755 });
+      writeFileSync(join(md, 'module.yaml'), yaml);
+    }
+  });
+  after(async () => { await c?.dispose(); });
+
+  const primaryOf = async (mod: string): Promise<string | null> => {
+    for (const n of c.nodes) {
+      const st = await c.status(n, mod);
+      if (st?.ready && (st.state === 'PRIM' || st.state === 'ALONE')) return n;
+    }
+    return null;
+  };
+
+  test('the dependent module is primary where web is; web swapped to the other node, it waits here (checker:needsweb) and goes there', async () => {
+    const [prim, second] = await startBoth(c);
+    for (const n of c.nodes) assert.equal((await c.hakit(n, ['start', DEP])).code, 0);
+    let last = '';
+    await c.waitFor(`${DEP} primary on ${prim} and waiting on ${second}`, async () => {
+      last = `${await primaryOf(DEP)}`;
+      return last === prim;
+    }, 20_000, () => `dep primary on ${last}`);
+    assert.equal((await c.hakit(prim, ['swap', 'web'])).code, 0);
+    await waitServedBy(c, second);
+    await c.waitFor(`${DEP} follows web to ${second}`, async () => (last = `${await primaryOf(DEP)}`) === second, 20_000, () => `dep primary on ${last}`);
+    assert.match((await c.hakit(prim, ['log', DEP, '-n', '200'])).stdout, /checker needsweb down/);
   });
 });

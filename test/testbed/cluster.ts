@@ -114,10 +114,11 @@ export class TestCluster {
     return this.tb.host(node).exec(['/usr/bin/node', HAKIT, '--socket', this.socket(node), ...args], { timeoutMs });
   }
 
-  async status(node: string): Promise<ModuleStatus | undefined> {
+  /** The status of module `mod` (default: the cluster's module) on a node; undefined if the daemon does not answer. */
+  async status(node: string, mod: string = MODULE): Promise<ModuleStatus | undefined> {
     const r = await this.hakit(node, ['status', '--json']);
     if (r.code !== 0) return undefined;
-    return (JSON.parse(r.stdout) as StatusReport).modules.find((m) => m.name === MODULE);
+    return (JSON.parse(r.stdout) as StatusReport).modules.find((m) => m.name === mod);
   }
 
   /** Waits until the node's module is in `state` (and ready, unless `ready` is false). */
