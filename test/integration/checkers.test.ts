@@ -189,6 +189,16 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
     }
     await c.waitFor('the hanging checker up again', async () => (await checker(c, prim, 'slow'))?.status === 'up', 10_000);
   });
+
+  test('the application killed: the tcp checker reports the refused connection (action none, logged), the http checker fails the module over', async () => {
+    const [prim, second] = await settled(c);
+    process.kill(appPid(c, prim), 'SIGKILL');
+    await waitServedBy(c, second);
+    const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
+    assert.match(log, /checker port down: cannot connect to 127\.0\.0\.1:8080: ECONNREFUSED/);
+    assert.match(log, /checker health down/);
+    await settled(c);
+  });
 });
 
 describe('checkers: interface -> wait, resume when the link is back', PREREQ, () => {
