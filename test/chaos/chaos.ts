@@ -18,7 +18,8 @@
  * the heartbeat timeout; every frame from the primary to the secondary lost (one-way loss);
  * flapping links (the primary's cable on lan, sometimes hb2 too, pulled and plugged back a few
  * times); a slow replication link (tbf towards the secondary); a crash of either host while a
- * resync runs (24 MiB of ballast and a slow link make the resync last seconds). The module has a
+ * resync runs (24 MiB of ballast and a slow link make the resync last seconds); every heartbeat
+ * lost while the TCP replication link stays (UDP dropped between the nodes). The module has a
  * `splitbrain` checker with an arbitrator witness (`hakit witness` on the host `wit`), which is
  * what keeps one writer when the nodes are cut apart. Not drawn yet: disk full on the secondary
  * (it needs a size-limited file system under each host's replicated dir, which the testbed does
@@ -39,7 +40,7 @@ const CLIENT = join(REPO, 'test/fixtures/apps/chaos-client.mjs');
 export const FAULTS = [
   'kill-primary-host', 'kill-secondary-host', 'kill-primary-daemon', 'kill-primary-rfs', 'restart-primary-daemon',
   'stopstart', 'swap', 'restart-both', 'start-prim-fails', 'stop-hangs', 'partition-nodes', 'isolate-primary', 'pause-primary-daemon',
-  'one-way-loss', 'flapping-links', 'slow-replication', 'crash-during-resync',
+  'one-way-loss', 'flapping-links', 'slow-replication', 'crash-during-resync', 'partition-heartbeats',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -234,6 +235,13 @@ async function inject(
       process.kill(pid, 'SIGCONT');
       return;
     }
+    case 'partition-heartbeats':
+      // Every heartbeat lost (UDP between the two nodes, on every network) while the TCP
+      // replication link and the witness stay: each node hears silence; the lease decides.
+      await c.tb.partition([primary], [secondary], { proto: 'udp' });
+      await sleep(2500 + Math.floor(rand() * 1500));
+      await c.tb.heal();
+      return;
     case 'one-way-loss':
       // The secondary hears nothing from the primary (heartbeats, replication); the primary
       // still hears the secondary and keeps the witness's lease.

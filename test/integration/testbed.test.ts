@@ -188,6 +188,20 @@ describe('testbed', needs('root', 'netns', 'nft'), () => {
     assert.ok(await pings(n1, n2.addr('lan')));
   });
 
+  test('partition with proto udp drops UDP between the hosts and lets ICMP (and TCP) through', async () => {
+    const [n1, n2] = [tb.host('n1'), tb.host('n2')];
+    assert.ok(await udpReaches(n1, n2), 'control: n1 -> n2 before the fault');
+    await tb.partition(['n1'], ['n2'], { proto: 'udp' });
+    try {
+      assert.ok(!(await udpReaches(n1, n2)), 'n1 -> n2 UDP still delivered');
+      assert.ok(!(await udpReaches(n2, n1)), 'n2 -> n1 UDP still delivered');
+      assert.ok(await pings(n1, n2.addr('lan')), 'a UDP-only partition dropped ICMP');
+    } finally {
+      await tb.heal();
+    }
+    assert.ok(await udpReaches(n1, n2), 'UDP not back after heal');
+  });
+
   test('oneWayLoss drops one direction only', async () => {
     const [n1, n2] = [tb.host('n1'), tb.host('n2')];
     // ARP needs both directions; pin the neighbours so that IPv4 datagrams can go one way.

@@ -59,6 +59,8 @@ export interface HostSpawnOptions {
 /** Which networks a fault applies to; default every network of the run. */
 export interface FaultOptions {
   networks?: readonly string[];
+  /** Only this protocol's packets (IPv4 and IPv6), e.g. `udp`: heartbeats lost, TCP replication kept. */
+  proto?: 'udp' | 'tcp';
 }
 
 const NETNS_DIR = '/run/netns';
@@ -362,7 +364,7 @@ export class Testbed {
     for (const x of a) for (const y of b) {
       for (const [from, to] of this.portPairs(x, y, opts)) pairs.push([from, to], [to, from]);
     }
-    await this.nft('add a partition', dropRules(pairs));
+    await this.nft('add a partition', dropRules(pairs, 100, opts.proto));
   }
 
   /**
@@ -372,7 +374,7 @@ export class Testbed {
    * traffic, as on a real LAN. Undo with heal().
    */
   async oneWayLoss(from: string, to: string, opts: FaultOptions & { percent?: number } = {}): Promise<void> {
-    await this.nft('add a one-way loss', dropRules(this.portPairs(from, to, opts), opts.percent ?? 100));
+    await this.nft('add a one-way loss', dropRules(this.portPairs(from, to, opts), opts.percent ?? 100, opts.proto));
   }
 
   /** Removes every partition and loss rule. Links set down by linkDown() stay down. */

@@ -140,10 +140,11 @@ export function faultTableScript(): string {
  * (both hub-side port names), one rule per pair. `percent` (1..100) drops that share at random
  * (`numgen random mod 100 < percent`); 100 drops every frame.
  */
-export function dropRules(pairs: readonly (readonly [string, string])[], percent = 100): string {
+export function dropRules(pairs: readonly (readonly [string, string])[], percent = 100, proto?: 'udp' | 'tcp'): string {
   if (!Number.isInteger(percent) || percent < 1 || percent > 100) throw new RangeError(`percent must be an integer in 1..100, got ${percent}`);
   const loss = percent === 100 ? '' : `numgen random mod 100 < ${percent} `;
-  return pairs.map(([from, to]) => `add rule bridge ${FAULT_TABLE} ${FAULT_CHAIN} iifname "${from}" oifname "${to}" ${loss}drop\n`).join('');
+  const only = proto === undefined ? '' : `meta l4proto ${proto} `;
+  return pairs.map(([from, to]) => `add rule bridge ${FAULT_TABLE} ${FAULT_CHAIN} iifname "${from}" oifname "${to}" ${only}${loss}drop\n`).join('');
 }
 
 /** nft command that removes every fault rule. */

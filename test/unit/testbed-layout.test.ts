@@ -121,6 +121,7 @@ describe('testbed layout: fault rules', () => {
     ]);
     assert.equal(dropRules([['a-e0', 'b-e0']], 30).trim(), 'add rule bridge hakit_faults forward iifname "a-e0" oifname "b-e0" numgen random mod 100 < 30 drop');
     assert.equal(dropRules([]), '');
+    assert.equal(dropRules([['a-e0', 'b-e0']], 100, 'udp').trim(), 'add rule bridge hakit_faults forward iifname "a-e0" oifname "b-e0" meta l4proto udp drop');
     for (const p of [0, 101, 2.5, -1]) assert.throws(() => dropRules([['a-e0', 'b-e0']], p), RangeError);
   });
 
