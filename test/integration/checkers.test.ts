@@ -29,40 +29,6 @@ interface CheckerView { status: string; detail?: string }
 const checker = async (c: TestCluster, node: string, name: string): Promise<CheckerView | undefined> =>
   ((await c.status(node))?.checkers as Record<string, CheckerView> | undefined)?.[name];
 
-async function servedBy(c: TestCluster): Promise<string | null> {
-  const body = await c.get();
-  return body === null ? null : body.split(' ')[0]!;
-}
-
-async function waitServedBy(c: TestCluster, node: string, timeoutMs = 20_000): Promise<void> {
-  let last: string | null = null;
-  await c.waitFor(`client served by ${node}`, async () => (last = await servedBy(c)) === node, timeoutMs, () => `last answer from ${last}`);
-}
-
-async function startBoth(c: TestCluster): Promise<[string, string]> {
-  await c.startDaemon('n1');
-  await c.startDaemon('n2');
-  assert.equal((await c.hakit('n1', ['start', 'web'])).code, 0);
-  assert.equal((await c.hakit('n2', ['start', 'web'])).code, 0);
-  return settled(c);
-}
-
-/** Waits for one ready PRIM and one ready SECOND; [primary, secondary]. A timeout shows both nodes' logs. */
-async function settled(c: TestCluster, timeoutMs = 30_000): Promise<[string, string]> {
-  let last = '';
-  try {
-    await c.waitFor('one PRIM and one SECOND', async () => {
-      const [a, b] = [await c.status('n1'), await c.status('n2')];
-      last = JSON.stringify([a && [a.state, a.ready, a.reason], b && [b.state, b.ready, b.reason]]);
-      return !!a?.ready && !!b?.ready && [a.state, b.state].sort().join() === 'PRIM,SECOND';
-    }, timeoutMs, () => last);
-  } catch (e) {
-    const logs = await Promise.all(c.nodes.map(async (n) => `--- ${n}\n${(await c.hakit(n, ['log', 'web', '-n', '60'])).stdout}`));
-    throw new Error(`${(e as Error).message}\n${logs.join('\n')}`, { cause: e });
-  }
-  return (await c.status('n1'))!.state === 'PRIM' ? ['n1', 'n2'] : ['n2', 'n1'];
-}
-
 const appPid = (c: TestCluster, node: string): number => Number(readFileSync(join(c.moduleDir(node), 'run/app.pid'), 'utf8').trim());
 
 describe('checkers: process -> restart, then maxloop -> failover', PREREQ, () => {
@@ -80,12 +46,12 @@ describe('checkers: process -> restart, then maxloop -> failover', PREREQ, () =>
   after(async () => { await c?.dispose(); });
 
   test('a killed application is restarted on the primary; killed each time it comes back, maxloop stops it and the peer takes over', async () => {
-    const [prim, second] = await startBoth(c);
-    await waitServedBy(c, prim);
+    const [prim, second] = await c.startBoth();
+    await c.waitServedBy(prim);
     const first = appPid(c, prim);
     process.kill(first, 'SIGKILL');
     await c.waitFor('the application restarted by the process checker', async () => {
-      try { return appPid(c, prim) !== first && (await servedBy(c)) === prim; } catch { return false; }
+      try { return appPid(c, prim) !== first && (await c.servedBy()) === prim; } catch { return false; }
     }, 15_000);
     assert.equal((await c.status(prim))?.state, 'PRIM', 'a restart is not a failover');
     assert.match((await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout, /checker proc down/);
@@ -98,7 +64,7 @@ describe('checkers: process -> restart, then maxloop -> failover', PREREQ, () =>
       try { process.kill(appPid(c, prim), 'SIGKILL'); } catch { /* not running right now */ }
       return false;
     }, 30_000, () => last, 300);
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
     assert.equal((await c.status(second))?.state, 'ALONE');
     const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
     assert.match(log, /maxloop/);
@@ -132,8 +98,8 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
   after(async () => { await c?.dispose(); });
 
   test('the health URL answering 503 fails the module over to its secondary (stopstart)', async () => {
-    const [prim, second] = await startBoth(c);
-    await waitServedBy(c, prim);
+    const [prim, second] = await c.startBoth();
+    await c.waitServedBy(prim);
     await c.waitFor('the http checker up', async () => (await checker(c, prim, 'health'))?.status === 'up', 10_000);
     // The tcp checker watches the application: up on the primary, not run on the secondary.
     let port: CheckerView | undefined;
@@ -142,19 +108,19 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
     assert.equal((await checker(c, second, 'port'))?.status, 'idle');
     writeFileSync(join(c.moduleDir(prim), 'run/unhealthy'), '');
     try {
-      await waitServedBy(c, second);
+      await c.waitServedBy(second);
     } finally {
       rmSync(join(c.moduleDir(prim), 'run/unhealthy'), { force: true });
     }
     const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
     assert.match(log, /checker health down/);
     assert.match(log, /HTTP 503/);
-    const [p2] = await settled(c);
+    const [p2] = await c.settled();
     assert.equal(p2, second, 'the old primary came back as primary');
   });
 
   test('a custom checker saying DOWN restarts the application on the primary; UP again is shown', async () => {
-    const [prim] = await settled(c);
+    const [prim] = await c.settled();
     await c.waitFor('the custom checker up', async () => (await checker(c, prim, 'flag'))?.status === 'up', 10_000);
     const before = appPid(c, prim);
     writeFileSync(join(c.moduleDir(prim), 'run/custom-down'), '');
@@ -173,7 +139,7 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
   });
 
   test('a custom checker that hangs is a failure at its timeout; the module keeps serving', async () => {
-    const [prim, second] = await settled(c);
+    const [prim, second] = await c.settled();
     writeFileSync(join(c.moduleDir(prim), 'run/hang'), '');
     try {
       let last: CheckerView | undefined;
@@ -183,7 +149,7 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
       await new Promise((r) => setTimeout(r, 2500));
       assert.equal((await c.status(prim))?.state, 'PRIM');
       assert.equal((await c.status(second))?.state, 'SECOND');
-      assert.equal(await servedBy(c), prim);
+      assert.equal(await c.servedBy(), prim);
     } finally {
       rmSync(join(c.moduleDir(prim), 'run/hang'), { force: true });
     }
@@ -191,13 +157,13 @@ describe('checkers: http -> stopstart, custom -> restart, a hanging custom check
   });
 
   test('the application killed: the tcp checker reports the refused connection (action none, logged), the http checker fails the module over', async () => {
-    const [prim, second] = await settled(c);
+    const [prim, second] = await c.settled();
     process.kill(appPid(c, prim), 'SIGKILL');
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
     const log = (await c.hakit(prim, ['log', 'web', '-n', '300'])).stdout;
     assert.match(log, /checker port down: cannot connect to 127\.0\.0\.1:8080: ECONNREFUSED/);
     assert.match(log, /checker health down/);
-    await settled(c);
+    await c.settled();
   });
 });
 
@@ -213,15 +179,15 @@ describe('checkers: interface -> wait, resume when the link is back', PREREQ, ()
   after(async () => { await c?.dispose(); });
 
   test('the primary\'s cable pulled: it waits (checker:nic), the peer serves; plugged back: it rejoins', async () => {
-    const [prim, second] = await startBoth(c);
-    await waitServedBy(c, prim);
+    const [prim, second] = await c.startBoth();
+    await c.waitServedBy(prim);
     await c.tb.linkDown(prim, 'lan');
     try {
       await c.waitFor(`${prim} WAIT checker:nic`, async () => {
         const st = await c.status(prim);
         return st?.state === 'WAIT' && st.reason === 'checker:nic';
       }, 15_000);
-      await waitServedBy(c, second);
+      await c.waitServedBy(second);
     } finally {
       await c.tb.linkUp(prim, 'lan');
     }
@@ -232,7 +198,7 @@ describe('checkers: interface -> wait, resume when the link is back', PREREQ, ()
     // It runs on the SECOND too (docs/checkers.md): from unknown after the transition, then up.
     let last: CheckerView | undefined;
     await c.waitFor('the interface checker up on the rejoined SECOND', async () => (last = await checker(c, prim, 'nic'))?.status === 'up', 10_000, () => JSON.stringify(last));
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
     assert.equal((await c.status(prim))?.state, 'SECOND');
   });
 });
@@ -248,8 +214,8 @@ describe('checkers: vip conflict detected', PREREQ, () => {
   after(async () => { await c?.dispose(); });
 
   test('another host answering for the VIP turns the vip checker down, naming it; gone again, up', async () => {
-    const [prim] = await startBoth(c);
-    await waitServedBy(c, prim);
+    const [prim] = await c.startBoth();
+    await c.waitServedBy(prim);
     await c.waitFor('the vip checker up', async () => (await checker(c, prim, 'vip'))?.status === 'up', 10_000);
     const intruder = c.tb.host('client');
     await intruder.run(['ip', 'addr', 'add', `${VIP}/32`, 'dev', 'eth0']);
@@ -290,7 +256,7 @@ describe('checkers: module -> wait (a dependency follows its module)', PREREQ, (
   };
 
   test('the dependent module is primary where web is; web swapped to the other node, it waits here (checker:needsweb) and goes there', async () => {
-    const [prim, second] = await startBoth(c);
+    const [prim, second] = await c.startBoth();
     for (const n of c.nodes) assert.equal((await c.hakit(n, ['start', DEP])).code, 0);
     let last = '';
     await c.waitFor(`${DEP} primary on ${prim} and waiting on ${second}`, async () => {
@@ -298,7 +264,7 @@ describe('checkers: module -> wait (a dependency follows its module)', PREREQ, (
       return last === prim;
     }, 20_000, () => `dep primary on ${last}`);
     assert.equal((await c.hakit(prim, ['swap', 'web'])).code, 0);
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
     await c.waitFor(`${DEP} follows web to ${second}`, async () => (last = `${await primaryOf(DEP)}`) === second, 20_000, () => `dep primary on ${last}`);
     assert.match((await c.hakit(prim, ['log', DEP, '-n', '200'])).stdout, /checker needsweb down/);
   });

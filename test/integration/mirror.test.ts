@@ -13,31 +13,6 @@ import { TestCluster, VIP } from '../testbed/cluster.js';
 
 const PREREQ = needs('root', 'netns', 'nft', 'arping');
 
-/** The node that answers on the VIP, from the client's point of view. */
-async function servedBy(c: TestCluster): Promise<string | null> {
-  const body = await c.get();
-  return body === null ? null : body.split(' ')[0]!;
-}
-
-async function waitServedBy(c: TestCluster, node: string, timeoutMs = 15_000): Promise<void> {
-  let last: string | null = null;
-  await c.waitFor(`client served by ${node}`, async () => (last = await servedBy(c)) === node, timeoutMs, () => `last answer from ${last}`);
-}
-
-/** Both nodes started; resolves with [primary, secondary]. */
-async function startBoth(c: TestCluster): Promise<[string, string]> {
-  await c.startDaemon('n1');
-  await c.startDaemon('n2');
-  assert.equal((await c.hakit('n1', ['start', 'web'])).code, 0);
-  assert.equal((await c.hakit('n2', ['start', 'web'])).code, 0);
-  await c.waitFor('one PRIM and one SECOND', async () => {
-    const [a, b] = [await c.status('n1'), await c.status('n2')];
-    return !!a?.ready && !!b?.ready && [a.state, b.state].sort().join() === 'PRIM,SECOND';
-  }, 20_000);
-  const s1 = await c.status('n1');
-  return s1!.state === 'PRIM' ? ['n1', 'n2'] : ['n2', 'n1'];
-}
-
 describe('mirror module: failover on the testbed', PREREQ, () => {
   let c: TestCluster;
   let prim = '';
@@ -46,9 +21,9 @@ describe('mirror module: failover on the testbed', PREREQ, () => {
   after(async () => { await c?.dispose(); });
 
   test('both started: default_primary n1 is PRIM, n2 SECOND, the VIP serves from n1', async () => {
-    [prim, second] = await startBoth(c);
+    [prim, second] = await c.startBoth();
     assert.equal(prim, 'n1');
-    await waitServedBy(c, 'n1');
+    await c.waitServedBy('n1');
     const st = await c.status('n2');
     assert.equal(st?.peer?.state, 'PRIM');
     assert.deepEqual(st?.vip, [`${VIP}/24`]);
@@ -75,7 +50,7 @@ describe('mirror module: failover on the testbed', PREREQ, () => {
     await c.crash(prim);
     const st = await c.waitState(second, 'ALONE', 15_000);
     assert.equal(st.reason, null);
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
   });
 
   test('the dead node comes back and becomes SECOND; default_primary n1 takes its role back', async () => {
@@ -88,7 +63,7 @@ describe('mirror module: failover on the testbed', PREREQ, () => {
     // default_primary: after failback the default primary takes the primary role back.
     await c.waitState('n1', 'PRIM', 20_000);
     await c.waitState('n2', 'SECOND', 20_000);
-    await waitServedBy(c, 'n1');
+    await c.waitServedBy('n1');
     prim = 'n1'; second = 'n2';
   });
 
@@ -99,7 +74,7 @@ describe('mirror module: failover on the testbed', PREREQ, () => {
     assert.equal((await c.hakit(prim, ['swap', 'web'])).code, 0);
     await c.waitState(second, 'PRIM', 20_000);
     await c.waitState(prim, 'SECOND', 20_000);
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
     [prim, second] = [second, prim];
   });
 
@@ -109,7 +84,7 @@ describe('mirror module: failover on the testbed', PREREQ, () => {
     const log = await c.hakit(second, ['log', 'web', '-n', '50']);
     assert.match(log.stdout, /stopped cleanly: taking over/);
     assert.doesNotMatch(log.stdout.split('stopped cleanly')[1] ?? '', /silent on every heartbeat network/);
-    await waitServedBy(c, second);
+    await c.waitServedBy(second);
     assert.equal((await c.waitState(prim, 'STOP')).state, 'STOP');
     // And back: started again it joins as SECOND.
     assert.equal((await c.hakit(prim, ['start', 'web'])).code, 0);
@@ -127,7 +102,7 @@ describe('mirror module: refusals and failures', PREREQ, () => {
   after(async () => { await c?.dispose(); });
 
   test('failover off: the secondary waits instead of taking over', async () => {
-    await startBoth(c);
+    await c.startBoth();
     assert.equal((await c.hakit('n2', ['failover', 'off', 'web'])).code, 0);
     await c.tb.partition(['n1'], ['n2']);
     try {
@@ -166,7 +141,7 @@ describe('mirror module: refusals and failures', PREREQ, () => {
     try {
       assert.equal((await c.hakit('n1', ['restart', 'web'])).code, 0);
       await c.waitState('n2', 'PRIM', 20_000).catch(async () => c.waitState('n2', 'ALONE', 5000));
-      await waitServedBy(c, 'n2');
+      await c.waitServedBy('n2');
     } finally {
       rmSync(join(c.moduleDir('n1'), 'run/fail-start'), { force: true });
     }
@@ -182,7 +157,7 @@ describe('mirror module: refusals and failures', PREREQ, () => {
     // the duplicate check refuses to take it (two writers would follow).
     const st = await c.waitState(second, 'WAIT', 15_000, false);
     assert.equal(st.reason, 'vip-conflict');
-    assert.equal(await servedBy(c), prim, 'the application on the old primary still serves');
+    assert.equal(await c.servedBy(), prim, 'the application on the old primary still serves');
     // Regression: the refused takeover must not start the application (nor mount rw) at all.
     const slog = await c.hakit(second, ['log', 'web', '-n', '200']);
     assert.doesNotMatch(slog.stdout.split('virtual IP could not be added').pop() ?? '', /script start_prim/);
@@ -194,7 +169,7 @@ describe('mirror module: refusals and failures', PREREQ, () => {
     }, 30_000);
     const log = await c.hakit(prim, ['log', 'web', '-n', '200']);
     assert.match(log.stdout, /stop_prim \(cleanup\)/);
-    assert.notEqual(await servedBy(c), null);
+    assert.notEqual(await c.servedBy(), null);
   });
 
   test('a stop script that hangs is run again with force, then killed; the module stops', async () => {
@@ -226,12 +201,12 @@ describe('mirror module: checkers', PREREQ, () => {
   const appPid = (node: string): number => Number(readFileSync(join(c.moduleDir(node), 'run/app.pid'), 'utf8').trim());
 
   test('a tcp checker with action restart restarts a killed application on the primary, without failover', async () => {
-    const [prim] = await startBoth(c);
-    await waitServedBy(c, prim);
+    const [prim] = await c.startBoth();
+    await c.waitServedBy(prim);
     const before = appPid(prim);
     process.kill(before, 'SIGKILL');
     await c.waitFor('the application restarted by the checker', async () => {
-      try { return appPid(prim) !== before && (await servedBy(c)) === prim; } catch { return false; }
+      try { return appPid(prim) !== before && (await c.servedBy()) === prim; } catch { return false; }
     }, 15_000);
     const log = (await c.hakit(prim, ['log', 'web', '-n', '200'])).stdout;
     assert.match(log, /checker app down/);
@@ -248,10 +223,10 @@ describe('mirror module: checkers', PREREQ, () => {
     const before = appPid(prim);
     process.kill(before, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 1500)); // 5 checker intervals
-    assert.equal(await servedBy(c), null, 'nothing restarted the application while its checker was off');
+    assert.equal(await c.servedBy(), null, 'nothing restarted the application while its checker was off');
     const st = await c.status(prim);
     assert.equal((st?.checkers as Record<string, { status: string }>).app?.status, 'disabled');
     assert.equal((await c.hakit(prim, ['checker', 'on', 'web', 'app'])).code, 0);
-    await waitServedBy(c, prim);
+    await c.waitServedBy(prim);
   });
 });

@@ -137,6 +137,43 @@ export class TestCluster {
     return r.code === 0 ? r.stdout.trim() : null;
   }
 
+  /** The node that answers on the VIP, from the client's point of view (null: no answer). */
+  async servedBy(): Promise<string | null> {
+    const body = await this.get();
+    return body === null ? null : body.split(' ')[0]!;
+  }
+
+  async waitServedBy(node: string, timeoutMs = 20_000): Promise<void> {
+    let last: string | null = null;
+    await this.waitFor(`client served by ${node}`, async () => (last = await this.servedBy()) === node, timeoutMs, () => `last answer from ${last}`);
+  }
+
+  /** Both daemons started and the module started on both; resolves with [primary, secondary] once settled. */
+  async startBoth(): Promise<[string, string]> {
+    for (const n of this.nodes) await this.startDaemon(n);
+    for (const n of this.nodes) {
+      const r = await this.hakit(n, ['start', MODULE]);
+      if (r.code !== 0) throw new Error(`hakit start ${MODULE} on ${n} exited ${r.code}: ${r.stderr}`);
+    }
+    return this.settled();
+  }
+
+  /** Waits for one ready PRIM and one ready SECOND of the module; [primary, secondary]. A timeout shows both nodes' logs. */
+  async settled(timeoutMs = 30_000): Promise<[string, string]> {
+    let last = '';
+    try {
+      await this.waitFor('one PRIM and one SECOND', async () => {
+        const [a, b] = [await this.status('n1'), await this.status('n2')];
+        last = JSON.stringify([a && [a.state, a.ready, a.reason], b && [b.state, b.ready, b.reason]]);
+        return !!a?.ready && !!b?.ready && [a.state, b.state].sort().join() === 'PRIM,SECOND';
+      }, timeoutMs, () => last);
+    } catch (e) {
+      const logs = await Promise.all(this.nodes.map(async (n) => `--- ${n}\n${(await this.hakit(n, ['log', MODULE, '-n', '60'])).stdout}`));
+      throw new Error(`${(e as Error).message}\n${logs.join('\n')}`, { cause: e });
+    }
+    return (await this.status('n1'))!.state === 'PRIM' ? ['n1', 'n2'] : ['n2', 'n1'];
+  }
+
   /**
    * Polls `check` every `everyMs` (default 50) until it is true; throws naming `what` after
    * `timeoutMs`. Checks that run the CLI cost a process each: poll those slower.

@@ -1112,8 +1112,9 @@ function swapBackDeferred(c: Ctx): boolean {
   if (recent.length === 0) return false;
   if (!s.swapBackDeferred) {
     s.swapBackDeferred = true;
-    const until = Math.max(...recent) + c.params.maxloop.windowMs;
-    log(c, 'info', `default primary ${c.params.node} is in sync, but it was restarted or failed over ${Math.round((c.now - Math.max(...recent)) / 1000)} s ago: not asking ${c.params.peer} to swap back for ${Math.round((until - c.now) / 1000)} s (\`hakit swap\` does it now)`);
+    const latest = Math.max(...recent);
+    const until = latest + c.params.maxloop.windowMs;
+    log(c, 'info', `default primary ${c.params.node} is in sync, but it was restarted or failed over ${Math.round((c.now - latest) / 1000)} s ago: not asking ${c.params.peer} to swap back for ${Math.round((until - c.now) / 1000)} s (\`hakit swap\` does it now)`);
   }
   return true;
 }
