@@ -1,0 +1,212 @@
+/**
+ * The change log's logic (issue 5, DESIGN.md 5 "Resync"): which paths of a replicated directory,
+ * and which zones of their files, may differ between this node's tree and the peer's copy. The
+ * primary marks every change it makes while the peer does not get it (ALONE, a resync running, a
+ * link lost); an incremental resync then sends exactly those paths and zones instead of the tree.
+ *
+ * A mark says what the resync must do for a path:
+ * - `whole`: the entry has a new identity (created, made by a rename or link, or a directory
+ *   made while the peer was away): the resync copies it entirely (a directory: its subtree);
+ * - `listing`: a directory gained or lost entries: the resync sends its names (the peer removes
+ *   the others) and its mode and owner;
+ * - `zones`: a regular file kept its identity; zones of `zoneBytes` were written: the resync sends
+ *   the file's size, mode, owner and the content of those zones, then its times;
+ * - `tail`: the file was truncated: every zone from the one holding the new size to the end is
+ *   sent (the peer may still hold old data past a shrink that was then extended);
+ * - `meta`: mode, owner, times or extended attributes changed: the resync sends them.
+ * Deletions need no mark of their own: the parent's `listing` removes the entry on the peer.
+ *
+ * Cost: a mark that adds nothing to what is known (a zone already marked, anything below a path
+ * marked `whole`... ) returns no line, so the caller writes (and syncs) nothing for it.
+ *
+ * Log lines (one per new mark, UTF-8, '\n' terminated; paths may hold spaces and newlines, so the
+ * path is JSON-quoted): `<dir> <kind> <zone> <json path>` with kind one of W L Z T M, and state
+ * lines `S complete` / `S incomplete` (see ChangeLog in adapters/store/changelog.ts). A torn last
+ * line (a crash in the middle of an append) is ignored by `parseLine` (null).
+ */
+
+export const DEFAULT_ZONE_BYTES = 1024 * 1024;
+
+export type MarkKind = 'whole' | 'listing' | 'zones' | 'tail' | 'meta';
+
+/** One mark: `zone` for `zones` (a zone index) and `tail` (the first zone of the tail); else 0. */
+export interface Mark {
+  readonly dir: number;
+  readonly kind: MarkKind;
+  readonly path: string;
+  readonly zone: number;
+}
+
+/** What the log knows about one path. */
+export interface PathChanges {
+  whole: boolean;
+  listing: boolean;
+  meta: boolean;
+  /** Zone indexes written (kept even under `whole`, which makes them moot). */
+  readonly zones: Set<number>;
+  /** First zone of a truncated tail (Infinity: none). */
+  tail: number;
+}
+
+/** What a change of the tree touches, known before the change is made. */
+export interface Change {
+  readonly op: string;
+  readonly path: string;
+  /** rename and link: the source. */
+  readonly from?: string;
+  /** write: the range written. */
+  readonly offset?: number;
+  readonly length?: number;
+  /** truncate: the new size. */
+  readonly size?: number;
+}
+
+const KIND_CODE: Readonly<Record<MarkKind, string>> = { whole: 'W', listing: 'L', zones: 'Z', tail: 'T', meta: 'M' };
+const CODE_KIND = new Map(Object.entries(KIND_CODE).map(([k, c]) => [c, k as MarkKind]));
+
+export function parentOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+/** The marks a change of dir `dir` needs (pure; zones of `zoneBytes`). */
+export function marksOf(dir: number, c: Change, zoneBytes = DEFAULT_ZONE_BYTES): Mark[] {
+  const m = (kind: MarkKind, path: string, zone = 0): Mark => ({ dir, kind, path, zone });
+  switch (c.op) {
+    case 'write': {
+      const off = c.offset ?? 0;
+      const len = Math.max(1, c.length ?? 0);
+      const out: Mark[] = [];
+      for (let z = Math.floor(off / zoneBytes); z <= Math.floor((off + len - 1) / zoneBytes); z++) out.push(m('zones', c.path, z));
+      return out;
+    }
+    case 'truncate':
+      return [m('tail', c.path, Math.floor((c.size ?? 0) / zoneBytes))];
+    case 'create':
+    case 'mknod':
+    case 'mkdir':
+    case 'symlink':
+    case 'sync-file':
+      return [m('whole', c.path), m('listing', parentOf(c.path))];
+    case 'link':
+    case 'rename':
+      return [m('whole', c.path), m('listing', parentOf(c.path)), m('listing', parentOf(c.from ?? c.path))];
+    case 'unlink':
+    case 'rmdir':
+      return [m('listing', parentOf(c.path))];
+    case 'chmod':
+    case 'chown':
+    case 'utimens':
+    case 'setxattr':
+    case 'removexattr':
+      return [m('meta', c.path)];
+    default:
+      // fsync and the sync-* records of a copy change nothing the log must know.
+      return [];
+  }
+}
+
+/** The changes of one record body (the same fields: a record is a Change). */
+export function changeOfRecord(body: { readonly op: string; readonly path: string; readonly from?: string; readonly offset?: number; readonly data?: Uint8Array; readonly size?: number }): Change {
+  return body.op === 'write' ? { op: 'write', path: body.path, offset: body.offset ?? 0, length: body.data?.length ?? 0 } : body;
+}
+
+export function formatMark(mk: Mark): string {
+  return `${mk.dir} ${KIND_CODE[mk.kind]} ${mk.zone} ${JSON.stringify(mk.path)}\n`;
+}
+
+export type LogLine = { readonly t: 'mark'; readonly mark: Mark } | { readonly t: 'state'; readonly complete: boolean };
+
+/** One line back (without its '\n'); null for a torn or foreign line. */
+export function parseLine(line: string): LogLine | null {
+  if (line === 'S complete') return { t: 'state', complete: true };
+  if (line === 'S incomplete') return { t: 'state', complete: false };
+  const m = /^(\d+) ([WLZTM]) (\d+) (".*")$/.exec(line);
+  if (m === null) return null;
+  let path: unknown;
+  try {
+    path = JSON.parse(m[4] as string);
+  } catch {
+    return null;
+  }
+  if (typeof path !== 'string' || !path.startsWith('/')) return null;
+  return { t: 'mark', mark: { dir: Number(m[1]), kind: CODE_KIND.get(m[2] as string) as MarkKind, zone: Number(m[3]), path } };
+}
+
+/** The marks of a module, by dir and path; `add` says whether a mark is new. */
+export class ChangeSet {
+  private readonly dirs = new Map<number, Map<string, PathChanges>>();
+
+  /** Adds a mark; true when it tells something new (the caller then logs it durably). */
+  add(mk: Mark): boolean {
+    let d = this.dirs.get(mk.dir);
+    if (d === undefined) {
+      d = new Map();
+      this.dirs.set(mk.dir, d);
+    }
+    let p = d.get(mk.path);
+    if (p === undefined) {
+      p = { whole: false, listing: false, meta: false, zones: new Set(), tail: Infinity };
+      d.set(mk.path, p);
+    }
+    switch (mk.kind) {
+      case 'whole':
+        if (p.whole) return false;
+        p.whole = true;
+        return true;
+      case 'listing':
+        if (p.listing || p.whole) return false;
+        p.listing = true;
+        return true;
+      case 'meta':
+        if (p.meta || p.whole) return false;
+        p.meta = true;
+        return true;
+      case 'zones':
+        if (p.whole || p.zones.has(mk.zone) || mk.zone >= p.tail) return false;
+        p.zones.add(mk.zone);
+        return true;
+      case 'tail':
+        if (p.whole || mk.zone >= p.tail) return false;
+        p.tail = mk.zone;
+        return true;
+    }
+  }
+
+  clear(): void {
+    this.dirs.clear();
+  }
+
+  /** Paths marked (all dirs). */
+  get paths(): number {
+    let n = 0;
+    for (const d of this.dirs.values()) n += d.size;
+    return n;
+  }
+
+  /**
+   * The resync plan of one dir: its marked paths, parents before children (sorted), without
+   * the paths below one marked `whole` (its copy covers them).
+   */
+  plan(dir: number): { readonly path: string; readonly changes: PathChanges }[] {
+    const d = this.dirs.get(dir);
+    if (d === undefined) return [];
+    const out: { path: string; changes: PathChanges }[] = [];
+    const wholeRoots = new Set<string>();
+    for (const path of [...d.keys()].sort()) {
+      if (underAny(path, wholeRoots)) continue;
+      const changes = d.get(path) as PathChanges;
+      if (changes.whole) wholeRoots.add(path);
+      out.push({ path, changes });
+    }
+    return out;
+  }
+}
+
+/** True when a strict ancestor of `path` is in `roots`. */
+function underAny(path: string, roots: ReadonlySet<string>): boolean {
+  if (roots.size === 0 || path === '/') return false;
+  if (roots.has('/')) return true;
+  for (let p = parentOf(path); p !== '/'; p = parentOf(p)) if (roots.has(p)) return true;
+  return false;
+}

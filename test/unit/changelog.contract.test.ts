@@ -1,0 +1,150 @@
+// The change log (issue 5): the pure marks (core/replication/changes.ts), then the same contract
+// checks against the file medium and the memory fake, then the file's crash-safety details.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ChangeLog, FileLogMedium, type LogMedium, MemoryLogMedium } from '../../src/adapters/store/index.js';
+import { ChangeSet, type Mark, formatMark, marksOf, parseLine } from '../../src/core/replication/changes.js';
+
+const MiB = 1024 * 1024;
+
+describe('change marks (pure)', () => {
+  test('a write marks the zones it touches; a zone already marked, or under a truncated tail or a whole mark, is nothing new', () => {
+    const set = new ChangeSet();
+    const added = (ms: Mark[]) => ms.filter((m) => set.add(m)).length;
+    assert.deepEqual(marksOf(0, { op: 'write', path: '/f', offset: MiB - 1, length: 2 }).map((m) => m.zone), [0, 1]);
+    assert.equal(added(marksOf(0, { op: 'write', path: '/f', offset: 10, length: 100 })), 1);
+    assert.equal(added(marksOf(0, { op: 'write', path: '/f', offset: 200, length: 100 })), 0, 'same zone');
+    assert.equal(added(marksOf(0, { op: 'truncate', path: '/f', size: 3 * MiB + 5 })), 1);
+    assert.equal(added(marksOf(0, { op: 'write', path: '/f', offset: 5 * MiB, length: 1 })), 0, 'past the tail');
+    assert.equal(added(marksOf(0, { op: 'write', path: '/f', offset: 2 * MiB, length: 1 })), 1, 'before the tail');
+    assert.equal(added(marksOf(0, { op: 'create', path: '/g' })), 2, 'whole /g and the listing of /');
+    assert.equal(added(marksOf(0, { op: 'write', path: '/g', offset: 0, length: 9 })), 0, 'a whole mark covers every zone');
+    assert.equal(added(marksOf(0, { op: 'chmod', path: '/g' })), 0);
+    assert.equal(added(marksOf(0, { op: 'unlink', path: '/h' })), 0, 'the listing of / is marked');
+    assert.equal(added(marksOf(1, { op: 'unlink', path: '/h' })), 1, 'another dir has its own marks');
+    assert.deepEqual(marksOf(0, { op: 'fsync', path: '/f' }), []);
+  });
+
+  test('a rename marks the destination whole and both listings; the plan has parents first and nothing below a whole path', () => {
+    const set = new ChangeSet();
+    for (const c of [
+      { op: 'write', path: '/a/x', offset: 0, length: 1 },
+      { op: 'rename', from: '/a', path: '/b/a' },
+      { op: 'create', path: '/b/a/new' },
+      { op: 'chmod', path: '/c d' },
+    ]) for (const m of marksOf(0, c)) set.add(m);
+    const plan = set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}${p.changes.meta ? 'M' : ''}${[...p.changes.zones].join(',')}`);
+    assert.deepEqual(plan, ['/:L', '/a/x:0', '/b:L', '/b/a:W', '/c d:M']);
+  });
+
+  test('log lines round-trip, names with spaces, quotes and newlines included; a torn or foreign line is ignored', () => {
+    for (const path of ['/plain', '/a b', '/new\nline', '/quote"s', '/ünï']) {
+      const m: Mark = { dir: 3, kind: 'zones', path, zone: 7 };
+      const line = formatMark(m);
+      assert.ok(line.endsWith('\n') && !line.slice(0, -1).includes('\n'));
+      assert.deepEqual(parseLine(line.slice(0, -1)), { t: 'mark', mark: m });
+      assert.equal(parseLine(line.slice(0, -4)), null, 'a torn line');
+    }
+    assert.deepEqual(parseLine('S complete'), { t: 'state', complete: true });
+    assert.equal(parseLine('garbage'), null);
+    assert.equal(parseLine('0 W 0 "no-slash"'), null);
+  });
+});
+
+interface Harness {
+  readonly medium: LogMedium;
+  /** A new log on what is durable now (a restart after a crash). */
+  reopen(): ChangeLog;
+  /** Appends raw text behind the log's back (a torn append). */
+  tear(text: string): void;
+}
+
+const roots: string[] = [];
+after(() => { for (const r of roots) rmSync(r, { recursive: true, force: true }); });
+
+const harnesses: Record<string, () => Harness> = {
+  file: () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hakit-changelog-'));
+    roots.push(dir);
+    const file = join(dir, 'changes.log');
+    const medium = new FileLogMedium(file);
+    return { medium, reopen: () => new ChangeLog(new FileLogMedium(file)), tear: (t) => appendFileSync(file, t) };
+  },
+  memory: () => {
+    const medium = new MemoryLogMedium();
+    return { medium, reopen: () => new ChangeLog(medium), tear: (t) => { medium.durable += t; } };
+  },
+};
+
+for (const [name, make] of Object.entries(harnesses)) {
+  describe(`change log contract: ${name}`, () => {
+    test('a new log is incomplete and empty; marks that resolved survive a restart, with the state', async () => {
+      const h = make();
+      const log = new ChangeLog(h.medium);
+      assert.equal(log.complete, false);
+      assert.equal(log.set.paths, 0);
+      await log.reset(true);
+      const p = log.mark(marksOf(0, { op: 'write', path: '/db/file', offset: 5 * MiB, length: 10 }));
+      assert.ok(p !== null);
+      await p;
+      const again = h.reopen();
+      assert.equal(again.complete, true);
+      assert.deepEqual(again.set.plan(0).map((e) => [e.path, [...e.changes.zones]]), [['/db/file', [5]]]);
+    });
+
+    test('a mark that adds nothing costs nothing: no promise, no write', async () => {
+      const h = make();
+      const log = new ChangeLog(h.medium);
+      await log.reset(true);
+      await log.mark(marksOf(0, { op: 'write', path: '/f', offset: 0, length: 1 }));
+      assert.equal(log.mark(marksOf(0, { op: 'write', path: '/f', offset: 100, length: 1 })), null);
+      assert.equal(h.reopen().set.paths, 1);
+    });
+
+    test('concurrent marks share writes; all are durable when their promises resolve; a torn last line is ignored', async () => {
+      const h = make();
+      const log = new ChangeLog(h.medium);
+      await log.reset(true);
+      const ps = [];
+      for (let i = 0; i < 50; i++) ps.push(log.mark(marksOf(0, { op: 'create', path: `/f${i}` })));
+      await Promise.all(ps);
+      h.tear('0 W 0 "/torn');
+      const again = h.reopen();
+      assert.equal(again.set.paths, 51, '50 files and the listing of /');
+      assert.equal(again.complete, true);
+    });
+
+    test('reset forgets the marks and records the state; setComplete keeps them', async () => {
+      const h = make();
+      const log = new ChangeLog(h.medium);
+      await log.mark(marksOf(0, { op: 'mkdir', path: '/d' }));
+      await log.setComplete(true);
+      assert.equal(h.reopen().set.paths, 2);
+      assert.equal(h.reopen().complete, true);
+      await log.setComplete(false);
+      assert.equal(h.reopen().complete, false);
+      await log.reset(true);
+      const again = h.reopen();
+      assert.equal(again.set.paths, 0);
+      assert.equal(again.complete, true);
+      log.mark(marksOf(0, { op: 'mkdir', path: '/e' }));
+      await log.reset(false);
+      assert.equal(h.reopen().set.paths, 0, 'a mark made before a reset is gone with it');
+      assert.equal(h.reopen().complete, false);
+    });
+  });
+}
+
+test('the file log is plain lines a person can read', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hakit-changelog-'));
+  roots.push(dir);
+  const file = join(dir, 'changes.log');
+  const log = new ChangeLog(new FileLogMedium(file));
+  await log.reset(true);
+  await log.mark(marksOf(0, { op: 'rename', from: '/a', path: '/b c' }));
+  assert.equal(readFileSync(file, 'utf8'), 'S complete\n0 W 0 "/b c"\n0 L 0 "/"\n');
+  log.close();
+});
