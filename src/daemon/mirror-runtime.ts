@@ -193,6 +193,7 @@ export class MirrorRuntime {
       // keepalives (one per pulse); its rw mounts block by stall + T/2, before the peer may take
       // over (stall - pulse + T at the earliest) as long as pulse < T/2.
       fenceMs: Math.floor(this.params.heartbeatTimeoutMs / 2),
+      changeLog: `${this.cfg.moduleStateDir}/changes.log`,
     };
   }
 
@@ -398,7 +399,7 @@ export class MirrorRuntime {
           this.lease(a.op);
           return;
         case 'replicate':
-          await this.rfs?.replicate(a.mode, a.mode === 'resync' ? a.generation : undefined);
+          await this.rfs?.replicate(a.mode, a.mode === 'resync' ? a.generation : undefined, a.mode === 'resync' ? a.full : undefined);
           return;
         case 'start-resync':
           // The primary serves the request within a few pulses; the deadline only ends a

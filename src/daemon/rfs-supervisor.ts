@@ -64,8 +64,8 @@ export class RfsSupervisor {
     await c.mountAll(mode);
   }
 
-  async replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void> {
-    await (await this.ensure()).replicate(mode, generation);
+  async replicate(mode: 'sync' | 'alone' | 'resync', generation?: string, full?: boolean): Promise<void> {
+    await (await this.ensure()).replicate(mode, generation, full);
   }
 
   async expectSync(ms: number): Promise<void> {

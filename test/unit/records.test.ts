@@ -28,6 +28,7 @@ const bodies: RecordBody[] = [
   { op: 'sync-dir', path: '/d', mode: 0o755, uid: 0, gid: 0, names: ['a', 'b\nc', 'ü d'], more: false },
   { op: 'sync-file', path: '/f', mode: 0o644, uid: 1, gid: 2, size: 2 ** 33 },
   { op: 'sync-end', path: '/' },
+  { op: 'sync-zones', path: '/db', mode: 0o640, uid: 7, gid: 8, size: 5 * 1024 * 1024 * 1024 + 3 },
 ];
 
 describe('records codec', () => {

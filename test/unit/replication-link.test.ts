@@ -83,7 +83,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     const r = await rig();
     try {
       r.replica.accept(true);
-      r.link.setSync();
+      await r.link.setSync();
       let release!: () => void;
       r.applier.hold = new Promise((res) => { release = res; });
       const rep = r.link.forDir(0);
@@ -101,7 +101,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('a secondary that is not SECOND yet makes the record wait, then applies it', async () => {
     const r = await rig();
     try {
-      r.link.setSync();
+      await r.link.setSync();
       const a = r.link.forDir(0).submit(write(r.numberer, '/early', 'x'));
       assert.equal(await settled(a, 80), 'pending');
       r.replica.accept(true);
@@ -114,7 +114,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     const r = await rig();
     try {
       r.replica.accept(true);
-      r.link.setSync();
+      await r.link.setSync();
       await r.link.forDir(0).submit(write(r.numberer, '/a', '1'));
       r.net.faults.pause();
       const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
@@ -127,7 +127,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       const d = r.link.forDir(0).submit(write(r.numberer, '/d', '4'));
       assert.equal(await settled(d), 'pending', 'a call after the loss must wait too');
       assert.equal(r.link.stats().held, 3);
-      r.link.setAlone();
+      await r.link.setAlone();
       assert.deepEqual(await Promise.all([settled(b), settled(c), settled(d)]), ['resolved', 'resolved', 'resolved']);
       assert.equal(r.link.mode, 'alone');
       assert.ok(r.link.stats().dirtyPaths >= 3, 'the paths written alone are recorded for the resync');
@@ -138,7 +138,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     const r = await rig();
     try {
       r.replica.accept(true);
-      r.link.setSync();
+      await r.link.setSync();
       r.net.faults.pause();
       const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
       await new Promise((res) => setTimeout(res, 700));
@@ -162,7 +162,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     const r = await rig({ exclude: ['*.tmp'] });
     try {
       r.replica.accept(true);
-      r.link.setSync();
+      await r.link.setSync();
       const rep = r.link.forDir(0);
       await rep.submit(write(r.numberer, '/save.tmp', 'new content'));
       assert.equal(r.applier.applied.length, 0, 'an excluded write was replicated');

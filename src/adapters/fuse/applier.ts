@@ -34,7 +34,9 @@
  * - Full sync records: `sync-begin`/`sync-end` enter/leave tolerant mode; `sync-dir` makes the
  *   path a directory with the mode/owner and, after its last record (`more` false), removes every
  *   entry not named by its records; `sync-file` makes the path a regular file with a single link,
- *   all zeros (holes), of the given size, mode and owner (its content follows as writes).
+ *   all zeros (holes), of the given size, mode and owner (its content follows as writes);
+ *   `sync-zones` (incremental resync) resizes the regular file already there and sets its mode
+ *   and owner (its changed zones follow as writes), and is refused when the path is not one.
  *
  * Extended attributes: Node has no xattr calls; setxattr/removexattr run `setfattr` (Debian
  * package `attr`, installed by scripts/setup.sh), on the entry itself (-h, never through a
@@ -284,6 +286,9 @@ export class RecordApplier {
       case 'sync-file':
         this.syncFile(rec.path, rec.mode, rec.uid, rec.gid, rec.size);
         return;
+      case 'sync-zones':
+        this.syncZones(rec.path, rec.mode, rec.uid, rec.gid, rec.size);
+        return;
     }
   }
 
@@ -466,6 +471,25 @@ export class RecordApplier {
       throw e;
     }
     this.cache(path, fd);
+  }
+
+  /** Incremental resync: the same file, resized; its changed zones follow (see records.ts). */
+  private syncZones(path: string, mode: number, uid: number, gid: number, size: number): void {
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.lstatSync(this.abs(path));
+    } catch (e) {
+      if (!isMissing(e)) throw e;
+    }
+    if (st === null || !st.isFile()) {
+      throw new HakitError('RFS', {
+        dir: this.root,
+        detail: `incremental resync: ${path} is ${st === null ? 'missing' : 'not a regular file'} here, so this copy does not match the primary's change log; the next resync is full`,
+      });
+    }
+    const fd = this.writeFd(path);
+    fs.ftruncateSync(fd, size);
+    setOwnerAndMode(fd, uid, gid, mode);
   }
 
   private forChild(path: string): string {

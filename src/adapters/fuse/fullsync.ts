@@ -1,7 +1,8 @@
 /**
  * Full sync (DESIGN.md 5, issue 4 part 5): the initial copy of a replicated directory from the
- * primary to the secondary, made while the application keeps writing. The efficient resync of
- * changed zones is a later issue.
+ * primary to the secondary, made while the application keeps writing. With a change log plan
+ * (FullSyncOptions.plan, issue 5) the same machinery sends only the changed paths and zones: the
+ * incremental resync.
  *
  * How it stays correct with live writes: the copy goes through the same numbered record stream
  * as the live records (`submit` numbers a body and hands it to the replicator in the same
@@ -40,6 +41,7 @@
  * walk reached them; file sizes count in `bytesTotal` once the file is opened.
  */
 import * as fs from 'node:fs';
+import { DEFAULT_ZONE_BYTES, type PathChanges } from '../../core/replication/changes.js';
 import type { RecordBody } from '../../core/replication/records.js';
 
 const C = fs.constants;
@@ -60,6 +62,15 @@ export interface FullSyncOptions {
   readonly chunkBytes?: number;
   /** Bytes submitted and not yet acknowledged beyond which the walk waits (default 16 MiB). */
   readonly maxOutstandingBytes?: number;
+  /**
+   * Incremental resync: the change log's plan (parents first, nothing below a `whole` path).
+   * Only these paths are sent: `whole` ones copied as by the full walk, `listing` ones as their
+   * names (the secondary removes the others), files with zones as `sync-zones` + those zones'
+   * content + their times, `meta` ones as chmod/chown/utimens. Absent: the whole tree.
+   */
+  readonly plan?: readonly { readonly path: string; readonly changes: PathChanges }[];
+  /** Zone size of the plan's zone indexes (default 1 MiB). */
+  readonly zoneBytes?: number;
 }
 
 export interface FullSyncResult {
@@ -124,7 +135,12 @@ export class FullSync {
   /** Hard links: inode of a file with several names -> the name copied first. */
   private readonly inodes = new Map<number, string>();
 
+  private readonly plan: FullSyncOptions['plan'];
+  private readonly zoneBytes: number;
+
   constructor(opts: FullSyncOptions) {
+    this.plan = opts.plan;
+    this.zoneBytes = opts.zoneBytes ?? DEFAULT_ZONE_BYTES;
     this.root = opts.root.replace(/\/+$/, '');
     this.submitFn = opts.submit;
     this.chunk = Math.max(4096, opts.chunkBytes ?? MiB);
@@ -154,7 +170,8 @@ export class FullSync {
     this.running = true;
     try {
       this.send({ op: 'sync-begin', path: '/' });
-      await this.walk('/', signal);
+      if (this.plan === undefined) await this.walk('/', signal);
+      else await this.followPlan(this.plan, signal);
       while (this.recopy.size > 0) {
         const next = this.recopy.values().next().value as string;
         this.recopy.delete(next);
@@ -326,6 +343,106 @@ export class FullSync {
       } else {
         this.counts.skipped++;
       }
+    }
+  }
+
+  /** Incremental resync: sends what the change log names (see FullSyncOptions.plan). */
+  private async followPlan(plan: NonNullable<FullSyncOptions['plan']>, signal?: AbortSignal): Promise<void> {
+    this.prog.filesTotal += plan.length;
+    for (const { path, changes } of plan) {
+      if (path !== '/' && this.excluded(path)) {
+        this.prog.filesDone++;
+        continue;
+      }
+      if (changes.whole) {
+        // walk() counts the entry itself as done.
+        await this.walk(path, signal);
+        continue;
+      }
+      await this.step(signal);
+      // --- one synchronous step: look at the entry, send its listing or metadata ---
+      this.prog.filesDone++;
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(this.abs(path));
+      } catch {
+        continue; // gone: the listing of its parent (marked too) removes it on the peer
+      }
+      const zoned = changes.zones.size > 0 || changes.tail !== Infinity;
+      if (st.isDirectory()) {
+        if (changes.listing || changes.meta) {
+          let names: string[];
+          try {
+            names = fs.readdirSync(this.abs(path));
+          } catch {
+            continue;
+          }
+          this.sendListing(path, st, names);
+          this.listed.add(path);
+        }
+        continue;
+      }
+      if (zoned && st.isFile()) {
+        await this.copyZones(path, changes, signal);
+        continue;
+      }
+      if (zoned) {
+        // Zones of a path that is no longer a regular file: copy whatever it is now.
+        this.prog.filesTotal++;
+        await this.walk(path, signal);
+        continue;
+      }
+      if (changes.meta) {
+        if (!st.isSymbolicLink()) this.send({ op: 'chmod', path, mode: st.mode & 0o7777 });
+        this.send({ op: 'chown', path, uid: st.uid, gid: st.gid });
+        this.send({ op: 'utimens', path, atimeMs: Math.round(st.atimeMs), mtimeMs: Math.round(st.mtimeMs) });
+      }
+    }
+  }
+
+  /**
+   * Sends the changed zones of a file the peer has too (same identity): its size, mode and
+   * owner, the zones' current content (zeros included: the peer's bytes there are old), its
+   * times. Reads are made in synchronous steps with their submission, as in copyFile.
+   */
+  private async copyZones(path: string, changes: PathChanges, signal?: AbortSignal): Promise<void> {
+    const p = this.abs(path);
+    let fd: number;
+    try {
+      fd = fs.openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch {
+      return;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) return;
+      this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
+      const z = this.zoneBytes;
+      const last = Math.ceil(st.size / z); // zones 0 .. last-1 hold data
+      const zones = [...changes.zones].filter((i) => i < last && i < changes.tail);
+      for (let i = Math.min(changes.tail, last); i < last; i++) zones.push(i);
+      zones.sort((a, b) => a - b);
+      for (const zi of zones) this.prog.bytesTotal += Math.min(z, st.size - zi * z);
+      for (const zi of zones) {
+        const end = Math.min((zi + 1) * z, st.size);
+        for (let off = zi * z; off < end; off += this.chunk) {
+          await this.step(signal);
+          // --- one synchronous step: still the same file? read a chunk, send it ---
+          if (!this.stillNames(p, st.ino)) return;
+          const n = fs.readSync(fd, this.buf, 0, Math.min(this.chunk, end - off), off);
+          if (n === 0) break;
+          this.send({ op: 'write', path, offset: off, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
+          this.prog.bytesDone += n;
+          this.counts.bytes += n;
+        }
+      }
+      await this.step(signal);
+      if (!this.stillNames(p, st.ino)) return;
+      const now = fs.fstatSync(fd);
+      this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
+      this.counts.files++;
+    } finally {
+      fs.closeSync(fd);
     }
   }
 

@@ -29,8 +29,10 @@
  */
 import * as fs from 'node:fs';
 import { HakitError } from '../../core/errors.js';
+import { type Change, DEFAULT_ZONE_BYTES, type Mark, type PathChanges, changeOfRecord, marksOf } from '../../core/replication/changes.js';
 import { type ExcludeMatcher, NOTHING_EXCLUDED } from '../../core/replication/exclude.js';
 import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecord } from '../../core/replication/records.js';
+import { ChangeLog, MemoryLogMedium } from '../store/changelog.js';
 import type { ReplicationSender, SenderStats } from '../tcp/link.js';
 import type { Replicator } from './replicator.js';
 
@@ -91,6 +93,9 @@ export interface WalkerOptions {
   readonly root: string;
   readonly submit: (body: RecordBody) => Promise<void>;
   readonly excluded: ExcludeMatcher;
+  /** Incremental resync: the change log's plan for this dir (absent: a full copy). */
+  readonly plan?: readonly { readonly path: string; readonly changes: PathChanges }[];
+  readonly zoneBytes?: number;
 }
 
 export interface LinkReplicatorOptions {
@@ -105,6 +110,10 @@ export interface LinkReplicatorOptions {
   /** A resync this node served ended (ok) or was abandoned. */
   readonly onResyncServed: (ok: boolean, detail: string) => void;
   readonly numberer?: RecordNumberer;
+  /** The module's change log (absent: one in memory, incomplete: every resync is full). */
+  readonly changeLog?: ChangeLog;
+  /** Zone size of the change log's marks (default 1 MiB). */
+  readonly zoneBytes?: number;
 }
 
 export interface LinkReplicatorStats {
@@ -113,11 +122,13 @@ export interface LinkReplicatorStats {
   readonly recordsSent: number;
   readonly bytesSent: number;
   readonly held: number;
-  /** Paths changed while alone (per dir, counted), not yet resynced. */
+  /** Paths in the change log (changed while the peer did not get the records), not yet resynced. */
   readonly dirtyPaths: number;
+  /** The change log names every difference with the peer's copy (an incremental resync is possible). */
+  readonly logComplete: boolean;
   readonly ackLatencyMsP50: number;
   readonly ackLatencyMsP99: number;
-  readonly resync: { readonly active: boolean; readonly bytesDone: number; readonly bytesTotal: number; readonly filesDone: number; readonly filesTotal: number };
+  readonly resync: { readonly active: boolean; readonly incremental: boolean; readonly bytesDone: number; readonly bytesTotal: number; readonly filesDone: number; readonly filesTotal: number };
 }
 
 const ZERO_PROGRESS = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -127,10 +138,26 @@ export class LinkReplicator {
   private modeNow: LinkMode = 'alone';
   private sender: ReplicationSender | null = null;
   private held: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private readonly dirty: Set<string>[];
+  private readonly log: ChangeLog;
+  private readonly zoneBytes: number;
   private readonly excluded: readonly ExcludeMatcher[];
   private walkers: (SyncWalker | null)[] = [];
   private resyncAbort: AbortController | null = null;
+  private incremental = false;
+  /** An incremental resync failed: the next one is full (the peer's copy may not match the log). */
+  private forceFull = false;
+  /**
+   * The log is incomplete only because this process runs synchronous replication (its in-flight
+   * records are tracked in `inflight`): once they settled and are marked, the log is complete.
+   * False when the log was incomplete already (found so at start, or this node was resynced).
+   */
+  private incompleteBySync = false;
+  /** Sync-mode sends not settled yet (their failure marks their paths). */
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** failHeld ran: sync records that fail now were never acknowledged: EIO, not a local success. */
+  private leaving = false;
+  /** Bumped by every mode change: an async setSync that was overtaken does nothing. */
+  private epoch = 0;
   private lastProgress = ZERO_PROGRESS;
   private recordsSent = 0;
   private bytesSent = 0;
@@ -138,7 +165,8 @@ export class LinkReplicator {
 
   constructor(private readonly opts: LinkReplicatorOptions) {
     this.numberer = opts.numberer ?? new RecordNumberer();
-    this.dirty = opts.roots.map(() => new Set<string>());
+    this.log = opts.changeLog ?? new ChangeLog(new MemoryLogMedium());
+    this.zoneBytes = opts.zoneBytes ?? DEFAULT_ZONE_BYTES;
     this.excluded = opts.roots.map((_r, i) => opts.excluded?.[i] ?? NOTHING_EXCLUDED);
   }
 
@@ -148,23 +176,33 @@ export class LinkReplicator {
 
   /** The Replicator a PassthroughFs of dir `index` submits to. */
   forDir(index: number): Replicator {
-    return { submit: (rec) => this.submit(index, rec) };
+    return { submit: (rec) => this.submit(index, rec), prepare: (c) => this.prepare(index, c) };
   }
 
-  /** `replicate sync`: synchronous replication on a fresh link. */
-  setSync(): void {
+  /**
+   * `replicate sync`: synchronous replication on a fresh link. The log turns incomplete (durably)
+   * before the first record is sent: a crash in sync mode leaves unacknowledged writes unlogged.
+   */
+  async setSync(): Promise<void> {
     // Calls held from an earlier loss were never acknowledged: they fail rather than vanish.
     if (this.held.length > 0) this.failHeld('replication restarted');
     this.stopResync();
+    const epoch = ++this.epoch;
+    await this.enterSyncLog();
+    if (epoch !== this.epoch) return;
+    this.leaving = false;
     this.openLink();
     this.modeNow = 'sync';
   }
 
-  /** `replicate alone`: held calls complete locally; nothing is sent any more. */
-  setAlone(): void {
+  /** `replicate alone`: held calls complete locally (once marked durably); nothing is sent any more. */
+  async setAlone(): Promise<void> {
+    this.epoch++;
     this.stopResync();
     this.closeLink();
     this.modeNow = 'alone';
+    this.leaving = false;
+    await this.settleSyncLog();
     const held = this.held;
     this.held = [];
     for (const h of held) h.resolve();
@@ -172,40 +210,58 @@ export class LinkReplicator {
 
   /** The node leaves the primary role: held calls fail (EIO), the link closes. */
   failHeld(detail: string): void {
+    const wasSync = this.modeNow === 'sync' && this.held.length === 0 && this.inflight.size === 0;
+    this.epoch++;
     this.stopResync();
     this.closeLink();
     this.modeNow = 'alone';
+    this.leaving = true;
     const held = this.held;
     this.held = [];
     for (const h of held) h.reject(new HakitError('RFS', { dir: '(replication)', detail }));
+    if (wasSync && this.incompleteBySync) {
+      // Every record was acknowledged: the peer's copy is this one.
+      this.incompleteBySync = false;
+      void this.log.reset(true).catch(() => undefined);
+    } else void this.settleSyncLog().catch(() => undefined);
   }
 
-  /** `replicate resync`: a full copy to the peer, then `sync`. Replaces a resync that runs. */
-  startResync(generation: string): void {
+  /**
+   * `replicate resync`: the peer's copy is brought level, then `sync`. Incremental (only what the
+   * change log names) unless `full`, the log is incomplete, or the last incremental one failed.
+   * Replaces a resync that runs.
+   */
+  startResync(generation: string, full = true): void {
     if (this.modeNow === 'lost') return;
+    this.epoch++;
     this.stopResync();
     const sender = this.openLink();
     this.modeNow = 'resync';
+    this.leaving = false;
     const ac = new AbortController();
     this.resyncAbort = ac;
+    const incremental = !full && this.log.complete && !this.forceFull;
+    this.incremental = incremental;
     this.walkers = this.opts.roots.map((root, i) => this.opts.makeWalker({
       root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
+      ...(incremental ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes } : {}),
     }));
     void (async () => {
-      await sender.send(encodeControlPayload({ t: 'sync-start', generation, full: true }), { signal: ac.signal });
+      await sender.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal });
       for (const w of this.walkers) {
         if (ac.signal.aborted) throw new Error('resync stopped');
         await w?.run(ac.signal);
       }
       await sender.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
+      if (this.resyncAbort === ac) await this.enterSyncLog();
     })().then(() => {
       if (this.resyncAbort !== ac) return;
       this.lastProgress = this.progress();
       this.resyncAbort = null;
       this.walkers = [];
       this.modeNow = 'sync';
-      for (const d of this.dirty) d.clear();
-      this.opts.onResyncServed(true, `generation ${generation}`);
+      this.forceFull = false;
+      this.opts.onResyncServed(true, `${incremental ? 'incremental' : 'full'}, generation ${generation}`);
     }, (e: unknown) => {
       if (this.resyncAbort !== ac) return;
       this.lastProgress = this.progress();
@@ -213,7 +269,8 @@ export class LinkReplicator {
       this.walkers = [];
       this.closeLink();
       this.modeNow = 'alone';
-      this.opts.onResyncServed(false, (e as Error).message ?? String(e));
+      if (incremental) this.forceFull = true;
+      this.opts.onResyncServed(false, `${incremental ? 'incremental (the next one is full)' : 'full'}: ${(e as Error).message ?? String(e)}`);
     });
   }
 
@@ -226,10 +283,11 @@ export class LinkReplicator {
       recordsSent: this.recordsSent,
       bytesSent: this.bytesSent,
       held: this.held.length,
-      dirtyPaths: this.dirty.reduce((n, d) => n + d.size, 0),
+      dirtyPaths: this.log.set.paths,
+      logComplete: this.log.complete,
       ackLatencyMsP50: s?.ackLatencyMsP50 ?? 0,
       ackLatencyMsP99: s?.ackLatencyMsP99 ?? 0,
-      resync: { active, ...(active ? this.progress() : this.lastProgress) },
+      resync: { active, incremental: this.incremental, ...(active ? this.progress() : this.lastProgress) },
     };
   }
 
@@ -238,6 +296,42 @@ export class LinkReplicator {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /** The log before synchronous replication: emptied (the peer has everything) and incomplete. */
+  private async enterSyncLog(): Promise<void> {
+    this.incompleteBySync = true;
+    await this.log.reset(false);
+  }
+
+  /**
+   * Out of synchronous replication: once every sync record settled (a failed one is marked), the
+   * log names every difference again — unless it was incomplete for another reason.
+   */
+  private async settleSyncLog(): Promise<void> {
+    if (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    if (this.incompleteBySync && this.modeNow !== 'sync') {
+      this.incompleteBySync = false;
+      await this.log.setComplete(true);
+    } else await this.log.flush();
+  }
+
+  /** The marks of a change of dir `dir` that the log keeps (not those of excluded paths). */
+  private marksFor(dir: number, c: Change): Mark[] {
+    const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
+    if (ex !== NOTHING_EXCLUDED && ex(c.path) && (c.from === undefined || ex(c.from))) return [];
+    return marksOf(dir, c, this.zoneBytes);
+  }
+
+  /** Before a change: while the peer does not get records, its marks are made durable first. */
+  private prepare(dir: number, c: Change): Promise<void> | null {
+    if (this.modeNow !== 'alone' && this.modeNow !== 'resync') return null;
+    return this.log.mark(this.marksFor(dir, c));
+  }
+
+  /** Marks a record's paths (durable later, or at the promise returned). */
+  private markRecord(dir: number, rec: RecordBody): Promise<void> | null {
+    return this.log.mark(this.marksFor(dir, changeOfRecord(rec)));
+  }
 
   private progress(): { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number } {
     const p = { ...ZERO_PROGRESS };
@@ -297,11 +391,12 @@ export class LinkReplicator {
     const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
     const bodies = this.translate(dir, rec, ex);
     if (this.modeNow === 'alone') {
-      for (const b of bodies) this.markDirty(dir, b);
-      return Promise.resolve();
+      // prepare() made the marks durable already; this covers a change it did not foresee.
+      const marked = bodies.map((b) => this.markRecord(dir, b)).filter((p) => p !== null);
+      return marked.length === 0 ? Promise.resolve() : Promise.all(marked).then(() => undefined);
     }
     if (this.modeNow === 'lost') {
-      for (const b of bodies) this.markDirty(dir, b);
+      for (const b of bodies) void this.markRecord(dir, b)?.catch(() => undefined);
       return this.hold();
     }
     if (bodies.length === 0) return Promise.resolve();
@@ -311,29 +406,31 @@ export class LinkReplicator {
       return this.send(dir, b === rec ? rec : { ...b, seq: rec.seq } as Record);
     });
     const mode = this.modeNow;
-    return Promise.all(sends).then(() => undefined, (e: unknown) => {
-      for (const b of bodies) this.markDirty(dir, b);
+    const all = Promise.all(sends);
+    if (mode === 'sync') {
+      this.inflight.add(all);
+      const forget = (): void => { this.inflight.delete(all); };
+      all.then(forget, forget);
+    }
+    return all.then(() => undefined, async (e: unknown) => {
+      // Not acknowledged: the peer may lack it; the log names it before anything else happens.
+      await Promise.all(bodies.map((b) => this.markRecord(dir, b)));
       if (mode === 'resync') {
         // The peer is not up to date during a resync: go on alone, it will ask again.
         if (this.resyncAbort !== null) {
           this.stopResync();
           this.closeLink();
           this.modeNow = 'alone';
+          if (this.incremental) this.forceFull = true;
           this.opts.onResyncServed(false, (e as Error).message ?? String(e));
         }
         return undefined;
       }
-      if (this.modeNow === 'alone') return undefined; // released meanwhile
+      if (this.leaving) throw new HakitError('RFS', { dir: '(replication)', detail: 'this node left the primary role before the peer acknowledged the write' });
+      if (this.modeNow === 'alone') return undefined; // released meanwhile (setAlone waits for this mark)
       this.enterLost((e as Error).message ?? String(e));
       return this.hold();
     });
-  }
-
-  private markDirty(dir: number, b: RecordBody): void {
-    const d = this.dirty[dir];
-    if (d === undefined) return;
-    d.add(b.path);
-    if (b.op === 'rename' || b.op === 'link') d.add(b.from);
   }
 
   /**
@@ -370,6 +467,11 @@ export class LinkReplicator {
     out.push({ op: 'utimens', path, atimeMs: Math.floor(st.atimeMs), mtimeMs: Math.floor(st.mtimeMs) });
     return out;
   }
+}
+
+/** A copy of a plan that later marks do not change. */
+function snapshotPlan(plan: readonly { readonly path: string; readonly changes: PathChanges }[]): { path: string; changes: PathChanges }[] {
+  return plan.map(({ path, changes }) => ({ path, changes: { ...changes, zones: new Set(changes.zones) } }));
 }
 
 /** For tests and tools: a payload back to what it carries (throws on a bad one). */

@@ -10,6 +10,9 @@
  *   The record is then submitted to the Replicator in that order.
  * - A mutating call resolves (and the application gets its reply) only after its local apply and
  *   `replicator.submit` both completed. A call that failed locally is not replicated.
+ * - The change log first: when `replicator.prepare` returns a promise (a new mark while the peer
+ *   does not get the records), the call waits for it before the local apply, so a crash never
+ *   leaves a change on disk that the log does not name.
  * - `fsync` resolves when the local fsync and the replicator's fsync barrier both completed.
  * - Modes: `rw` passes everything through. `ro` refuses mutating calls and opens for writing
  *   with EROFS; reads go on. `blocked` (a primary that demotes itself) holds mutating calls
@@ -28,6 +31,7 @@
  */
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import type { Change } from '../../core/replication/changes.js';
 import { type RecordBody, RecordNumberer, payloadBytes } from '../../core/replication/records.js';
 import type { Replicator } from './replicator.js';
 
@@ -147,10 +151,23 @@ export class PassthroughFs {
    * one synchronous step, submits it, resolves with the local result once submit resolved.
    * `apply` returns the result for the caller and the record body (or throws a Node fs error).
    */
-  private async mutate(op: string, apply: () => { result: number; body: RecordBody }): Promise<number> {
+  private async mutate(op: string, change: Change, apply: () => { result: number; body: RecordBody }): Promise<number> {
     const gate = this.admit();
     const g = typeof gate === 'number' ? gate : await gate;
     if (g !== 0) return this.count(op, g);
+    // The change log's mark is durable before the change is made (null: nothing new to mark).
+    const marked = this.replicator.prepare?.(change) ?? null;
+    if (marked !== null) {
+      try {
+        await marked;
+      } catch {
+        return this.count(op, EIO);
+      }
+      // The mode may have changed meanwhile (blocked by a fence, ro on demotion): admit again.
+      const again = this.admit();
+      const g2 = typeof again === 'number' ? again : await again;
+      if (g2 !== 0) return this.count(op, g2);
+    }
     let done: { result: number; body: RecordBody };
     try {
       done = apply();
@@ -233,7 +250,7 @@ export class PassthroughFs {
     const local = underlyingFlags(flags);
     if ((flags & C.O_TRUNC) !== 0) {
       let fd = -1;
-      const res = await this.mutate('open', () => {
+      const res = await this.mutate('open', { op: 'truncate', path, size: 0 }, () => {
         fd = fs.openSync(this.under(path), local | C.O_TRUNC);
         return { result: fd, body: { op: 'truncate', path, size: 0 } };
       });
@@ -298,7 +315,7 @@ export class PassthroughFs {
   // --- mutating calls (replicated) ---
 
   create(path: string, mode: number): Promise<number> {
-    return this.mutate('create', () => {
+    return this.mutate('create', { op: 'create', path }, () => {
       const fd = fs.openSync(this.under(path), C.O_CREAT | C.O_RDWR, mode & 0o7777);
       const st = fs.fstatSync(fd);
       return { result: fd, body: { op: 'create', path, mode: st.mode, uid: st.uid, gid: st.gid } };
@@ -306,7 +323,7 @@ export class PassthroughFs {
   }
 
   write(path: string, fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
-    return this.mutate('write', () => {
+    return this.mutate('write', { op: 'write', path, offset: pos, length: len }, () => {
       const n = fs.writeSync(fd, buf, 0, len, pos);
       // The record keeps its own copy: fuse-native's buffer is the kernel's and is reused.
       return { result: n, body: { op: 'write', path, offset: pos, data: Uint8Array.prototype.slice.call(buf, 0, n) } };
@@ -314,21 +331,21 @@ export class PassthroughFs {
   }
 
   truncate(path: string, size: number): Promise<number> {
-    return this.mutate('truncate', () => {
+    return this.mutate('truncate', { op: 'truncate', path, size }, () => {
       fs.truncateSync(this.under(path), size);
       return { result: 0, body: { op: 'truncate', path, size } };
     });
   }
 
   ftruncate(path: string, fd: number, size: number): Promise<number> {
-    return this.mutate('ftruncate', () => {
+    return this.mutate('ftruncate', { op: 'truncate', path, size }, () => {
       fs.ftruncateSync(fd, size);
       return { result: 0, body: { op: 'truncate', path, size } };
     });
   }
 
   mkdir(path: string, mode: number): Promise<number> {
-    return this.mutate('mkdir', () => {
+    return this.mutate('mkdir', { op: 'mkdir', path }, () => {
       fs.mkdirSync(this.under(path), { mode: mode & 0o7777 });
       const st = fs.lstatSync(this.under(path));
       return { result: 0, body: { op: 'mkdir', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid } };
@@ -339,7 +356,7 @@ export class PassthroughFs {
   mknod(path: string, mode: number, rdev: number): Promise<number> {
     const type = mode & C.S_IFMT;
     if (type !== C.S_IFIFO && type !== C.S_IFREG && type !== 0) return Promise.resolve(this.count('mknod', EPERM));
-    return this.mutate('mknod', () => {
+    return this.mutate('mknod', { op: 'mknod', path }, () => {
       const p = this.under(path);
       if (type === C.S_IFIFO) {
         // mkfifo(1) runs in another process: /proc/self there is not us.
@@ -355,7 +372,7 @@ export class PassthroughFs {
   }
 
   symlink(target: string, path: string): Promise<number> {
-    return this.mutate('symlink', () => {
+    return this.mutate('symlink', { op: 'symlink', path }, () => {
       fs.symlinkSync(target, this.under(path));
       const st = fs.lstatSync(this.under(path));
       return { result: 0, body: { op: 'symlink', path, target, uid: st.uid, gid: st.gid } };
@@ -363,35 +380,35 @@ export class PassthroughFs {
   }
 
   link(from: string, path: string): Promise<number> {
-    return this.mutate('link', () => {
+    return this.mutate('link', { op: 'link', from, path }, () => {
       fs.linkSync(this.under(from), this.under(path));
       return { result: 0, body: { op: 'link', from, path } };
     });
   }
 
   unlink(path: string): Promise<number> {
-    return this.mutate('unlink', () => {
+    return this.mutate('unlink', { op: 'unlink', path }, () => {
       fs.unlinkSync(this.under(path));
       return { result: 0, body: { op: 'unlink', path } };
     });
   }
 
   rmdir(path: string): Promise<number> {
-    return this.mutate('rmdir', () => {
+    return this.mutate('rmdir', { op: 'rmdir', path }, () => {
       fs.rmdirSync(this.under(path));
       return { result: 0, body: { op: 'rmdir', path } };
     });
   }
 
   rename(from: string, path: string): Promise<number> {
-    return this.mutate('rename', () => {
+    return this.mutate('rename', { op: 'rename', from, path }, () => {
       fs.renameSync(this.under(from), this.under(path));
       return { result: 0, body: { op: 'rename', from, path } };
     });
   }
 
   chmod(path: string, mode: number): Promise<number> {
-    return this.mutate('chmod', () => {
+    return this.mutate('chmod', { op: 'chmod', path }, () => {
       fs.chmodSync(this.under(path), mode & 0o7777);
       return { result: 0, body: { op: 'chmod', path, mode: mode & 0o7777 } };
     });
@@ -399,7 +416,7 @@ export class PassthroughFs {
 
   /** uid or gid 0xffffffff (-1) leaves that id unchanged, as chown(2). */
   chown(path: string, uid: number, gid: number): Promise<number> {
-    return this.mutate('chown', () => {
+    return this.mutate('chown', { op: 'chown', path }, () => {
       fs.lchownSync(this.under(path), uid, gid);
       return { result: 0, body: { op: 'chown', path, uid, gid } };
     });
@@ -411,7 +428,7 @@ export class PassthroughFs {
    */
   utimens(path: string, atimeMs: number, mtimeMs: number): Promise<number> {
     const now = atimeMs === UTIME_SPECIAL_MS;
-    return this.mutate('utimens', () => {
+    return this.mutate('utimens', { op: 'utimens', path }, () => {
       const t = Date.now() / 1000;
       fs.lutimesSync(this.under(path), now ? t : atimeMs / 1000, now ? t : mtimeMs / 1000);
       return { result: 0, body: { op: 'utimens', path, atimeMs: now ? -1 : atimeMs, mtimeMs: now ? -1 : mtimeMs } };

@@ -100,8 +100,8 @@ export class RfsProcess implements Rfs {
     await this.request({ cmd: 'mount-all', mode });
   }
 
-  async replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void> {
-    await this.request({ cmd: 'replicate', mode, ...(generation !== undefined ? { generation } : {}) });
+  async replicate(mode: 'sync' | 'alone' | 'resync', generation?: string, full?: boolean): Promise<void> {
+    await this.request({ cmd: 'replicate', mode, ...(generation !== undefined ? { generation } : {}), ...(full !== undefined ? { full } : {}) });
   }
 
   async expectSync(ms: number): Promise<void> {

@@ -12,10 +12,17 @@
  *   resolves. A rejection is a defect and reaches the application as EIO.
  * - the record's buffers belong to the replicator once submitted (the rfs made a copy).
  */
+import type { Change } from '../../core/replication/changes.js';
 import type { Record } from '../../core/replication/records.js';
 
 export interface Replicator {
   submit(record: Record): Promise<void>;
+  /**
+   * Called before a change is made (the change log's mark must be durable first): null when
+   * nothing needs to wait, else the rfs makes the change once the promise resolved (a rejection
+   * fails the call with EIO, nothing changed). Optional: without it nothing is logged.
+   */
+  prepare?(change: Change): Promise<void> | null;
 }
 
 /** No peer: every record is acknowledged at once (a module without a secondary, or tests). */

@@ -33,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import { excludeMatcher } from '../../core/replication/exclude.js';
+import { openFileChangeLog } from '../store/changelog.js';
 import type { Record } from '../../core/replication/records.js';
 import { loadKey } from '../key/cluster-key.js';
 import { connectSender, listenReceiver } from '../tcp/tcp.js';
@@ -105,9 +106,15 @@ async function configure(c: RfsConfig): Promise<void> {
     const receiver = await listenReceiver({
       key, cluster: c.cluster, node: c.node, module: c.module, peers: [c.peer], address: c.listen.address, port: c.listen.port,
     });
+    // The change log: on a node receiving a resync it is incomplete until the copy is done.
+    const changeLog = c.changeLog !== undefined ? openFileChangeLog(c.changeLog) : undefined;
     const replica = new ReplicaReceiver({
       receiver, appliers,
-      onResyncDone: (ok, detail, generation) => send({ event: 'resync-done', ok, detail, generation }),
+      onSyncStart: () => changeLog?.reset(false) ?? Promise.resolve(),
+      onResyncDone: (ok, detail, generation) => {
+        const done = ok && changeLog !== undefined ? changeLog.reset(true) : Promise.resolve();
+        void done.catch(() => undefined).then(() => send({ event: 'resync-done', ok, detail, generation }));
+      },
     });
     const link = new LinkReplicator({
       roots,
@@ -117,6 +124,7 @@ async function configure(c: RfsConfig): Promise<void> {
         host: c.peerAddress.address, port: c.peerAddress.port,
       }),
       makeWalker: (o) => new FullSync(o),
+      ...(changeLog !== undefined ? { changeLog } : {}),
       onLost: (detail) => send({ event: 'replication-lost', detail }),
       onResyncServed: (ok, detail) => send({ event: 'resync-served', ok, detail }),
     });
@@ -238,9 +246,9 @@ async function handle(req: RfsRequest): Promise<unknown> {
     case 'replicate': {
       const link = mod?.link;
       if (link === undefined) throw new HakitError('BAD_REQUEST', { detail: 'replicate needs configure first' });
-      if (req.mode === 'sync') link.setSync();
-      else if (req.mode === 'alone') link.setAlone();
-      else if (req.mode === 'resync' && typeof req.generation === 'string') link.startResync(req.generation);
+      if (req.mode === 'sync') await link.setSync();
+      else if (req.mode === 'alone') await link.setAlone();
+      else if (req.mode === 'resync' && typeof req.generation === 'string') link.startResync(req.generation, req.full !== false);
       else throw new HakitError('BAD_REQUEST', { detail: `replicate mode must be sync, alone or resync (with a generation), not ${JSON.stringify(req.mode)}` });
       return undefined;
     }

@@ -51,6 +51,8 @@ export interface RfsConfig {
    * while fenced stays blocked.
    */
   readonly fenceMs?: number;
+  /** The module's change log file (absent: none kept, every resync is full). */
+  readonly changeLog?: string;
 }
 
 /** Unsolicited lines of the child (stdout, no `id`). */
@@ -68,7 +70,8 @@ export type RfsEvent =
 export type RfsRequest =
   | { readonly id: number; readonly cmd: 'configure'; readonly config: RfsConfig }
   | { readonly id: number; readonly cmd: 'mount-all'; readonly mode: RfsMode | 'none' }
-  | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string }
+  /** `resync` is incremental when `full` is false and the change log allows it (see LinkReplicator.startResync). */
+  | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string; readonly full?: boolean }
   | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number }
   | { readonly id: number; readonly cmd: 'stop-resync' }
   /** The daemon is alive; answered at once. (The daemon's keepalive is an empty line: any line counts, an empty one is not answered.) */
@@ -94,7 +97,7 @@ export type RfsReply =
 export interface ModuleRfs {
   configure(config: RfsConfig): Promise<void>;
   mountAll(mode: RfsMode | 'none'): Promise<void>;
-  replicate(mode: 'sync' | 'alone' | 'resync', generation?: string): Promise<void>;
+  replicate(mode: 'sync' | 'alone' | 'resync', generation?: string, full?: boolean): Promise<void>;
   expectSync(ms: number): Promise<void>;
   stopResync(): Promise<void>;
   /** Tells the child the daemon is alive (every pulse); never rejects. */

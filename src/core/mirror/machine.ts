@@ -120,6 +120,11 @@ export interface MirrorMsg {
   readonly seesLife?: string | null;
   /** A SECOND that is behind asks its primary for a resync; a new number is a new request. */
   readonly resyncReq?: number;
+  /**
+   * With `resyncReq`: the requester's copy is the one the primary last replicated to, so the
+   * primary may send only what its change log names (absent: a full resync is needed).
+   */
+  readonly incremental?: boolean;
   /** When the sender sent this heartbeat, on its own clock (ms); set by `stampView` at send time. */
   readonly t?: number;
   /**
@@ -187,6 +192,8 @@ interface S {
   /** The last comparison with the peer said diverged: the next resync must be full. */
   wasDiverged: boolean;
   resyncing: boolean;
+  /** Secondary: the resync asked for may be incremental (msg.incremental). */
+  resyncIncremental: boolean;
   /** Checkers with action `wait` that are down. */
   waitCheckers: string[];
   pendingStop: 'stop' | 'shutdown' | null;
@@ -247,7 +254,7 @@ export function initialState(params: MirrorParams): MirrorState {
       failover: params.failover, lastPrimary: null, idCounter: 0,
     },
     peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
-    listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false,
+    listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false, resyncIncremental: false,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false, swapBackDeferred: false,
     forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, resyncReq: 0, served: null,
     witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
@@ -265,7 +272,7 @@ export function viewOf(state: MirrorState): PeerView {
     ...(state.swapOut ? { swap: true as const } : {}),
     ...(state.wantSwap ? { wantSwap: true as const } : {}),
     ...(state.forcedSecond ? { second: true as const } : {}),
-    ...(state.resyncing ? { resyncReq: state.resyncReq } : {}),
+    ...(state.resyncing ? { resyncReq: state.resyncReq, ...(state.resyncIncremental ? { incremental: true as const } : {}) } : {}),
     ...(state.persisted.unacked === true && !isPrimaryName(state.name) ? { unacked: true as const } : {}),
   };
   return {
@@ -1059,8 +1066,9 @@ function serveResync(c: Ctx, v: PeerView): void {
   const key = `${peerMsg(v).life ?? ''}:${req}`;
   if (s.served === key) return;
   s.served = key;
-  log(c, 'info', `serving resync request ${req} of ${c.params.peer} (generation ${s.persisted.generation.current})`);
-  c.out.push({ type: 'replicate', mode: 'resync', full: true, generation: s.persisted.generation.current });
+  const full = peerMsg(v).incremental !== true;
+  log(c, 'info', `serving resync request ${req} of ${c.params.peer} (generation ${s.persisted.generation.current}, ${full ? 'full' : 'incremental if the change log allows'})`);
+  c.out.push({ type: 'replicate', mode: 'resync', full, generation: s.persisted.generation.current });
 }
 
 function waitFor(c: Ctx, reason: string): void {
@@ -1138,6 +1146,7 @@ function evalSecond(c: Ctx, role: PeerRole): void {
         s.resyncReq++;
         // A copy with unacknowledged writes (Persisted.unacked) may differ anywhere: full.
         const full = s.wasDiverged || cmp === 'diverged' || s.forcedSecond?.full === true || s.persisted.unacked === true;
+        s.resyncIncremental = !full;
         persist(c, { upToDate: false });
         c.out.push({ type: 'start-resync', full }, { type: 'send-heartbeat' });
       }

@@ -47,6 +47,11 @@ export type RecordBody =
   /** `path` is a regular file of `size` bytes, all zeros, with this mode (permission bits) and
    *  owner; its non-zero content follows as `write` records, then a `utimens`. */
   | { readonly op: 'sync-file'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly size: number }
+  /** Incremental resync: `path` is a regular file that this node has too (same file, some
+   *  zones changed): the secondary sets its size, mode and owner; the changed zones follow as
+   *  `write` records, then a `utimens`. A secondary whose `path` is not a regular file refuses
+   *  it (its copy does not match the primary's change log: the resync fails, the next is full). */
+  | { readonly op: 'sync-zones'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly size: number }
   /** The copy is complete: the secondary leaves tolerant mode. `path` is always `/`. */
   | { readonly op: 'sync-end'; readonly path: string };
 
@@ -59,7 +64,7 @@ export type RecordOp = RecordBody['op'];
 export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
   create: 1, mknod: 2, mkdir: 3, symlink: 4, link: 5, write: 6, truncate: 7, unlink: 8, rmdir: 9,
   rename: 10, chmod: 11, chown: 12, utimens: 13, setxattr: 14, removexattr: 15, fsync: 16,
-  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20,
+  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20, 'sync-zones': 21,
 };
 
 /** The ops whose records change the tree (all of them but `fsync`, `sync-begin`, `sync-end`). */
@@ -89,6 +94,7 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   'sync-dir': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['names', 'names'], ['more', 'bool']],
   'sync-file': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
   'sync-end': [['path', 'str']],
+  'sync-zones': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
 };
 
 export const RECORD_VERSION = 1;

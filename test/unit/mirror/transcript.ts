@@ -8,7 +8,8 @@
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
 //   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail] [gen=x.1]     @80 tick
-//   @90 replication-lost            (hb also takes [req=N]: the peer's resync request number)
+//   @90 replication-lost            (hb also takes [req=N] [incr]: the peer's resync request number,
+//                                    and whether it may be incremental)
 //   @95 witness up|down     @96 lease granted [sent=N] [len=4000] | lease refused [holder=n2] | lease error     @97 fenced
 //   params sb=ping|arb|both grace=N  (the splitbrain checker: ping witnesses, arbitrator, both)
 //
@@ -180,6 +181,7 @@ export function parseEvents(text: string, n: number, state: MirrorState, params:
       };
       for (const f of ['swap', 'wantSwap', 'second', 'unacked']) if (o.has(f)) msg[f] = true;
       if (o.has('req')) msg['resyncReq'] = Number(o.get('req'));
+      if (o.has('incr')) msg['incremental'] = true;
       const view: PeerView = {
         state: st.replace('~', ''), ready: !st.endsWith('~'), reason: o.get('r') ?? null,
         generation: o.has('gen') ? parseGen(o.get('gen') ?? '') : state.persisted.generation,
