@@ -11,6 +11,7 @@ import { excludeMatcher } from '../../src/core/replication/exclude.js';
 import { type Record, type RecordBody, RecordNumberer } from '../../src/core/replication/records.js';
 import { LinkReplicator, type SyncWalker, type WalkerOptions } from '../../src/adapters/fuse/link-replicator.js';
 import { ReplicaReceiver } from '../../src/adapters/fuse/replica-receiver.js';
+import { ChangeLog, MemoryLogMedium } from '../../src/adapters/store/index.js';
 
 const KEY = Buffer.alloc(32, 7);
 
@@ -26,7 +27,7 @@ class ListApplier {
 
 class FakeWalker implements SyncWalker {
   readonly live: RecordBody[] = [];
-  constructor(private readonly o: WalkerOptions, private readonly bodies: RecordBody[]) {}
+  constructor(readonly o: WalkerOptions, private readonly bodies: RecordBody[]) {}
   async run(): Promise<{ files: number; dirs: number; bytes: number }> {
     for (const b of this.bodies) await this.o.submit(b);
     return { files: this.bodies.length, dirs: 0, bytes: 0 };
@@ -49,7 +50,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(opts: { exclude?: string[]; walk?: RecordBody[] } = {}): Promise<Rig> {
+async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: ChangeLog } = {}): Promise<Rig> {
   const net = new MemoryReplicationNetwork({});
   const receiver = net.listenReceiver({ address: 'mem', port: 0, key: KEY, cluster: 'c', node: 'n2', module: 'web' });
   const applier = new ListApplier();
@@ -66,6 +67,7 @@ async function rig(opts: { exclude?: string[]; walk?: RecordBody[] } = {}): Prom
     makeWalker: (o) => { const w = new FakeWalker(o, opts.walk ?? []); r.walkers!.push(w); return w; },
     onLost: (d) => r.lost!.push(d),
     onResyncServed: (ok) => r.served!.push(ok),
+    ...(opts.log ? { changeLog: opts.log } : {}),
   });
   r.close = async () => { await r.link!.close(); await r.replica!.close(); rmSync(root, { recursive: true, force: true }); };
   return r as Rig;
@@ -148,7 +150,9 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   });
 
   test('alone: nothing is sent, calls complete at once', async () => {
-    const r = await rig();
+    const log = new ChangeLog(new MemoryLogMedium());
+    await log.reset(true);
+    const r = await rig({ log });
     try {
       r.replica.accept(true);
       await r.link.forDir(0).submit(write(r.numberer, '/x', 'x'));
@@ -192,7 +196,106 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     } finally { await r.close(); }
     assert.deepEqual(r.served, [true]);
     assert.deepEqual(r.resyncs, [{ ok: true, generation: 'gen.7' }]);
-    assert.deepEqual(r.applier.applied.map((x) => x.path).sort(), ['/d', '/live']);
+    assert.equal(r.applier.applied[0]?.op, 'sync-begin', 'the secondary is tolerant before the first live record');
+    assert.deepEqual(r.applier.applied.slice(1).map((x) => x.path).sort(), ['/d', '/live']);
     assert.equal(r.walkers[0]?.live.length, 1, 'the walker was not told of the live write');
+  });
+
+  async function servedOnce(r: Rig, n = 1): Promise<void> {
+    for (let i = 0; i < 300 && r.served.length < n; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(r.served.length, n, 'the resync ended');
+  }
+
+  test('change log: alone, a new mark is durable before the change (prepare), a repeated one costs nothing; the resync is incremental with the plan, then the log is emptied and incomplete (sync)', async () => {
+    const medium = new MemoryLogMedium();
+    const log = new ChangeLog(medium);
+    await log.reset(true);
+    const r = await rig({ log });
+    try {
+      r.replica.accept(true);
+      const rep = r.link.forDir(0);
+      const first = rep.prepare?.({ op: 'write', path: '/db', offset: 0, length: 10 });
+      assert.ok(first instanceof Promise);
+      await first;
+      assert.match(medium.durable, /0 Z 0 "\/db"/);
+      assert.equal(rep.prepare?.({ op: 'write', path: '/db', offset: 100, length: 10 }), null);
+      await rep.submit(write(r.numberer, '/db', 'x'));
+      r.replica.expectSync(5000);
+      r.link.startResync('g.2', false);
+      await servedOnce(r);
+      assert.deepEqual(r.served, [true]);
+      const w = r.walkers[0];
+      assert.deepEqual(w?.o.plan?.map((e) => e.path), ['/db']);
+      assert.equal(r.link.mode, 'sync');
+      assert.equal(r.link.stats().dirtyPaths, 0);
+      assert.equal(new ChangeLog(medium).complete, false, 'a crash in sync mode finds it incomplete');
+      // In sync mode nothing waits for the log.
+      assert.equal(rep.prepare?.({ op: 'write', path: '/other', offset: 0, length: 1 }), null);
+    } finally { await r.close(); }
+  });
+
+  test('change log: a lost link marks the unacknowledged records; back alone the log is complete again; a clean release from sync empties it', async () => {
+    const medium = new MemoryLogMedium();
+    const log = new ChangeLog(medium);
+    const r = await rig({ log });
+    try {
+      r.replica.accept(true);
+      await r.link.setSync();
+      const rep = r.link.forDir(0);
+      await rep.submit(write(r.numberer, '/acked', 'x'));
+      r.applier.hold = new Promise(() => undefined); // the secondary stops applying
+      const call = rep.submit(write(r.numberer, '/unacked', 'y'));
+      for (let i = 0; i < 100 && r.lost.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(r.lost.length, 1);
+      await r.link.setAlone();
+      await call;
+      const after = new ChangeLog(medium);
+      assert.equal(after.complete, true);
+      assert.deepEqual(after.set.plan(0).map((e) => e.path), ['/unacked'], 'the acknowledged write is not marked, the other is');
+    } finally { await r.close(); }
+    const r2 = await rig({ log: new ChangeLog(medium) });
+    try {
+      r2.replica.accept(true);
+      await r2.link.setSync();
+      r2.link.failHeld('released'); // nothing held, nothing in flight
+      await log.flush();
+      for (let i = 0; i < 50 && !new ChangeLog(medium).complete; i++) await new Promise((res) => setTimeout(res, 5));
+      const again = new ChangeLog(medium);
+      assert.equal(again.complete, true, 'the peer acknowledged everything: complete');
+      assert.equal(again.set.paths, 0);
+    } finally { await r2.close(); }
+  });
+
+  test('change log: an incomplete log, a full request or a failed incremental resync make the resync full; a full one marks the log incomplete first', async () => {
+    const medium = new MemoryLogMedium();
+    const log = new ChangeLog(medium); // new: incomplete
+    const r = await rig({ log, walk: [{ op: 'write', path: '/db', offset: 0, data: Buffer.from('x') }] });
+    try {
+      r.replica.accept(true);
+      r.replica.expectSync(5000);
+      r.link.startResync('g.1', false);
+      await servedOnce(r);
+      assert.equal(r.walkers[0]?.o.plan, undefined, 'incomplete log: full');
+      await r.link.setAlone();
+      assert.equal(log.complete, true);
+      r.replica.expectSync(5000);
+      r.link.startResync('g.2', true);
+      await new Promise((res) => setTimeout(res, 0));
+      assert.equal(new ChangeLog(medium).complete, false, 'a full resync under way: incomplete');
+      await servedOnce(r, 2);
+      assert.equal(r.walkers[1]?.o.plan, undefined, 'asked full: full');
+      // An incremental resync that fails (the secondary stops applying: no ack within 300 ms).
+      await r.link.setAlone();
+      await log.mark([{ dir: 0, kind: 'zones', path: '/db', zone: 0 }]);
+      r.replica.expectSync(5000);
+      r.applier.hold = new Promise(() => undefined);
+      r.link.startResync('g.3', false);
+      await servedOnce(r, 3);
+      assert.deepEqual(r.served, [true, true, false]);
+      assert.deepEqual(r.walkers[2]?.o.plan?.map((e) => e.path), ['/db']);
+      r.applier.hold = null;
+      r.link.startResync('g.3', false);
+      assert.equal(r.walkers[3]?.o.plan, undefined, 'the one after a failed incremental resync is full');
+    } finally { await r.close(); }
   });
 });

@@ -246,8 +246,22 @@ export class LinkReplicator {
       root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
       ...(incremental ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes } : {}),
     }));
+    // Before any live record of resync mode: sync-start, and every dir's applier tolerant (a
+    // live record may name a path the peer gets only later from the copy, e.g. a rename of a
+    // file made while the peer was away).
+    const started = [
+      sender.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal }),
+      ...this.opts.roots.map((_r, i) => this.send(i, this.numberer.number({ op: 'sync-begin', path: '/' }))),
+    ];
+    for (const p of started) p.catch(() => undefined);
     void (async () => {
-      await sender.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal });
+      if (!incremental) {
+        // A full copy rewrites the peer's tree anywhere: until it completes, only another full
+        // one is safe, even after a restart of this node. Durable before the copy's records.
+        this.incompleteBySync = false;
+        await this.log.setComplete(false);
+      }
+      await Promise.all(started);
       for (const w of this.walkers) {
         if (ac.signal.aborted) throw new Error('resync stopped');
         await w?.run(ac.signal);
@@ -325,11 +339,14 @@ export class LinkReplicator {
   /** Before a change: while the peer does not get records, its marks are made durable first. */
   private prepare(dir: number, c: Change): Promise<void> | null {
     if (this.modeNow !== 'alone' && this.modeNow !== 'resync') return null;
+    // An incomplete log only becomes useful again by being emptied: marks would be wasted syncs.
+    if (!this.log.complete && !this.incompleteBySync) return null;
     return this.log.mark(this.marksFor(dir, c));
   }
 
   /** Marks a record's paths (durable later, or at the promise returned). */
   private markRecord(dir: number, rec: RecordBody): Promise<void> | null {
+    if (!this.log.complete && !this.incompleteBySync) return null;
     return this.log.mark(this.marksFor(dir, changeOfRecord(rec)));
   }
 
