@@ -80,13 +80,13 @@ function dataColumn(m: ModuleStatus): string {
   if (rs?.active) {
     const pct = rs.bytesTotal > 0 ? Math.floor((100 * rs.bytesDone) / rs.bytesTotal) : 0;
     const bar = '#'.repeat(Math.floor(pct / 10)).padEnd(10, '.');
-    return `resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files`;
+    return `${rs.incremental === true ? 'incremental ' : ''}resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files`;
   }
-  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean };
+  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean; changeLogComplete?: boolean };
   const base = `${rep.upToDate ? 'up to date' : 'not up to date'}${r.unacked === true ? ', may hold unacknowledged writes (full resync next)' : ''}`;
   // With replicated dirs: how this node replicates (docs/replication.md).
   if (r.mode === 'lost') return `${base}, replication lost: ${r.heldWrites ?? 0} writes held`;
-  if (r.mode === 'alone') return `${base}, alone: ${r.dirtyPaths ?? 0} paths changed`;
+  if (r.mode === 'alone') return `${base}, alone: ${r.dirtyPaths ?? 0} paths changed${r.changeLogComplete === false ? ' (change log incomplete: the next resync is full)' : ''}`;
   if (r.mode === 'sync') return `${base}, replicating`;
   if (r.mode === 'receiving') return `${base}, receiving`;
   return base;

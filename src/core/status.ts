@@ -8,6 +8,8 @@ export interface ResyncStatus {
   bytesTotal: number;
   filesDone: number;
   filesTotal: number;
+  /** The resync running (or the last one) sends only what the change log names (absent: a full copy, or none yet). */
+  incremental?: boolean;
 }
 
 export interface ModuleStatus {

@@ -307,6 +307,8 @@ export class MirrorRuntime {
           ackLatencyMsP99: primary?.ackLatencyMsP99 ?? 0,
           heldWrites: primary?.held ?? 0,
           dirtyPaths: primary?.dirtyPaths ?? 0,
+          // False: the next resync this node serves is full (docs/replication.md, change log).
+          changeLogComplete: primary?.logComplete ?? false,
           recordsApplied: secondary?.applied ?? 0,
           unacked: s.unacked,
         } : {}),
