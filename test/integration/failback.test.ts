@@ -38,14 +38,14 @@ function changes(tag: string): { script: string; bytes: number } {
       `printf "%1048576s" | tr " " "${tag}" | dd of=big bs=1M seek=7 conv=notrunc status=none`,
       'head -c 1048576 /dev/urandom >> d0/f0',
       `rm d1/f${tag.charCodeAt(0) % 8}`,
-      `mv d2/f${tag.charCodeAt(0) % 8} d2/renamed-${tag}`,
+      `mv d2/f${tag.charCodeAt(0) % 8} d2/renamed-${tag} && mv d5 d5-${tag} && mv d5-${tag} d5`, // replayed, nothing travels
       `head -c 1048576 /dev/urandom > d3/new-${tag}`,
       `mkdir new-${tag} && head -c 524288 /dev/urandom > new-${tag}/x`,
       `truncate -s 102400 d4/f${tag.charCodeAt(0) % 8}`,
       `chmod 600 d5/f${tag.charCodeAt(0) % 8}`,
       `ln -s ../big d0/sl-${tag}`,
     ].join(' && '),
-    bytes: 4.5 * MiB + 102400,
+    bytes: 3.5 * MiB + 102400,
   };
 }
 

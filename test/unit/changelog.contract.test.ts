@@ -6,7 +6,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChangeLog, FileLogMedium, type LogMedium, MemoryLogMedium } from '../../src/adapters/store/index.js';
-import { ChangeSet, type Mark, formatMark, marksOf, parseLine } from '../../src/core/replication/changes.js';
+import { ChangeSet, type Mark, formatMark, formatRename, marksOf, parseLine } from '../../src/core/replication/changes.js';
 
 const MiB = 1024 * 1024;
 
@@ -28,16 +28,31 @@ describe('change marks (pure)', () => {
     assert.deepEqual(marksOf(0, { op: 'fsync', path: '/f' }), []);
   });
 
-  test('a rename marks the destination whole and both listings; the plan has parents first and nothing below a whole path', () => {
+  test('a rename of an entry the peer has is replayed: its marks move with it, the replaced destination\'s marks go; the plan has parents first and nothing below a whole path', () => {
     const set = new ChangeSet();
     for (const c of [
       { op: 'write', path: '/a/x', offset: 0, length: 1 },
+      { op: 'write', path: '/b/a/old', offset: 0, length: 1 },
       { op: 'rename', from: '/a', path: '/b/a' },
       { op: 'create', path: '/b/a/new' },
       { op: 'chmod', path: '/c d' },
-    ]) for (const m of marksOf(0, c)) set.add(m);
-    const plan = set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}${p.changes.meta ? 'M' : ''}${[...p.changes.zones].join(',')}`);
-    assert.deepEqual(plan, ['/:L', '/a/x:0', '/b:L', '/b/a:W', '/c d:M']);
+    ]) set.record(0, c);
+    const show = () => set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}${p.changes.meta ? 'M' : ''}${[...p.changes.zones].join(',')}`);
+    assert.deepEqual(set.renames(0), [{ from: '/a', to: '/b/a' }]);
+    assert.deepEqual(show(), ['/b/a:L', '/b/a/new:W', '/b/a/x:0', '/c d:M']);
+  });
+
+  test('a rename of an entry new since the log started, or into a new directory, is a copy, not a replay', () => {
+    const set = new ChangeSet();
+    set.record(0, { op: 'create', path: '/tmp1' });
+    assert.equal(set.record(0, { op: 'rename', from: '/tmp1', path: '/final' }).includes(' R '), false);
+    set.record(0, { op: 'mkdir', path: '/newdir' });
+    set.record(0, { op: 'rename', from: '/old', path: '/newdir/old' });
+    set.record(0, { op: 'mkdir', path: '/fresh' });
+    set.record(0, { op: 'create', path: '/fresh/f' });
+    set.record(0, { op: 'rename', from: '/fresh/f', path: '/g' });
+    assert.deepEqual(set.renames(0), []);
+    assert.deepEqual(set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}`), ['/:L', '/final:W', '/fresh:W', '/g:W', '/newdir:W', '/tmp1:W']);
   });
 
   test('log lines round-trip, names with spaces, quotes and newlines included; a torn or foreign line is ignored', () => {
@@ -48,6 +63,8 @@ describe('change marks (pure)', () => {
       assert.deepEqual(parseLine(line.slice(0, -1)), { t: 'mark', mark: m });
       assert.equal(parseLine(line.slice(0, -4)), null, 'a torn line');
     }
+    assert.deepEqual(parseLine(formatRename(2, '/a b', '/c\nd').slice(0, -1)), { t: 'rename', dir: 2, from: '/a b', to: '/c\nd' });
+    assert.equal(parseLine(formatRename(2, '/a', '/b').slice(0, -3)), null, 'a torn rename');
     assert.deepEqual(parseLine('S complete'), { t: 'state', complete: true });
     assert.equal(parseLine('garbage'), null);
     assert.equal(parseLine('0 W 0 "no-slash"'), null);
@@ -144,7 +161,11 @@ test('the file log is plain lines a person can read', async () => {
   const file = join(dir, 'changes.log');
   const log = new ChangeLog(new FileLogMedium(file));
   await log.reset(true);
-  await log.mark(marksOf(0, { op: 'rename', from: '/a', path: '/b c' }));
-  assert.equal(readFileSync(file, 'utf8'), 'S complete\n0 W 0 "/b c"\n0 L 0 "/"\n');
+  await log.mark(marksOf(0, { op: 'link', from: '/a', path: '/b c' }));
+  await log.record(0, { op: 'rename', from: '/x', path: '/y' }, MiB);
+  assert.equal(readFileSync(file, 'utf8'), 'S complete\n0 W 0 "/b c"\n0 L 0 "/"\n0 R 0 ["/x","/y"]\n');
+  const again = new ChangeLog(new FileLogMedium(file));
+  assert.deepEqual(again.set.renames(0), [{ from: '/x', to: '/y' }], 'renames are read back in order');
+  again.close();
   log.close();
 });

@@ -298,4 +298,30 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       assert.equal(r.walkers[3]?.o.plan, undefined, 'the one after a failed incremental resync is full');
     } finally { await r.close(); }
   });
+
+  test('change log: renames are replayed first; with renames to replay the log is incomplete (durably) before they are sent, so an interrupted resync is followed by a full one', async () => {
+    const medium = new MemoryLogMedium();
+    const log = new ChangeLog(medium);
+    await log.reset(true);
+    const r = await rig({ log });
+    try {
+      r.replica.accept(true);
+      const rep = r.link.forDir(0);
+      await rep.prepare?.({ op: 'rename', from: '/a', path: '/b' });
+      await rep.submit(r.numberer.number({ op: 'rename', from: '/a', path: '/b' }));
+      assert.deepEqual(log.set.renames(0), [{ from: '/a', to: '/b' }], 'recorded once');
+      r.replica.expectSync(5000);
+      let completeWhenApplied: boolean | null = null;
+      const apply = r.applier.apply.bind(r.applier);
+      r.applier.apply = async (rec) => {
+        if (rec.op === 'rename') completeWhenApplied = new ChangeLog(medium).complete;
+        return apply(rec);
+      };
+      r.link.startResync('g.5', false);
+      await servedOnce(r);
+      assert.deepEqual(r.served, [true]);
+      assert.equal(completeWhenApplied, false);
+      assert.deepEqual(r.applier.applied.map((x) => `${x.op} ${x.path}`), ['sync-begin /', 'rename /b']);
+    } finally { await r.close(); }
+  });
 });

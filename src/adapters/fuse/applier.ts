@@ -24,7 +24,9 @@
  *       primary has a file), which the copy replaces later;
  *     - unlink and rmdir make the path absent whatever is there (a dir where a file was, a
  *       non-empty dir: removed recursively);
- *     - rename with a missing source removes the destination (recursively); a destination that
+ *     - rename with a missing source changes nothing (the copy brings the destination, or it has
+ *       come already: an incremental resync replays renames, and the same rename may follow
+ *       live; the destination is left as it is); a destination that
  *       does not fit (a file over a dir, a non-empty dir) is removed first; a destination whose
  *       parent is missing makes the source absent;
  *     - create/mkdir/symlink/link/mknod replace a conflicting existing entry (mkdir on an existing
@@ -380,8 +382,8 @@ export class RecordApplier {
       srcSt = fs.lstatSync(src);
     } catch (e) {
       if (!isMissing(e)) throw e;
-      // The source was never copied here: what the primary now has at `to` comes with the copy.
-      this.tolerate(() => this.removeAll(to));
+      // Not here: never copied (the copy brings what the primary has at `to`), or renamed
+      // already (a replayed rename followed by the same rename live). `to` stays as it is.
       return;
     }
     try {

@@ -29,7 +29,7 @@
  */
 import * as fs from 'node:fs';
 import { HakitError } from '../../core/errors.js';
-import { type Change, DEFAULT_ZONE_BYTES, type Mark, type PathChanges, changeOfRecord, marksOf } from '../../core/replication/changes.js';
+import { type Change, DEFAULT_ZONE_BYTES, type PathChanges, changeOfRecord, marksOf } from '../../core/replication/changes.js';
 import { type ExcludeMatcher, NOTHING_EXCLUDED } from '../../core/replication/exclude.js';
 import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecord } from '../../core/replication/records.js';
 import { ChangeLog, MemoryLogMedium } from '../store/changelog.js';
@@ -235,27 +235,51 @@ export class LinkReplicator {
     if (this.modeNow === 'lost') return;
     this.epoch++;
     this.stopResync();
-    const sender = this.openLink();
-    this.modeNow = 'resync';
     this.leaving = false;
     const ac = new AbortController();
     this.resyncAbort = ac;
     const incremental = !full && this.log.complete && !this.forceFull;
     this.incremental = incremental;
-    this.walkers = this.opts.roots.map((root, i) => this.opts.makeWalker({
-      root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
-      ...(incremental ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes } : {}),
-    }));
-    // Before any live record of resync mode: sync-start, and every dir's applier tolerant (a
-    // live record may name a path the peer gets only later from the copy, e.g. a rename of a
-    // file made while the peer was away).
-    const started = [
-      sender.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal }),
-      ...this.opts.roots.map((_r, i) => this.send(i, this.numberer.number({ op: 'sync-begin', path: '/' }))),
-    ];
-    for (const p of started) p.catch(() => undefined);
+    const replays = incremental && this.opts.roots.some((_r, i) => this.log.set.renames(i).length > 0);
+    let sender: ReplicationSender | null = null;
+    /**
+     * Resync mode and the first records, in one synchronous step, before any live record: the
+     * sync-start, every dir's applier tolerant (a live record may name a path the peer gets only
+     * later, e.g. a file made while it was away), the renames to replay; the plan snapshot.
+     */
+    const begin = (): Promise<unknown>[] => {
+      const link = this.openLink();
+      sender = link;
+      this.modeNow = 'resync';
+      this.walkers = this.opts.roots.map((root, i) => this.opts.makeWalker({
+        root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
+        ...(incremental ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes } : {}),
+      }));
+      const started: Promise<unknown>[] = [link.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal })];
+      for (const [i] of this.opts.roots.entries()) started.push(this.send(i, this.numberer.number({ op: 'sync-begin', path: '/' })));
+      if (incremental) {
+        for (const [i] of this.opts.roots.entries()) {
+          for (const r of this.log.set.renames(i)) started.push(this.send(i, this.numberer.number({ op: 'rename', from: r.from, path: r.to })));
+        }
+      }
+      for (const p of started) p.catch(() => undefined);
+      return started;
+    };
+    let started: Promise<unknown>[] = [];
+    if (replays) {
+      // Until the log is marked incomplete (below), changes are marked, not sent.
+      this.closeLink();
+      this.modeNow = 'alone';
+    } else started = begin();
     void (async () => {
-      if (!incremental) {
+      if (replays) {
+        // A replayed rename cannot be replayed twice (its source may name another entry by
+        // then): once the peer may have applied them, only a full resync is safe after an
+        // interruption, even after a restart of this node. Durable before they are sent.
+        await this.log.setComplete(false);
+        if (ac.signal.aborted) throw new Error('resync stopped');
+        started = begin();
+      } else if (!incremental) {
         // A full copy rewrites the peer's tree anywhere: until it completes, only another full
         // one is safe, even after a restart of this node. Durable before the copy's records.
         this.incompleteBySync = false;
@@ -266,7 +290,9 @@ export class LinkReplicator {
         if (ac.signal.aborted) throw new Error('resync stopped');
         await w?.run(ac.signal);
       }
-      await sender.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
+      const link = sender as ReplicationSender | null;
+      if (link === null) throw new Error('resync stopped');
+      await link.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
       if (this.resyncAbort === ac) await this.enterSyncLog();
     })().then(() => {
       if (this.resyncAbort !== ac) return;
@@ -329,25 +355,33 @@ export class LinkReplicator {
     } else await this.log.flush();
   }
 
-  /** The marks of a change of dir `dir` that the log keeps (not those of excluded paths). */
-  private marksFor(dir: number, c: Change): Mark[] {
+  /**
+   * Records a change of dir `dir` in the change log (not those of excluded paths; a rename
+   * across the exclusion boundary is a copy or a removal, never replayed). The promise (null:
+   * nothing to wait for) resolves once it is durable; with an incomplete log nothing waits (the
+   * marks are kept in memory for the resync being prepared, written in the background).
+   */
+  private recordChange(dir: number, c: Change): Promise<void> | null {
+    const wait = this.log.complete || this.incompleteBySync;
     const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
-    if (ex !== NOTHING_EXCLUDED && ex(c.path) && (c.from === undefined || ex(c.from))) return [];
-    return marksOf(dir, c, this.zoneBytes);
+    if (ex !== NOTHING_EXCLUDED) {
+      const to = ex(c.path);
+      const from = c.from !== undefined && ex(c.from);
+      if (to && (c.from === undefined || from)) return null;
+      if (to || from) return this.log.mark(marksOf(dir, c, this.zoneBytes), wait);
+    }
+    return this.log.record(dir, c, this.zoneBytes, wait);
   }
 
-  /** Before a change: while the peer does not get records, its marks are made durable first. */
+  /** Before a change: while the peer does not get records, it is recorded durably first. */
   private prepare(dir: number, c: Change): Promise<void> | null {
     if (this.modeNow !== 'alone' && this.modeNow !== 'resync') return null;
-    // An incomplete log only becomes useful again by being emptied: marks would be wasted syncs.
-    if (!this.log.complete && !this.incompleteBySync) return null;
-    return this.log.mark(this.marksFor(dir, c));
+    return this.recordChange(dir, c);
   }
 
-  /** Marks a record's paths (durable later, or at the promise returned). */
+  /** Records a record's change (durable later, or at the promise returned). */
   private markRecord(dir: number, rec: RecordBody): Promise<void> | null {
-    if (!this.log.complete && !this.incompleteBySync) return null;
-    return this.log.mark(this.marksFor(dir, changeOfRecord(rec)));
+    return this.recordChange(dir, changeOfRecord(rec));
   }
 
   private progress(): { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number } {
@@ -408,8 +442,9 @@ export class LinkReplicator {
     const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
     const bodies = this.translate(dir, rec, ex);
     if (this.modeNow === 'alone') {
-      // prepare() made the marks durable already; this covers a change it did not foresee.
-      const marked = bodies.map((b) => this.markRecord(dir, b)).filter((p) => p !== null);
+      // prepare() recorded the change durably already; the marks of what translate() made of it
+      // cost nothing more. Renames are not recorded twice (a replay is not idempotent).
+      const marked = bodies.filter((b) => b.op !== 'rename').map((b) => this.markRecord(dir, b)).filter((p) => p !== null);
       return marked.length === 0 ? Promise.resolve() : Promise.all(marked).then(() => undefined);
     }
     if (this.modeNow === 'lost') {

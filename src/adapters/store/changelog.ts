@@ -20,7 +20,7 @@
  *   whose promise had resolved (or a later one); a torn last line is ignored.
  */
 import * as fs from 'node:fs';
-import { type Mark, ChangeSet, formatMark, parseLine } from '../../core/replication/changes.js';
+import { type Change, type Mark, ChangeSet, formatMark, parseLine } from '../../core/replication/changes.js';
 
 /** Where the lines go: appended and synced, or emptied. */
 export interface LogMedium {
@@ -46,6 +46,7 @@ export class ChangeLog {
       const l = parseLine(line);
       if (l === null) continue;
       if (l.t === 'state') this.completeNow = l.complete;
+      else if (l.t === 'rename') this.set.rename(l.dir, l.from, l.to);
       else this.set.add(l.mark);
     }
   }
@@ -55,12 +56,27 @@ export class ChangeLog {
     return this.completeNow;
   }
 
-  /** Adds marks; null when nothing was new, else resolves once the new ones are durable. */
-  mark(marks: readonly Mark[]): Promise<void> | null {
+  /** Adds marks; null when nothing was new (or `wait` is false), else resolves once the new ones are durable. */
+  mark(marks: readonly Mark[], wait = true): Promise<void> | null {
     let text = '';
     for (const mk of marks) if (this.set.add(mk)) text += formatMark(mk);
+    return this.append(text, wait);
+  }
+
+  /**
+   * Records a change of dir `dir` (ChangeSet.record): null when it tells nothing new or `wait`
+   * is false (written in the background), else resolves once it is durable.
+   */
+  record(dir: number, c: Change, zoneBytes: number, wait = true): Promise<void> | null {
+    return this.append(this.set.record(dir, c, zoneBytes), wait);
+  }
+
+  private append(text: string, wait: boolean): Promise<void> | null {
     if (text === '') return null;
-    return this.enqueue(text, false);
+    const p = this.enqueue(text, false);
+    if (wait) return p;
+    p.catch(() => undefined);
+    return null;
   }
 
   /** Forgets every mark and records `complete`, durably. */
