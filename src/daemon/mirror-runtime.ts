@@ -194,6 +194,7 @@ export class MirrorRuntime {
       // over (stall - pulse + T at the earliest) as long as pulse < T/2.
       fenceMs: Math.floor(this.params.heartbeatTimeoutMs / 2),
       changeLog: `${this.cfg.moduleStateDir}/changes.log`,
+      zoneBytes: m.replication.zoneSizeBytes,
     };
   }
 

@@ -266,15 +266,15 @@ async function inject(
       try { await sleep(3000 + Math.floor(rand() * 2000)); } finally { await c.tb.unlimitRate(secondary, 'lan'); }
       return;
     case 'crash-during-resync': {
-      // Ballast through the primary's mount, a slow link, the secondary away and back: its
-      // resync then lasts seconds; either host crashes in the middle of it.
-      const dd = await c.tb.host(primary).exec(['dd', 'if=/dev/urandom', `of=${CHAOS_DIR}/ballast`, 'bs=1M', 'count=24', 'conv=fsync', 'status=none']);
-      if (dd.code !== 0) throw new Error(`could not write the ballast on ${primary}: ${dd.stderr}`);
+      // The secondary away, ballast written through the primary's mount meanwhile (24 MiB the
+      // incremental resync must send), a slow link, the secondary back: its resync then lasts
+      // seconds; either host crashes in the middle of it.
       await c.tb.limitRate(secondary, 'lan', 16_000);
       try {
         crashes.push({ node: secondary, at: Date.now() });
         await c.crash(secondary);
-        await sleep(500);
+        const dd = await c.tb.host(primary).exec(['dd', 'if=/dev/urandom', `of=${CHAOS_DIR}/ballast`, 'bs=1M', 'count=24', 'conv=fsync', 'status=none'], { timeoutMs: 60_000 });
+        if (dd.code !== 0) throw new Error(`could not write the ballast on ${primary}: ${dd.stderr}`);
         await c.startDaemon(secondary);
         await c.waitFor(`a resync towards ${secondary}`, async () => {
           const st = await c.status(primary);

@@ -147,9 +147,10 @@ const CHANGES = [
   'truncate -s 102400 d4/f3', // the tail from zone 0: 100 KiB
   'chmod 600 d4/f4 && chown 1234:1234 d4/f5',
   'ln -s ../big d0/sl',
+  'printf tiny > d0/small && ln d0/small d0/hard', // a hard link: both names copied, linked on B too
   'mkdir gone && rmdir gone',
 ].join(' && ');
-const CHANGED_BYTES = (1 + 1 + 1 + 0.5) * MiB + 102400;
+const CHANGED_BYTES = (1 + 1 + 1 + 0.5) * MiB + 102400 + 4;
 
 describe('incremental resync from the change log (real FUSE, in-memory link)', needs('root', 'fuse'), () => {
   let r: Rig | undefined;
@@ -182,7 +183,7 @@ describe('incremental resync from the change log (real FUSE, in-memory link)', n
     const s = r as Rig;
     await s.link.setAlone();
     assert.equal(s.link.stats().logComplete, true, 'back alone with every sync record settled: complete again');
-    await sh(CHANGES.replace('mv d2/f2 d2/f2.renamed', 'mv d2/f3 d2/f3.renamed').replace('mv d4 d4-renamed && mv d4-renamed d4', 'mv d1 d1-renamed').replace('rm d1/f1', 'rm d1/f2').replace('d3/new1', 'd3/new2').replace('mkdir newdir && ', 'mkdir newdir2 && ').replace('newdir/x', 'newdir2/x').replace('ln -s ../big d0/sl', 'ln -s ../big d0/sl2').replace('mkdir gone', 'mkdir gone2').replace('rmdir gone', 'rmdir gone2'), s.a);
+    await sh(CHANGES.replace('mv d2/f2 d2/f2.renamed', 'mv d2/f3 d2/f3.renamed').replace('mv d4 d4-renamed && mv d4-renamed d4', 'mv d1 d1-renamed').replace('d0/small d0/hard', 'd0/small d0/hard2').replace('rm d1/f1', 'rm d1/f2').replace('d3/new1', 'd3/new2').replace('mkdir newdir && ', 'mkdir newdir2 && ').replace('newdir/x', 'newdir2/x').replace('ln -s ../big d0/sl', 'ln -s ../big d0/sl2').replace('mkdir gone', 'mkdir gone2').replace('rmdir gone', 'rmdir gone2'), s.a);
     const stop = join(s.base, 'stop');
     const writer = sh(`i=0; while [ ! -e '${stop}' ] && [ $i -lt 400 ]; do
         printf "L$i" | dd of=big bs=4 seek=$((i * 4099)) conv=notrunc status=none

@@ -6,7 +6,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChangeLog, FileLogMedium, type LogMedium, MemoryLogMedium } from '../../src/adapters/store/index.js';
-import { ChangeSet, type Mark, formatMark, formatRename, marksOf, parseLine } from '../../src/core/replication/changes.js';
+import { ChangeSet, type Mark, formatMark, formatReplay, marksOf, parseLine } from '../../src/core/replication/changes.js';
 
 const MiB = 1024 * 1024;
 
@@ -38,7 +38,7 @@ describe('change marks (pure)', () => {
       { op: 'chmod', path: '/c d' },
     ]) set.record(0, c);
     const show = () => set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}${p.changes.meta ? 'M' : ''}${[...p.changes.zones].join(',')}`);
-    assert.deepEqual(set.renames(0), [{ from: '/a', to: '/b/a' }]);
+    assert.deepEqual(set.replays(0), [{ op: 'rename', from: '/a', to: '/b/a' }]);
     assert.deepEqual(show(), ['/b/a:L', '/b/a/new:W', '/b/a/x:0', '/c d:M']);
   });
 
@@ -51,7 +51,7 @@ describe('change marks (pure)', () => {
     set.record(0, { op: 'mkdir', path: '/fresh' });
     set.record(0, { op: 'create', path: '/fresh/f' });
     set.record(0, { op: 'rename', from: '/fresh/f', path: '/g' });
-    assert.deepEqual(set.renames(0), []);
+    assert.deepEqual(set.replays(0), []);
     assert.deepEqual(set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}`), ['/:L', '/final:W', '/fresh:W', '/g:W', '/newdir:W', '/tmp1:W']);
   });
 
@@ -63,8 +63,9 @@ describe('change marks (pure)', () => {
       assert.deepEqual(parseLine(line.slice(0, -1)), { t: 'mark', mark: m });
       assert.equal(parseLine(line.slice(0, -4)), null, 'a torn line');
     }
-    assert.deepEqual(parseLine(formatRename(2, '/a b', '/c\nd').slice(0, -1)), { t: 'rename', dir: 2, from: '/a b', to: '/c\nd' });
-    assert.equal(parseLine(formatRename(2, '/a', '/b').slice(0, -3)), null, 'a torn rename');
+    assert.deepEqual(parseLine(formatReplay(2, { op: 'rename', from: '/a b', to: '/c\nd' }).slice(0, -1)), { t: 'replay', dir: 2, replay: { op: 'rename', from: '/a b', to: '/c\nd' } });
+    assert.deepEqual(parseLine(formatReplay(0, { op: 'link', from: '/f', to: '/g' }).slice(0, -1)), { t: 'replay', dir: 0, replay: { op: 'link', from: '/f', to: '/g' } });
+    assert.equal(parseLine(formatReplay(2, { op: 'rename', from: '/a', to: '/b' }).slice(0, -3)), null, 'a torn replay');
     assert.deepEqual(parseLine('S complete'), { t: 'state', complete: true });
     assert.equal(parseLine('garbage'), null);
     assert.equal(parseLine('0 W 0 "no-slash"'), null);
@@ -163,9 +164,10 @@ test('the file log is plain lines a person can read', async () => {
   await log.reset(true);
   await log.mark(marksOf(0, { op: 'link', from: '/a', path: '/b c' }));
   await log.record(0, { op: 'rename', from: '/x', path: '/y' }, MiB);
-  assert.equal(readFileSync(file, 'utf8'), 'S complete\n0 W 0 "/b c"\n0 L 0 "/"\n0 R 0 ["/x","/y"]\n');
+  await log.record(0, { op: 'link', from: '/y', path: '/z' }, MiB);
+  assert.equal(readFileSync(file, 'utf8'), 'S complete\n0 W 0 "/b c"\n0 W 0 "/a"\n0 L 0 "/"\n0 R 0 ["/x","/y"]\n0 H 0 ["/y","/z"]\n');
   const again = new ChangeLog(new FileLogMedium(file));
-  assert.deepEqual(again.set.renames(0), [{ from: '/x', to: '/y' }], 'renames are read back in order');
+  assert.deepEqual(again.set.replays(0), [{ op: 'rename', from: '/x', to: '/y' }, { op: 'link', from: '/y', to: '/z' }], 'replays are read back in order');
   again.close();
   log.close();
 });

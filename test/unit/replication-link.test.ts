@@ -11,6 +11,7 @@ import { excludeMatcher } from '../../src/core/replication/exclude.js';
 import { type Record, type RecordBody, RecordNumberer } from '../../src/core/replication/records.js';
 import { LinkReplicator, type SyncWalker, type WalkerOptions } from '../../src/adapters/fuse/link-replicator.js';
 import { ReplicaReceiver } from '../../src/adapters/fuse/replica-receiver.js';
+import { LOG_MISMATCH } from '../../src/adapters/fuse/applier.js';
 import { ChangeLog, MemoryLogMedium } from '../../src/adapters/store/index.js';
 
 const KEY = Buffer.alloc(32, 7);
@@ -266,7 +267,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     } finally { await r2.close(); }
   });
 
-  test('change log: an incomplete log, a full request or a failed incremental resync make the resync full; a full one marks the log incomplete first', async () => {
+  test('change log: an incomplete log, a full request or a peer whose copy does not match the log make the resync full (a mere link failure does not); a full one marks the log incomplete first', async () => {
     const medium = new MemoryLogMedium();
     const log = new ChangeLog(medium); // new: incomplete
     const r = await rig({ log, walk: [{ op: 'write', path: '/db', offset: 0, data: Buffer.from('x') }] });
@@ -288,14 +289,33 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       await r.link.setAlone();
       await log.mark([{ dir: 0, kind: 'zones', path: '/db', zone: 0 }]);
       r.replica.expectSync(5000);
-      r.applier.hold = new Promise(() => undefined);
+      let release = (): void => undefined;
+      r.applier.hold = new Promise((res) => { release = res; });
       r.link.startResync('g.3', false);
       await servedOnce(r, 3);
       assert.deepEqual(r.served, [true, true, false]);
       assert.deepEqual(r.walkers[2]?.o.plan?.map((e) => e.path), ['/db']);
       r.applier.hold = null;
+      release();
+      r.replica.expectSync(5000);
       r.link.startResync('g.3', false);
-      assert.equal(r.walkers[3]?.o.plan, undefined, 'the one after a failed incremental resync is full');
+      assert.deepEqual(r.walkers[3]?.o.plan?.map((e) => e.path), ['/db'], 'after a link failure: incremental again (the log still names everything)');
+      await servedOnce(r, 4);
+      // The peer says its copy does not match the log: the next one is full.
+      await r.link.setAlone();
+      await log.mark([{ dir: 0, kind: 'zones', path: '/db', zone: 1 }]);
+      const apply = r.applier.apply.bind(r.applier);
+      r.applier.apply = async (rec) => {
+        if (rec.op === 'write') throw new Error(`incremental resync: /db is missing here, so ${LOG_MISMATCH}`);
+        return apply(rec);
+      };
+      r.replica.expectSync(5000);
+      r.link.startResync('g.4', false);
+      await servedOnce(r, 5);
+      assert.equal(r.served[4], false);
+      r.applier.apply = apply;
+      r.link.startResync('g.4', false);
+      assert.equal(r.walkers[5]?.o.plan, undefined, 'after a mismatch: full');
     } finally { await r.close(); }
   });
 
@@ -309,7 +329,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       const rep = r.link.forDir(0);
       await rep.prepare?.({ op: 'rename', from: '/a', path: '/b' });
       await rep.submit(r.numberer.number({ op: 'rename', from: '/a', path: '/b' }));
-      assert.deepEqual(log.set.renames(0), [{ from: '/a', to: '/b' }], 'recorded once');
+      assert.deepEqual(log.set.replays(0), [{ op: 'rename', from: '/a', to: '/b' }], 'recorded once');
       r.replica.expectSync(5000);
       let completeWhenApplied: boolean | null = null;
       const apply = r.applier.apply.bind(r.applier);

@@ -85,6 +85,9 @@ function parentOf(path: string): string {
   return i <= 0 ? '/' : path.slice(0, i);
 }
 
+/** Says (in the link's failure detail, which the primary reads) that an incremental resync cannot work here. */
+export const LOG_MISMATCH = 'this copy does not match the primary\'s change log';
+
 export class RecordApplier {
   /** Full sync in progress: see the header. Set by sync-begin/sync-end records, or directly. */
   tolerant = false;
@@ -486,7 +489,7 @@ export class RecordApplier {
     if (st === null || !st.isFile()) {
       throw new HakitError('RFS', {
         dir: this.root,
-        detail: `incremental resync: ${path} is ${st === null ? 'missing' : 'not a regular file'} here, so this copy does not match the primary's change log; the next resync is full`,
+        detail: `incremental resync: ${path} is ${st === null ? 'missing' : 'not a regular file'} here, so ${LOG_MISMATCH}; the next resync is full`,
       });
     }
     const fd = this.writeFd(path);

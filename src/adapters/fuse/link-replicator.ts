@@ -34,6 +34,7 @@ import { type ExcludeMatcher, NOTHING_EXCLUDED } from '../../core/replication/ex
 import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecord } from '../../core/replication/records.js';
 import { ChangeLog, MemoryLogMedium } from '../store/changelog.js';
 import type { ReplicationSender, SenderStats } from '../tcp/link.js';
+import { LOG_MISMATCH } from './applier.js';
 import type { Replicator } from './replicator.js';
 
 export type LinkMode = 'alone' | 'sync' | 'resync' | 'lost';
@@ -240,7 +241,7 @@ export class LinkReplicator {
     this.resyncAbort = ac;
     const incremental = !full && this.log.complete && !this.forceFull;
     this.incremental = incremental;
-    const replays = incremental && this.opts.roots.some((_r, i) => this.log.set.renames(i).length > 0);
+    const replays = incremental && this.opts.roots.some((_r, i) => this.log.set.replays(i).length > 0);
     let sender: ReplicationSender | null = null;
     /**
      * Resync mode and the first records, in one synchronous step, before any live record: the
@@ -259,7 +260,7 @@ export class LinkReplicator {
       for (const [i] of this.opts.roots.entries()) started.push(this.send(i, this.numberer.number({ op: 'sync-begin', path: '/' })));
       if (incremental) {
         for (const [i] of this.opts.roots.entries()) {
-          for (const r of this.log.set.renames(i)) started.push(this.send(i, this.numberer.number({ op: 'rename', from: r.from, path: r.to })));
+          for (const r of this.log.set.replays(i)) started.push(this.send(i, this.numberer.number({ op: r.op, from: r.from, path: r.to })));
         }
       }
       for (const p of started) p.catch(() => undefined);
@@ -309,8 +310,7 @@ export class LinkReplicator {
       this.walkers = [];
       this.closeLink();
       this.modeNow = 'alone';
-      if (incremental) this.forceFull = true;
-      this.opts.onResyncServed(false, `${incremental ? 'incremental (the next one is full)' : 'full'}: ${(e as Error).message ?? String(e)}`);
+      this.failedResync(incremental, e);
     });
   }
 
@@ -336,6 +336,17 @@ export class LinkReplicator {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /**
+   * A resync ended early. The next one is incremental again (the log still names everything;
+   * resending a path is harmless) unless the peer said its copy does not match the log.
+   */
+  private failedResync(incremental: boolean, e: unknown): void {
+    const detail = (e as Error).message ?? String(e);
+    const mismatch = incremental && detail.includes(LOG_MISMATCH);
+    if (mismatch) this.forceFull = true;
+    this.opts.onResyncServed(false, `${incremental ? 'incremental' : 'full'}${mismatch ? ' (the next one is full)' : ''}: ${detail}`);
+  }
 
   /** The log before synchronous replication: emptied (the peer has everything) and incomplete. */
   private async enterSyncLog(): Promise<void> {
@@ -443,8 +454,8 @@ export class LinkReplicator {
     const bodies = this.translate(dir, rec, ex);
     if (this.modeNow === 'alone') {
       // prepare() recorded the change durably already; the marks of what translate() made of it
-      // cost nothing more. Renames are not recorded twice (a replay is not idempotent).
-      const marked = bodies.filter((b) => b.op !== 'rename').map((b) => this.markRecord(dir, b)).filter((p) => p !== null);
+      // cost nothing more. Renames and links are not recorded twice (a replay is not idempotent).
+      const marked = bodies.filter((b) => b.op !== 'rename' && b.op !== 'link').map((b) => this.markRecord(dir, b)).filter((p) => p !== null);
       return marked.length === 0 ? Promise.resolve() : Promise.all(marked).then(() => undefined);
     }
     if (this.modeNow === 'lost') {
@@ -473,8 +484,7 @@ export class LinkReplicator {
           this.stopResync();
           this.closeLink();
           this.modeNow = 'alone';
-          if (this.incremental) this.forceFull = true;
-          this.opts.onResyncServed(false, (e as Error).message ?? String(e));
+          this.failedResync(this.incremental, e);
         }
         return undefined;
       }

@@ -125,6 +125,7 @@ async function configure(c: RfsConfig): Promise<void> {
       }),
       makeWalker: (o) => new FullSync(o),
       ...(changeLog !== undefined ? { changeLog } : {}),
+      ...(c.zoneBytes !== undefined ? { zoneBytes: c.zoneBytes } : {}),
       onLost: (detail) => send({ event: 'replication-lost', detail }),
       onResyncServed: (ok, detail) => send({ event: 'resync-served', ok, detail }),
     });

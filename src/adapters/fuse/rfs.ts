@@ -53,6 +53,8 @@ export interface RfsConfig {
   readonly fenceMs?: number;
   /** The module's change log file (absent: none kept, every resync is full). */
   readonly changeLog?: string;
+  /** Zone size of the change log's marks (replication.zone_size; default 1 MiB). */
+  readonly zoneBytes?: number;
 }
 
 /** Unsolicited lines of the child (stdout, no `id`). */

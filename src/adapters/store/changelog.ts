@@ -46,7 +46,7 @@ export class ChangeLog {
       const l = parseLine(line);
       if (l === null) continue;
       if (l.t === 'state') this.completeNow = l.complete;
-      else if (l.t === 'rename') this.set.rename(l.dir, l.from, l.to);
+      else if (l.t === 'replay') this.set.replay(l.dir, l.replay);
       else this.set.add(l.mark);
     }
   }

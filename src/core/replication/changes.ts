@@ -16,19 +16,21 @@
  * - `meta`: mode, owner, times or extended attributes changed: the resync sends them.
  * Deletions need no mark of their own: the parent's `listing` removes the entry on the peer.
  *
- * Renames are replayed, not copied: a rename whose source has been on the peer since the log
- * started (neither it nor an ancestor is marked `whole`) and whose destination's parent is there
- * too is kept as a rename (`renames(dir)`, in order); the marks below the source move to the
- * destination and those of the replaced destination are dropped. An incremental resync sends
- * these renames first, then the plan. Any other rename (of an entry new since the log started,
- * into a new directory) marks the destination `whole` and both listings.
+ * Renames and hard links are replayed, not copied: one whose source has been on the peer since
+ * the log started (neither it nor an ancestor is marked `whole`) and whose destination's parent
+ * is there too is kept as such (`replays(dir)`, in order); for a rename the marks below the
+ * source move to the destination; the marks of what the destination named before are dropped.
+ * An incremental resync sends these replays first, then the plan. Any other rename (of an entry
+ * new since the log started, into a new directory) marks the destination `whole` and both
+ * listings; any other link marks both names `whole` (copied in one walk, linked again there).
  *
  * Cost: a mark that adds nothing to what is known (a zone already marked, anything below a path
  * marked `whole`... ) returns no line, so the caller writes (and syncs) nothing for it.
  *
  * Log lines (one per new mark, UTF-8, '\n' terminated; paths may hold spaces and newlines, so the
- * path is JSON-quoted): `<dir> <kind> <zone> <json path>` with kind one of W L Z T M, renames as
- * `<dir> R 0 <json [from, to]>` (applied in order when the log is read back), and state
+ * path is JSON-quoted): `<dir> <kind> <zone> <json path>` with kind one of W L Z T M, replays as
+ * `<dir> R 0 <json [from, to]>` (rename) and `<dir> H 0 <json [from, to]>` (hard link), applied
+ * in order when the log is read back, and state
  * lines `S complete` / `S incomplete` (see ChangeLog in adapters/store/changelog.ts). A torn last
  * line (a crash in the middle of an append) is ignored by `parseLine` (null).
  */
@@ -97,6 +99,8 @@ export function marksOf(dir: number, c: Change, zoneBytes = DEFAULT_ZONE_BYTES):
     case 'sync-file':
       return [m('whole', c.path), m('listing', parentOf(c.path))];
     case 'link':
+      // Both names copied in one resync: the walk then makes the second one a hard link.
+      return [m('whole', c.path), m('whole', c.from ?? c.path), m('listing', parentOf(c.path)), m('listing', parentOf(c.from ?? c.path))];
     case 'rename':
       return [m('whole', c.path), m('listing', parentOf(c.path)), m('listing', parentOf(c.from ?? c.path))];
     case 'unlink':
@@ -123,29 +127,36 @@ export function formatMark(mk: Mark): string {
   return `${mk.dir} ${KIND_CODE[mk.kind]} ${mk.zone} ${JSON.stringify(mk.path)}\n`;
 }
 
-export function formatRename(dir: number, from: string, to: string): string {
-  return `${dir} R 0 ${JSON.stringify([from, to])}\n`;
+/** A rename or hard link the resync makes again on the peer. */
+export interface Replay {
+  readonly op: 'rename' | 'link';
+  readonly from: string;
+  readonly to: string;
+}
+
+export function formatReplay(dir: number, r: Replay): string {
+  return `${dir} ${r.op === 'rename' ? 'R' : 'H'} 0 ${JSON.stringify([r.from, r.to])}\n`;
 }
 
 export type LogLine =
   | { readonly t: 'mark'; readonly mark: Mark }
-  | { readonly t: 'rename'; readonly dir: number; readonly from: string; readonly to: string }
+  | { readonly t: 'replay'; readonly dir: number; readonly replay: Replay }
   | { readonly t: 'state'; readonly complete: boolean };
 
 /** One line back (without its '\n'); null for a torn or foreign line. */
 export function parseLine(line: string): LogLine | null {
   if (line === 'S complete') return { t: 'state', complete: true };
   if (line === 'S incomplete') return { t: 'state', complete: false };
-  const r = /^(\d+) R 0 (\[.*\])$/.exec(line);
+  const r = /^(\d+) ([RH]) 0 (\[.*\])$/.exec(line);
   if (r !== null) {
     let pair: unknown;
     try {
-      pair = JSON.parse(r[2] as string);
+      pair = JSON.parse(r[3] as string);
     } catch {
       return null;
     }
     if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((p) => typeof p === 'string' && p.startsWith('/'))) return null;
-    return { t: 'rename', dir: Number(r[1]), from: pair[0] as string, to: pair[1] as string };
+    return { t: 'replay', dir: Number(r[1]), replay: { op: r[2] === 'R' ? 'rename' : 'link', from: pair[0] as string, to: pair[1] as string } };
   }
   const m = /^(\d+) ([WLZTM]) (\d+) (".*")$/.exec(line);
   if (m === null) return null;
@@ -162,44 +173,48 @@ export function parseLine(line: string): LogLine | null {
 /** The marks of a module, by dir and path; `add` says whether a mark is new. */
 export class ChangeSet {
   private readonly dirs = new Map<number, Map<string, PathChanges>>();
-  private readonly renameLists = new Map<number, { from: string; to: string }[]>();
+  private readonly replayLists = new Map<number, Replay[]>();
 
   /**
    * Records a change (its marks, or a rename to replay); returns the log text it needs (empty
    * when it tells nothing new).
    */
   record(dir: number, c: Change, zoneBytes = DEFAULT_ZONE_BYTES): string {
-    if (c.op === 'rename' && c.from !== undefined && this.canReplay(dir, c.from, c.path)) {
-      this.rename(dir, c.from, c.path);
-      return formatRename(dir, c.from, c.path);
+    if ((c.op === 'rename' || c.op === 'link') && c.from !== undefined && this.canReplay(dir, c.from, c.path)) {
+      const r: Replay = { op: c.op, from: c.from, to: c.path };
+      this.replay(dir, r);
+      return formatReplay(dir, r);
     }
     let text = '';
     for (const mk of marksOf(dir, c, zoneBytes)) if (this.add(mk)) text += formatMark(mk);
     return text;
   }
 
-  /** The renames to replay on the peer, in order, before the plan. */
-  renames(dir: number): readonly { readonly from: string; readonly to: string }[] {
-    return this.renameLists.get(dir) ?? [];
+  /** The renames and links to replay on the peer, in order, before the plan. */
+  replays(dir: number): readonly Replay[] {
+    return this.replayLists.get(dir) ?? [];
   }
 
-  /** Applies a rename to replay (see the file comment): marks move with the entry. */
-  rename(dir: number, from: string, to: string): void {
+  /** Records a replay (see the file comment): for a rename, the marks move with the entry. */
+  replay(dir: number, r: Replay): void {
+    const { from, to } = r;
     const d = this.dirs.get(dir);
     if (d !== undefined) {
       for (const p of [...d.keys()]) if (isAtOrBelow(p, to)) d.delete(p);
-      for (const [p, ch] of [...d.entries()]) {
-        if (!isAtOrBelow(p, from)) continue;
-        d.delete(p);
-        d.set(to + p.slice(from.length), ch);
+      if (r.op === 'rename') {
+        for (const [p, ch] of [...d.entries()]) {
+          if (!isAtOrBelow(p, from)) continue;
+          d.delete(p);
+          d.set(to + p.slice(from.length), ch);
+        }
       }
     }
-    let list = this.renameLists.get(dir);
+    let list = this.replayLists.get(dir);
     if (list === undefined) {
       list = [];
-      this.renameLists.set(dir, list);
+      this.replayLists.set(dir, list);
     }
-    list.push({ from, to });
+    list.push(r);
   }
 
   private canReplay(dir: number, from: string, to: string): boolean {
@@ -256,7 +271,7 @@ export class ChangeSet {
 
   clear(): void {
     this.dirs.clear();
-    this.renameLists.clear();
+    this.replayLists.clear();
   }
 
   /** Paths marked (all dirs). */
