@@ -5,7 +5,8 @@
  */
 
 /**
- * What a figure measured. Units: 'ms' (durations), '%' (of one CPU core), 'MiB' (memory): smaller
+ * What a figure measured. Units: 'ms' (durations), '%' (of one CPU core), 'MiB' (memory), 'MB'
+ * (10^6 bytes, e.g. on the wire): smaller
  * is better; 'MB/s' (10^6 bytes a second) and 'files/s' (rates): larger is better.
  */
 export interface Metric {
@@ -26,7 +27,7 @@ export interface Metric {
   goal?: Goal;
 }
 
-export type Unit = 'ms' | '%' | 'MiB' | 'MB/s' | 'files/s';
+export type Unit = 'ms' | '%' | 'MiB' | 'MB' | 'MB/s' | 'files/s';
 
 /** True for the rate units (MB/s, files/s), where a larger value (and ratio) is better. */
 export function higherIsBetter(unit: Unit): boolean {

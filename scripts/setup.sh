@@ -12,6 +12,7 @@ declare -A TOOLS=(
   [fusermount]=fuse [nsenter]=util-linux [unshare]=util-linux [pkill]=procps [fuser]=psmisc
   [python3]=python3 [make]=make [g++]=g++ [curl]=curl [setfattr]=attr [getfattr]=attr
   [keepalived]=keepalived   # the failover peer of npm run bench
+  [rsync]=rsync             # the resync peer of npm run bench
 )
 LIBS=(libfuse2)   # checked with dpkg
 

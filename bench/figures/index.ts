@@ -10,6 +10,7 @@ import { cost } from './cost.js';
 import type { Figure } from './figure.js';
 import { failover, failoverKeepalived } from './failover.js';
 import { replicatedWrites } from './replication.js';
+import { resync } from './resync.js';
 import { swap } from './swap.js';
 
-export const FIGURES: readonly Figure[] = [failover, failoverKeepalived, swap, cost, replicatedWrites];
+export const FIGURES: readonly Figure[] = [failover, failoverKeepalived, swap, cost, replicatedWrites, resync];
