@@ -150,7 +150,7 @@ export const resync: Figure = {
         writeTree(n1.hostPath(RSRC), files);
 
         // Full: tar over TCP.
-        const recv = n2.spawn(['sh', '-c', `/usr/bin/node -e "require('net').createServer((s) => { s.pipe(process.stdout); s.on('end', () => process.exit(0)); }).listen(${TCP_PORT}, '${n2addr}')" | tar -xf - -C ${RDST}`]);
+        const recv = n2.spawn(['sh', '-c', `/usr/bin/node -e "const srv = require('net').createServer((s) => { s.pipe(process.stdout); s.on('end', () => srv.close()); }).listen(${TCP_PORT}, '${n2addr}')" | tar -xf - -C ${RDST}`]);
         const recvDone = new Promise<number | null>((res) => recv.once('exit', (code) => res(code)));
         await new Promise((res) => setTimeout(res, 500));
         let t0 = monoMs();

@@ -29,7 +29,8 @@ export interface CommandRequest {
 /** What the API needs from the daemon. Implementations throw HakitError for refusals. */
 export interface Controller {
   status(module?: string): StatusReport;
-  command(module: string, req: CommandRequest): Promise<{ message: string }>;
+  /** `differ`: for `verify`, the paths where the replicas differ (one line each). */
+  command(module: string, req: CommandRequest): Promise<{ message: string; differ?: string[] }>;
   log(module: string, lines: number): LogEntry[];
   checker(module: string, on: boolean, name?: string): { message: string };
 }

@@ -14,10 +14,12 @@ export async function commandStatus(api: ApiClient, io: Io, module: string | und
   return 0;
 }
 
+/** A module command; `verify` also lists the paths that differ and exits 1 when there are any. */
 export async function commandModule(api: ApiClient, io: Io, module: string, cmd: string, args: Record<string, unknown>): Promise<number> {
-  const res = await api.post<{ message: string }>(`/v1/modules/${encodeURIComponent(module)}/commands`, { cmd, ...args });
+  const res = await api.post<{ message: string; differ?: string[] }>(`/v1/modules/${encodeURIComponent(module)}/commands`, { cmd, ...args });
   io.out(`${res.message}\n`);
-  return 0;
+  for (const d of res.differ ?? []) io.out(`  ${d}\n`);
+  return (res.differ?.length ?? 0) > 0 ? 1 : 0;
 }
 
 export async function commandChecker(api: ApiClient, io: Io, module: string, on: boolean, name: string | undefined): Promise<number> {

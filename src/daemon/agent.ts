@@ -90,8 +90,6 @@ function toMirrorCommand(c: AgentCommand): MirrorCommand {
     case 'failover':
       if (typeof c.on !== 'boolean') throw new HakitError('BAD_REQUEST', { detail: '"failover" needs "on": true or false' });
       return { cmd: 'failover', on: c.on };
-    case 'verify':
-      throw new HakitError('NOT_IMPLEMENTED', { command: 'verify' });
     default:
       throw new HakitError('BAD_REQUEST', { detail: `unknown command ${JSON.stringify(c.cmd)}` });
   }
@@ -184,7 +182,7 @@ export class NodeAgent {
     return { node: this.node, modules, heartbeat: { sent: c.sent, received: c.received, accepted: c.accepted, dropped: c.dropped } } as StatusReport;
   }
 
-  async command(module: string, req: AgentCommand): Promise<{ message: string }> {
+  async command(module: string, req: AgentCommand): Promise<{ message: string; differ?: string[] }> {
     this.refuseWhileClosing(module, req.cmd);
     const rt = this.mirrors.get(module);
     if (!rt) {
@@ -192,6 +190,7 @@ export class NodeAgent {
       if (u) throw new HakitError('NOT_IMPLEMENTED', { command: `${req.cmd} on a module with ${u.what}` });
       throw new HakitError('NO_MODULE', { module });
     }
+    if (req.cmd === 'verify') return rt.verify();
     return { message: rt.command(toMirrorCommand(req)) };
   }
 

@@ -281,6 +281,27 @@ export class MirrorRuntime {
     return `${command.cmd}: accepted by module ${this.name} on ${this.params.node} (was ${s.state}${s.ready ? '' : ', transient'})`;
   }
 
+  /**
+   * `hakit verify`: the replicas compared online by content (the primary's rfs, verify.ts).
+   * Refused unless this node is PRIM (its peer an up-to-date SECOND) with replicated dirs.
+   */
+  async verify(): Promise<{ message: string; differ: string[] }> {
+    const s = statusOf(this.state, this.params, this.deps.clock.now());
+    if (!this.params.hasReplication || !this.rfs) throw new HakitError('BAD_REQUEST', { detail: `module ${this.name} has no replicated dirs: there is nothing to verify` });
+    if (s.state !== 'PRIM') {
+      throw new HakitError('BAD_STATE', { command: 'verify', module: this.name, state: s.state, detail: 'run verify on the primary (PRIM), while its peer is an up-to-date SECOND' });
+    }
+    const t0 = this.deps.clock.now();
+    const r = await this.rfs.verify();
+    const dirs = this.cfg.module.replication.dirs;
+    const differ = r.differ.map((d) => `${dirs[d.dir]?.path ?? `dir #${d.dir}`}${d.path === '/' ? '' : d.path}: ${d.why}`);
+    const what = `${r.entries} entries, ${(r.bytes / 1e6).toFixed(1)} MB of file data compared with ${this.params.peer} in ${((this.deps.clock.now() - t0) / 1000).toFixed(1)} s`;
+    const message = differ.length === 0 ? `verify ${this.name}: the replicas are equal (${what})` : `verify ${this.name}: ${differ.length} ${differ.length === 1 ? 'path differs' : 'paths differ'} (${what})`;
+    this.log(differ.length === 0 ? 'info' : 'warn', message, { event: 'verify', differ: differ.length });
+    for (const d of differ.slice(0, 100)) this.log('warn', `verify: differs: ${d}`);
+    return { message, differ };
+  }
+
   status(): ModuleStatus {
     const s = statusOf(this.state, this.params, this.deps.clock.now());
     const rs = this.rfs?.stats()?.replication;

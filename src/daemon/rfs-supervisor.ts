@@ -18,7 +18,7 @@
  * - `stats()` answers from a cache refreshed every second (status must not wait on the child).
  */
 import type { Logbook } from './logbook.js';
-import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus } from '../adapters/fuse/rfs.js';
+import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus, VerifyReport } from '../adapters/fuse/rfs.js';
 import type { RfsMode } from '../adapters/fuse/passthrough.js';
 
 export interface RfsSupervisorDeps {
@@ -83,6 +83,10 @@ export class RfsSupervisor {
 
   async stopResync(): Promise<void> {
     if (this.child !== null) await this.child.stopResync();
+  }
+
+  async verify(): Promise<VerifyReport> {
+    return (await this.ensure()).verify();
   }
 
   stats(): RfsStatus | null {

@@ -41,7 +41,7 @@ export class ApplyingReplicator implements Replicator {
     if (this.keep) this.seen.push(rec);
     const p = this.chain.then(() => {
       if (this.failure !== null) throw this.failure;
-      return this.applier.apply(rec).catch((e: unknown) => {
+      return this.applier.apply(rec).then(() => undefined, (e: unknown) => {
         this.failure ??= e as Error;
         throw e;
       });

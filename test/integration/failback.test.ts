@@ -132,4 +132,29 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     equal('after the resync that followed the crash');
     assert.ok(wire <= 1.1 * ch.bytes + 128 * 1024, `bytes on the wire ${wire}`);
   });
+
+  test('hakit verify: equal replicas (a writer writing meanwhile) report nothing; a byte flipped behind hakit\'s back on the secondary\'s directory is found', async (t) => {
+    const [primary, secondary] = await c.settled(60_000);
+    const stop = join(c.tb.host(primary).dir, 'stop-writer');
+    const writer = c.tb.host(primary).exec(['sh', '-c', `i=0; while [ ! -e ${stop} ] && [ $i -lt 2000 ]; do printf "line $i\\n" >> ${DIR}/live.log; printf "%04d" $i | dd of=${DIR}/big bs=4 seek=$i conv=notrunc status=none; i=$((i+1)); done`], { timeoutMs: 60_000 });
+    const ok = await c.hakit(primary, ['verify', 'web'], 60_000);
+    writeFileSync(stop, '');
+    await writer;
+    t.diagnostic(ok.stdout.trim());
+    assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
+    assert.match(ok.stdout, /the replicas are equal \(\d+ entries/);
+    const refused = await c.hakit(secondary, ['verify', 'web']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /run verify on the primary/);
+    // Behind hakit's back: one byte of one file of the secondary's underlying directory.
+    const victim = join(under(secondary), 'd3/f5');
+    const b = readFileSync(victim);
+    b[12345] = (b[12345] ?? 0) ^ 0xff;
+    writeFileSync(victim, b);
+    const bad = await c.hakit(primary, ['verify', 'web'], 60_000);
+    t.diagnostic(bad.stdout.trim());
+    assert.equal(bad.code, 1, `${bad.stdout}${bad.stderr}`);
+    assert.match(bad.stdout, /1 path differs/);
+    assert.match(bad.stdout, new RegExp(`${DIR}/d3/f5: content differs`));
+  });
 });

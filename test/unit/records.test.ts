@@ -29,6 +29,7 @@ const bodies: RecordBody[] = [
   { op: 'sync-file', path: '/f', mode: 0o644, uid: 1, gid: 2, size: 2 ** 33 },
   { op: 'sync-end', path: '/' },
   { op: 'sync-zones', path: '/db', mode: 0o640, uid: 7, gid: 8, size: 5 * 1024 * 1024 * 1024 + 3 },
+  { op: 'verify', path: '/db', offset: 4 * 1024 * 1024, length: 4 * 1024 * 1024 },
 ];
 
 describe('records codec', () => {
@@ -37,6 +38,7 @@ describe('records codec', () => {
     assert.equal(new Set(Object.values(OP_CODES)).size, Object.keys(OP_CODES).length);
     assert.ok(!MUTATING_OPS.includes('fsync') && MUTATING_OPS.includes('write'));
     assert.ok(!MUTATING_OPS.includes('sync-begin') && !MUTATING_OPS.includes('sync-end') && MUTATING_OPS.includes('sync-dir'));
+    assert.ok(!MUTATING_OPS.includes('verify') && MUTATING_OPS.includes('sync-zones'));
   });
 
   test('encode then decode gives back the same record, for every op', () => {

@@ -51,7 +51,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: ChangeLog } = {}): Promise<Rig> {
+async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: ChangeLog; maxLogPaths?: number } = {}): Promise<Rig> {
   const net = new MemoryReplicationNetwork({});
   const receiver = net.listenReceiver({ address: 'mem', port: 0, key: KEY, cluster: 'c', node: 'n2', module: 'web' });
   const applier = new ListApplier();
@@ -69,6 +69,7 @@ async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: Change
     onLost: (d) => r.lost!.push(d),
     onResyncServed: (ok) => r.served!.push(ok),
     ...(opts.log ? { changeLog: opts.log } : {}),
+    ...(opts.maxLogPaths !== undefined ? { maxLogPaths: opts.maxLogPaths } : {}),
   });
   r.close = async () => { await r.link!.close(); await r.replica!.close(); rmSync(root, { recursive: true, force: true }); };
   return r as Rig;
@@ -342,6 +343,26 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       assert.deepEqual(r.served, [true]);
       assert.equal(completeWhenApplied, false);
       assert.deepEqual(r.applier.applied.map((x) => `${x.op} ${x.path}`), ['sync-begin /', 'rename /b']);
+    } finally { await r.close(); }
+  });
+
+  test('change log: memory is bounded: past maxLogPaths paths the log turns incomplete and empty (the next resync is full), and stops marking', async () => {
+    const medium = new MemoryLogMedium();
+    const log = new ChangeLog(medium);
+    await log.reset(true);
+    const r = await rig({ log, maxLogPaths: 10 });
+    try {
+      const rep = r.link.forDir(0);
+      for (let i = 0; i < 10; i++) await rep.prepare?.({ op: 'write', path: `/f${i}`, offset: 0, length: 1 });
+      assert.equal(log.complete, true);
+      await rep.prepare?.({ op: 'write', path: '/f10', offset: 0, length: 1 });
+      await log.flush();
+      assert.equal(log.complete, false);
+      assert.equal(log.set.paths, 0);
+      assert.equal(rep.prepare?.({ op: 'write', path: '/f11', offset: 0, length: 1 }), null, 'nothing to wait for any more');
+      assert.equal(log.set.paths, 0);
+      const again = new ChangeLog(medium);
+      assert.equal(again.complete, false);
     } finally { await r.close(); }
   });
 });

@@ -51,6 +51,7 @@ import * as fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { HakitError } from '../../core/errors.js';
 import { type Record, payloadBytes } from '../../core/replication/records.js';
+import { type Fingerprint, fingerprint } from './verify.js';
 
 const C = fs.constants;
 /** Flags of a cached write descriptor: never follows a symlink, never blocks on a FIFO. */
@@ -118,8 +119,15 @@ export class RecordApplier {
     this.fds.clear();
   }
 
-  /** Applies one record (see the header). Records must come in seq order, one at a time. */
-  async apply(rec: Record): Promise<void> {
+  /**
+   * Applies one record (see the header). Records must come in seq order, one at a time. A
+   * `verify` record changes nothing and resolves with this copy's fingerprint of its path.
+   */
+  async apply(rec: Record): Promise<Fingerprint | undefined> {
+    if (rec.op === 'verify') {
+      this.applied++;
+      return fingerprint(this.root, rec.path, rec.offset, rec.length);
+    }
     try {
       await this.applyOne(rec);
     } catch (e) {
@@ -128,6 +136,7 @@ export class RecordApplier {
     }
     this.applied++;
     this.bytes += payloadBytes(rec);
+    return undefined;
   }
 
   /** The path under the root (`/` is the root itself, named with a trailing slash so that a

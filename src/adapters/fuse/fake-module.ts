@@ -12,7 +12,7 @@
 import { performance } from 'node:perf_hooks';
 import { HakitError } from '../../core/errors.js';
 import type { RfsMode } from './passthrough.js';
-import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus } from './rfs.js';
+import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus, VerifyReport } from './rfs.js';
 
 export class FakeModuleRfs implements ModuleRfs {
   readonly exited: Promise<number | string>;
@@ -115,6 +115,12 @@ export class FakeModuleRfs implements ModuleRfs {
     try { this.check('stop-resync'); } catch (e) { return Promise.reject(e); }
     this.expecting = false;
     return Promise.resolve();
+  }
+
+  /** No trees here: nothing differs (the real comparison is tested on real mounts). */
+  verify(): Promise<VerifyReport> {
+    try { this.check('verify'); } catch (e) { return Promise.reject(e); }
+    return Promise.resolve({ entries: 0, bytes: 0, differ: [] });
   }
 
   keepalive(): void {

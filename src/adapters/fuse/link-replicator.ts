@@ -35,6 +35,7 @@ import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecor
 import { ChangeLog, MemoryLogMedium } from '../store/changelog.js';
 import type { ReplicationSender, SenderStats } from '../tcp/link.js';
 import { LOG_MISMATCH } from './applier.js';
+import { type Fingerprint, type VerifyDifference, verifyTree } from './verify.js';
 import type { Replicator } from './replicator.js';
 
 export type LinkMode = 'alone' | 'sync' | 'resync' | 'lost';
@@ -63,6 +64,21 @@ export type DecodedPayload =
   | { readonly kind: 'record'; readonly dir: number; readonly record: Record }
   | { readonly kind: 'control'; readonly message: ControlMessage }
   | { readonly kind: 'bad'; readonly error: string };
+
+/** The secondary's answer to a `verify` record (a REPLY frame): `{t: 'verify', seq, fp}` as JSON. */
+export function encodeVerifyReply(seq: number, fp: unknown): Buffer {
+  return Buffer.from(JSON.stringify({ t: 'verify', seq, fp }), 'utf8');
+}
+
+export function decodeVerifyReply(b: Buffer): { seq: number; fp: Fingerprint } | null {
+  try {
+    const m = JSON.parse(b.toString('utf8')) as { t?: unknown; seq?: unknown; fp?: unknown };
+    if (m.t !== 'verify' || typeof m.seq !== 'number' || typeof m.fp !== 'object' || m.fp === null) return null;
+    return { seq: m.seq, fp: m.fp as Fingerprint };
+  } catch {
+    return null;
+  }
+}
 
 export function decodePayload(p: Buffer): DecodedPayload {
   if (p.length >= 3 && p[0] === PAYLOAD_RECORD) {
@@ -115,7 +131,12 @@ export interface LinkReplicatorOptions {
   readonly changeLog?: ChangeLog;
   /** Zone size of the change log's marks (default 1 MiB). */
   readonly zoneBytes?: number;
+  /** Paths the change log keeps at most (default MAX_LOG_PATHS); beyond, it turns incomplete. */
+  readonly maxLogPaths?: number;
 }
+
+/** About 300 bytes of memory each in the rfs: 200 000 paths stay under 64 MiB. */
+export const MAX_LOG_PATHS = 200_000;
 
 export interface LinkReplicatorStats {
   readonly mode: LinkMode;
@@ -157,6 +178,10 @@ export class LinkReplicator {
   private readonly inflight = new Set<Promise<unknown>>();
   /** failHeld ran: sync records that fail now were never acknowledged: EIO, not a local success. */
   private leaving = false;
+  private verifying = false;
+  /** An incremental resync waits for its log state before it sends (startResync): keep marking. */
+  private preparingResync = false;
+  private readonly maxLogPaths: number;
   /** Bumped by every mode change: an async setSync that was overtaken does nothing. */
   private epoch = 0;
   private lastProgress = ZERO_PROGRESS;
@@ -168,6 +193,7 @@ export class LinkReplicator {
     this.numberer = opts.numberer ?? new RecordNumberer();
     this.log = opts.changeLog ?? new ChangeLog(new MemoryLogMedium());
     this.zoneBytes = opts.zoneBytes ?? DEFAULT_ZONE_BYTES;
+    this.maxLogPaths = opts.maxLogPaths ?? MAX_LOG_PATHS;
     this.excluded = opts.roots.map((_r, i) => opts.excluded?.[i] ?? NOTHING_EXCLUDED);
   }
 
@@ -271,13 +297,18 @@ export class LinkReplicator {
       // Until the log is marked incomplete (below), changes are marked, not sent.
       this.closeLink();
       this.modeNow = 'alone';
+      this.preparingResync = true;
     } else started = begin();
     void (async () => {
       if (replays) {
         // A replayed rename cannot be replayed twice (its source may name another entry by
         // then): once the peer may have applied them, only a full resync is safe after an
         // interruption, even after a restart of this node. Durable before they are sent.
-        await this.log.setComplete(false);
+        try {
+          await this.log.setComplete(false);
+        } finally {
+          this.preparingResync = false;
+        }
         if (ac.signal.aborted) throw new Error('resync stopped');
         started = begin();
       } else if (!incremental) {
@@ -335,6 +366,64 @@ export class LinkReplicator {
     this.failHeld('the rfs is closing');
   }
 
+  /**
+   * `hakit verify`: compares every replicated dir with the peer's copy, online (verify.ts).
+   * Needs synchronous replication (PRIM with an up-to-date SECOND).
+   */
+  async verify(signal?: AbortSignal): Promise<{ entries: number; bytes: number; differ: VerifyDifference[] }> {
+    const sender = this.sender;
+    if (this.modeNow !== 'sync' || sender === null) {
+      throw new HakitError('BAD_REQUEST', { detail: `verify compares the primary with an up-to-date secondary; replication here is ${this.modeNow === 'sync' ? 'not connected' : this.modeNow} (run it on the PRIM node while its peer is SECOND)` });
+    }
+    if (this.verifying) throw new HakitError('BAD_REQUEST', { detail: 'a verify of this module runs already' });
+    this.verifying = true;
+    const waiting = new Map<number, { resolve: (fp: Fingerprint) => void; reject: (e: Error) => void }>();
+    const early = new Map<number, Fingerprint>();
+    let down: Error | null = null;
+    const offReply = sender.onReply((payload) => {
+      const r = decodeVerifyReply(payload);
+      if (r === null) return;
+      const w = waiting.get(r.seq);
+      if (w) { waiting.delete(r.seq); w.resolve(r.fp); } else early.set(r.seq, r.fp);
+    });
+    const offState = sender.onState((s, why) => {
+      if (s !== 'down') return;
+      down = new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: `the link dropped during the verify: ${why}` });
+      for (const w of waiting.values()) w.reject(down);
+      waiting.clear();
+    });
+    const answer = (seq: number): Promise<Fingerprint> => {
+      const got = early.get(seq);
+      if (got !== undefined) { early.delete(seq); return Promise.resolve(got); }
+      if (down !== null) return Promise.reject(down);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => { waiting.delete(seq); reject(new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: `no verify answer for record ${seq} within 30 s` })); }, 30_000);
+        waiting.set(seq, { resolve: (fp) => { clearTimeout(t); resolve(fp); }, reject: (e) => { clearTimeout(t); reject(e); } });
+      });
+    };
+    try {
+      const total = { entries: 0, bytes: 0, differ: [] as VerifyDifference[] };
+      for (const [i, root] of this.opts.roots.entries()) {
+        const r = await verifyTree({
+          root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, answer,
+          submit: (body) => {
+            if (this.sender !== sender) throw new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: 'replication left sync mode during the verify' });
+            const rec = this.numberer.number(body);
+            return { seq: rec.seq, acked: this.send(i, rec) };
+          },
+        }, i, signal);
+        total.entries += r.entries;
+        total.bytes += r.bytes;
+        total.differ.push(...r.differ);
+      }
+      return total;
+    } finally {
+      offReply();
+      offState();
+      this.verifying = false;
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
 
   /**
@@ -374,14 +463,21 @@ export class LinkReplicator {
    */
   private recordChange(dir: number, c: Change): Promise<void> | null {
     const wait = this.log.complete || this.incompleteBySync;
+    // An incomplete log is of no use until it is emptied (the next resync is full), except for
+    // the incremental resync being prepared (its plan is taken when it starts sending).
+    if (!wait && !this.preparingResync) return null;
     const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
-    if (ex !== NOTHING_EXCLUDED) {
-      const to = ex(c.path);
-      const from = c.from !== undefined && ex(c.from);
-      if (to && (c.from === undefined || from)) return null;
-      if (to || from) return this.log.mark(marksOf(dir, c, this.zoneBytes), wait);
+    let p: Promise<void> | null;
+    if (ex !== NOTHING_EXCLUDED && ex(c.path) && (c.from === undefined || ex(c.from))) return null;
+    if (ex !== NOTHING_EXCLUDED && (ex(c.path) || (c.from !== undefined && ex(c.from)))) p = this.log.mark(marksOf(dir, c, this.zoneBytes), wait);
+    else p = this.log.record(dir, c, this.zoneBytes, wait);
+    if (this.log.set.paths > this.maxLogPaths && !this.preparingResync) {
+      // Bounded memory: past this many paths the log gives up (incomplete, emptied); the next
+      // resync is full.
+      this.incompleteBySync = false;
+      void this.log.reset(false).catch(() => undefined);
     }
-    return this.log.record(dir, c, this.zoneBytes, wait);
+    return p;
   }
 
   /** Before a change: while the peer does not get records, it is recorded durably first. */

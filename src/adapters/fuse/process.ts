@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import type { RfsMode } from './passthrough.js';
-import type { Rfs, RfsConfig, RfsEvent, RfsReply, RfsRequest, RfsStatus } from './rfs.js';
+import type { Rfs, RfsConfig, RfsEvent, RfsReply, RfsRequest, RfsStatus, VerifyReport } from './rfs.js';
 
 /** Path of the compiled child entry point, next to this file. */
 export const RFS_MAIN = fileURLToPath(new URL('./rfs-main.js', import.meta.url));
@@ -110,6 +110,10 @@ export class RfsProcess implements Rfs {
 
   async stopResync(): Promise<void> {
     await this.request({ cmd: 'stop-resync' });
+  }
+
+  async verify(): Promise<VerifyReport> {
+    return (await this.request({ cmd: 'verify' })) as VerifyReport;
   }
 
   /**

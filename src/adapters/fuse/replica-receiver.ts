@@ -7,6 +7,9 @@
  * does not lose its link. `accept(false)` (this node leaves SECOND) refuses what waits: the link
  * closes and the primary goes ALONE.
  *
+ * Verify: a `verify` record is answered with a REPLY frame carrying its seq and this copy's
+ * fingerprint (verify.ts).
+ *
  * Resync: `expectSync(ms)` (the core's `start-resync`) arms a deadline for the primary's
  * `sync-start`; `onResyncDone(true, generation)` fires when `sync-complete` has been applied,
  * `onResyncDone(false, ...)` when the link drops during a resync or the deadline passes.
@@ -14,10 +17,11 @@
 import { HakitError } from '../../core/errors.js';
 import type { Record } from '../../core/replication/records.js';
 import type { ReplicationReceiver } from '../tcp/link.js';
-import { decodePayload } from './link-replicator.js';
+import { decodePayload, encodeVerifyReply } from './link-replicator.js';
 
 export interface ApplierLike {
-  apply(rec: Record): Promise<void>;
+  /** Resolves once applied; for a `verify` record, with the fingerprint to answer. */
+  apply(rec: Record): Promise<unknown>;
 }
 
 export interface ReplicaReceiverOptions {
@@ -117,7 +121,8 @@ export class ReplicaReceiver {
     }
     const a = this.opts.appliers[d.dir];
     if (a === undefined) throw new HakitError('RFS', { dir: '(replica)', detail: `record for replicated dir #${d.dir}, this node has ${this.opts.appliers.length}` });
-    await a.apply(d.record);
+    const out = await a.apply(d.record);
+    if (d.record.op === 'verify') this.opts.receiver.reply(encodeVerifyReply(d.record.seq, out));
     this.applied++;
     this.bytes += payload.length;
   }

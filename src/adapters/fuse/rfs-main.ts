@@ -260,6 +260,9 @@ async function handle(req: RfsRequest): Promise<unknown> {
     case 'stop-resync':
       mod?.replica.stopExpect();
       return undefined;
+    case 'verify':
+      if (mod === undefined) throw new HakitError('BAD_REQUEST', { detail: 'verify needs configure first' });
+      return mod.link.verify();
     case 'keepalive':
       return undefined;
     case 'unfence':

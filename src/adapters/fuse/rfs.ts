@@ -13,6 +13,14 @@
 import type { LinkReplicatorStats } from './link-replicator.js';
 import type { RfsMode, RfsStats } from './passthrough.js';
 import type { ReplicaReceiverStats } from './replica-receiver.js';
+import type { VerifyDifference } from './verify.js';
+
+/** What `verify` found: entries and file bytes compared, and where the replicas differ. */
+export interface VerifyReport {
+  readonly entries: number;
+  readonly bytes: number;
+  readonly differ: readonly VerifyDifference[];
+}
 
 export interface RfsStatus extends RfsStats {
   readonly mounted: boolean;
@@ -76,6 +84,8 @@ export type RfsRequest =
   | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string; readonly full?: boolean }
   | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number }
   | { readonly id: number; readonly cmd: 'stop-resync' }
+  /** `hakit verify` on the primary: compares every dir with the peer's copy (answers a VerifyReport). */
+  | { readonly id: number; readonly cmd: 'verify' }
   /** The daemon is alive; answered at once. (The daemon's keepalive is an empty line: any line counts, an empty one is not answered.) */
   | { readonly id: number; readonly cmd: 'keepalive' }
   /** Lifts a self-fence: blocked mounts go back to rw (no-op when not fenced). */
@@ -102,6 +112,8 @@ export interface ModuleRfs {
   replicate(mode: 'sync' | 'alone' | 'resync', generation?: string, full?: boolean): Promise<void>;
   expectSync(ms: number): Promise<void>;
   stopResync(): Promise<void>;
+  /** Compares the replicas online (the primary's rfs, in sync mode); see verify.ts. */
+  verify(): Promise<VerifyReport>;
   /** Tells the child the daemon is alive (every pulse); never rejects. */
   keepalive(): void;
   /** Lifts the child's self-fence (see RfsConfig.fenceMs). */

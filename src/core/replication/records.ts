@@ -52,6 +52,11 @@ export type RecordBody =
    *  `write` records, then a `utimens`. A secondary whose `path` is not a regular file refuses
    *  it (its copy does not match the primary's change log: the resync fails, the next is full). */
   | { readonly op: 'sync-zones'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number; readonly size: number }
+  /** `hakit verify`: the secondary answers (a REPLY on the link) with the fingerprint of what it
+   *  has at `path` at this point of the stream: type, mode, owner, size, link count and the
+   *  SHA-256 of bytes [offset, offset + length) of a file (metadata only with offset 0), the
+   *  names of a directory, the target of a symlink (verify.ts). Changes nothing. */
+  | { readonly op: 'verify'; readonly path: string; readonly offset: number; readonly length: number }
   /** The copy is complete: the secondary leaves tolerant mode. `path` is always `/`. */
   | { readonly op: 'sync-end'; readonly path: string };
 
@@ -64,11 +69,11 @@ export type RecordOp = RecordBody['op'];
 export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
   create: 1, mknod: 2, mkdir: 3, symlink: 4, link: 5, write: 6, truncate: 7, unlink: 8, rmdir: 9,
   rename: 10, chmod: 11, chown: 12, utimens: 13, setxattr: 14, removexattr: 15, fsync: 16,
-  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20, 'sync-zones': 21,
+  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20, 'sync-zones': 21, verify: 22,
 };
 
 /** The ops whose records change the tree (all of them but `fsync`, `sync-begin`, `sync-end`). */
-export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync' && op !== 'sync-begin' && op !== 'sync-end');
+export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync' && op !== 'sync-begin' && op !== 'sync-end' && op !== 'verify');
 
 /** `names` is a list of file names (no NUL): on the wire one bytes field, names NUL-separated. */
 type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'i64' | 'bool' | 'names';
@@ -95,6 +100,7 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   'sync-file': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
   'sync-end': [['path', 'str']],
   'sync-zones': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
+  verify: [['path', 'str'], ['offset', 'u64'], ['length', 'u64']],
 };
 
 export const RECORD_VERSION = 1;
