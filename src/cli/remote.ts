@@ -84,8 +84,9 @@ function dataColumn(m: ModuleStatus): string {
     const bar = '#'.repeat(Math.floor(pct / 10)).padEnd(10, '.');
     return `${rs.incremental === true ? 'incremental ' : ''}resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files`;
   }
-  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean; changeLogComplete?: boolean };
-  const base = `${rep.upToDate ? 'up to date' : 'not up to date'}${r.unacked === true ? ', may hold unacknowledged writes (full resync next)' : ''}`;
+  const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean; changeLogComplete?: boolean; quarantine?: { dir: string; paths: number } | null };
+  const kept = r.quarantine ? `, ${r.quarantine.paths} paths kept in quarantine (${r.quarantine.dir})` : '';
+  const base = `${rep.upToDate ? 'up to date' : 'not up to date'}${r.unacked === true ? ', may hold unacknowledged writes (full resync next)' : ''}${kept}`;
   // With replicated dirs: how this node replicates (docs/replication.md).
   if (r.mode === 'lost') return `${base}, replication lost: ${r.heldWrites ?? 0} writes held`;
   if (r.mode === 'alone') return `${base}, alone: ${r.dirtyPaths ?? 0} paths changed${r.changeLogComplete === false ? ' (change log incomplete: the next resync is full)' : ''}`;

@@ -168,7 +168,9 @@ export class MirrorRuntime {
         const now = this.deps.clock.now();
         if (e.event === 'replication-lost') this.deliver({ type: 'replication-lost', now, detail: e.detail });
         else if (e.event === 'fenced') this.deliver({ type: 'fenced', now, detail: e.detail });
-        else if (e.event === 'resync-done') this.deliver({ type: 'resync-done', now, ok: e.ok, detail: e.detail, ...(e.generation !== null ? { generation: e.generation } : {}) });
+        else if (e.event === 'quarantined') {
+          this.log('warn', `before the full resync from ${this.params.peer}: ${e.paths} changed paths of this node's copy kept in ${e.dir}${e.failed.length > 0 ? `; not kept: ${e.failed.slice(0, 5).join('; ')}` : ''}`, { event: 'quarantine', dir: e.dir, paths: e.paths });
+        } else if (e.event === 'resync-done') this.deliver({ type: 'resync-done', now, ok: e.ok, detail: e.detail, ...(e.generation !== null ? { generation: e.generation } : {}) });
         else this.log(e.ok ? 'info' : 'warn', `resync served to ${this.params.peer}: ${e.ok ? 'done' : 'abandoned'} (${e.detail})`);
       }, (detail) => this.deliver({ type: 'rfs-failed', now: this.deps.clock.now(), detail }));
     }
@@ -194,6 +196,7 @@ export class MirrorRuntime {
       // over (stall - pulse + T at the earliest) as long as pulse < T/2.
       fenceMs: Math.floor(this.params.heartbeatTimeoutMs / 2),
       changeLog: `${this.cfg.moduleStateDir}/changes.log`,
+      quarantineDir: `${this.cfg.moduleStateDir}/quarantine`,
       zoneBytes: m.replication.zoneSizeBytes,
     };
   }
@@ -331,6 +334,8 @@ export class MirrorRuntime {
           dirtyPaths: primary?.dirtyPaths ?? 0,
           // False: the next resync this node serves is full (docs/replication.md, change log).
           changeLogComplete: primary?.logComplete ?? false,
+          // The last quarantine of this node's changed paths before a full resync (docs/replication.md).
+          quarantine: rs?.quarantine ?? null,
           recordsApplied: secondary?.applied ?? 0,
           unacked: s.unacked,
         } : {}),

@@ -6,7 +6,7 @@
 // (grace 900 ms); the arbitrator's lease 2 s; self-fencing bound T/2 = 500 ms.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { needs } from '../helpers/prereq.js';
@@ -161,6 +161,11 @@ describe('split brain (testbed, real daemons, ping witness then arbitrator)', ne
     try {
       await c.waitState('n1', 'ALONE', 15_000);
       await c.waitState('n2', 'ALONE', 15_000);
+      // Each side writes while apart: what the loser wrote must survive, in quarantine.
+      for (const n of ['n1', 'n2']) {
+        const w = await c.tb.host(n).exec(['sh', '-c', `printf 'written on ${n} while apart' > ${DIR}/apart-${n}.txt`], { timeoutMs: 20_000 });
+        assert.equal(w.code, 0, w.stderr);
+      }
     } finally {
       await c.tb.heal();
     }
@@ -175,6 +180,19 @@ describe('split brain (testbed, real daemons, ping witness then arbitrator)', ne
     }, 20_000);
     assert.equal((await c.hakit(loser, ['second', 'web'])).code, 0);
     await converge();
+    // The loser's copy now equals the winner's; its own write is kept in its quarantine.
+    const winner = loser === 'n1' ? 'n2' : 'n1';
+    assert.equal(existsSync(join(c.tb.host(loser).hostPath(DIR), `apart-${loser}.txt`)), false);
+    assert.equal(readFileSync(join(c.tb.host(loser).hostPath(DIR), `apart-${winner}.txt`), 'utf8'), `written on ${winner} while apart`);
+    const qroot = join(c.stateDir(loser), 'modules/web/quarantine');
+    const kept = readdirSync(qroot).map((stamp) => join(qroot, stamp, DIR.slice(1).replace(/\//g, '_'), `apart-${loser}.txt`)).filter((f) => existsSync(f));
+    assert.equal(kept.length, 1, `the loser's write in ${qroot}`);
+    assert.equal(readFileSync(kept[0]!, 'utf8'), `written on ${loser} while apart`);
+    let q: { paths?: number } | null | undefined;
+    await c.waitFor('status shows the quarantine', async () => {
+      q = ((await c.status(loser))?.replication as { quarantine?: { paths?: number } | null } | undefined)?.quarantine;
+      return (q?.paths ?? 0) >= 1;
+    }, 5_000, () => JSON.stringify(q), 200);
   });
 
   test('arbitrator: every heartbeat network cut with both nodes alive: exactly one primary, always', async () => {

@@ -462,10 +462,10 @@ export class LinkReplicator {
    * marks are kept in memory for the resync being prepared, written in the background).
    */
   private recordChange(dir: number, c: Change): Promise<void> | null {
+    // With an incomplete log nothing waits for the marks (the next resync is full), but they are
+    // kept: the incremental resync being prepared takes its plan from them, and a full resync
+    // towards this node later quarantines what they name.
     const wait = this.log.complete || this.incompleteBySync;
-    // An incomplete log is of no use until it is emptied (the next resync is full), except for
-    // the incremental resync being prepared (its plan is taken when it starts sending).
-    if (!wait && !this.preparingResync) return null;
     const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
     let p: Promise<void> | null;
     if (ex !== NOTHING_EXCLUDED && ex(c.path) && (c.from === undefined || ex(c.from))) return null;

@@ -29,8 +29,8 @@ export interface ReplicaReceiverOptions {
   /** One applier per replicated dir, by dir index. */
   readonly appliers: readonly ApplierLike[];
   readonly onResyncDone: (ok: boolean, detail: string, generation: string | null) => void;
-  /** Awaited before the first record of a resync is applied (the change log turns incomplete). */
-  readonly onSyncStart?: () => Promise<void>;
+  /** Awaited before the first record of a resync is applied (quarantine, the change log turns incomplete). */
+  readonly onSyncStart?: (full: boolean) => Promise<void>;
 }
 
 export interface ReplicaReceiverStats {
@@ -113,7 +113,7 @@ export class ReplicaReceiver {
       if (d.message.t === 'sync-start') {
         this.clearExpect();
         this.syncing = d.message.generation;
-        await this.opts.onSyncStart?.();
+        await this.opts.onSyncStart?.(d.message.full);
       } else if (this.syncing === d.message.generation) {
         this.resyncEnded(true, `resync of generation ${d.message.generation} complete`);
       }

@@ -34,6 +34,7 @@ import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import { excludeMatcher } from '../../core/replication/exclude.js';
 import { openFileChangeLog } from '../store/changelog.js';
+import { quarantine } from './quarantine.js';
 import type { Record } from '../../core/replication/records.js';
 import { loadKey } from '../key/cluster-key.js';
 import { connectSender, listenReceiver } from '../tcp/tcp.js';
@@ -62,6 +63,8 @@ interface Module {
 }
 
 let mod: Module | undefined;
+/** The last quarantine made before a full resync (status). */
+let lastQuarantine: { dir: string; paths: number; at: number } | null = null;
 const mounted = new Map<number, { mount: InPlaceMount; fs: PassthroughFs }>();
 let busy = false;
 let exiting = false;
@@ -110,7 +113,18 @@ async function configure(c: RfsConfig): Promise<void> {
     const changeLog = c.changeLog !== undefined ? openFileChangeLog(c.changeLog) : undefined;
     const replica = new ReplicaReceiver({
       receiver, appliers,
-      onSyncStart: () => changeLog?.reset(false) ?? Promise.resolve(),
+      onSyncStart: async (full) => {
+        if (changeLog === undefined) return;
+        // A full copy overwrites this node's changes: keep them first (quarantine.ts).
+        if (full && changeLog.set.paths > 0 && c.quarantineDir !== undefined) {
+          const q = await quarantine(changeLog.set, roots, c.dirs.map((d) => d.path.replace(/^\/+/, '').replace(/\//g, '_') || 'root'), c.quarantineDir);
+          if (q.dir !== null) {
+            lastQuarantine = { dir: q.dir, paths: q.paths, at: Date.now() };
+            send({ event: 'quarantined', dir: q.dir, paths: q.paths, failed: q.failed });
+          }
+        }
+        await changeLog.reset(false);
+      },
       onResyncDone: (ok, detail, generation) => {
         const done = ok && changeLog !== undefined ? changeLog.reset(true) : Promise.resolve();
         void done.catch(() => undefined).then(() => send({ event: 'resync-done', ok, detail, generation }));
@@ -205,7 +219,7 @@ function stats(): unknown {
     mounted: first !== undefined,
     dir: first?.mount.dir ?? null,
     dirs: [...mounted.entries()].map(([i, x]) => ({ index: i, dir: x.mount.dir, mode: x.fs.mode, records: x.fs.stats().records })),
-    ...(mod ? { replication: { primary: mod.link.stats(), secondary: mod.replica.stats() } } : {}),
+    ...(mod ? { replication: { primary: mod.link.stats(), secondary: mod.replica.stats(), quarantine: lastQuarantine } } : {}),
   };
 }
 

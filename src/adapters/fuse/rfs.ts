@@ -26,7 +26,12 @@ export interface RfsStatus extends RfsStats {
   readonly mounted: boolean;
   readonly dir: string | null;
   /** A configured module rfs: both sides of its replication. */
-  readonly replication?: { readonly primary: LinkReplicatorStats; readonly secondary: ReplicaReceiverStats };
+  readonly replication?: {
+    readonly primary: LinkReplicatorStats;
+    readonly secondary: ReplicaReceiverStats;
+    /** The last quarantine (null: none in this rfs's life). */
+    readonly quarantine?: { readonly dir: string; readonly paths: number; readonly at: number } | null;
+  };
 }
 
 export interface Rfs {
@@ -63,6 +68,8 @@ export interface RfsConfig {
   readonly changeLog?: string;
   /** Zone size of the change log's marks (replication.zone_size; default 1 MiB). */
   readonly zoneBytes?: number;
+  /** Where this node's changed paths are copied before a full resync overwrites them (absent: not kept). */
+  readonly quarantineDir?: string;
 }
 
 /** Unsolicited lines of the child (stdout, no `id`). */
@@ -74,7 +81,9 @@ export type RfsEvent =
   /** Primary: a resync this node served ended or was abandoned (for logs). */
   | { readonly event: 'resync-served'; readonly ok: boolean; readonly detail: string }
   /** The child fenced itself (see RfsConfig.fenceMs); sent before the answer to the daemon's next request. */
-  | { readonly event: 'fenced'; readonly detail: string };
+  | { readonly event: 'fenced'; readonly detail: string }
+  /** Before a full resync: this node's changed paths were copied to `dir` (quarantine.ts). */
+  | { readonly event: 'quarantined'; readonly dir: string; readonly paths: number; readonly failed: readonly string[] };
 
 /** One line of the child's control protocol (stdin, JSON per line). */
 export type RfsRequest =
