@@ -82,7 +82,8 @@ function dataColumn(m: ModuleStatus): string {
   if (rs?.active) {
     const pct = rs.bytesTotal > 0 ? Math.floor((100 * rs.bytesDone) / rs.bytesTotal) : 0;
     const bar = '#'.repeat(Math.floor(pct / 10)).padEnd(10, '.');
-    return `${rs.incremental === true ? 'incremental ' : ''}resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files`;
+    const speed = rs.bytesPerSec !== undefined && rs.bytesPerSec > 0 ? `, ${(rs.bytesPerSec / 1e6).toFixed(1)} MB/s${typeof rs.etaSeconds === 'number' ? `, ${rs.etaSeconds} s left` : ''}` : '';
+    return `${rs.incremental === true ? 'incremental ' : ''}resync [${bar}] ${pct}% ${rs.filesDone}/${rs.filesTotal} files${speed}`;
   }
   const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean; changeLogComplete?: boolean; quarantine?: { dir: string; paths: number } | null };
   const kept = r.quarantine ? `, ${r.quarantine.paths} paths kept in quarantine (${r.quarantine.dir})` : '';

@@ -10,6 +10,9 @@ export interface ResyncStatus {
   filesTotal: number;
   /** The resync running (or the last one) sends only what the change log names (absent: a full copy, or none yet). */
   incremental?: boolean;
+  /** While active, on the primary: bytes a second so far, and seconds left at that rate (null: not known yet). */
+  bytesPerSec?: number;
+  etaSeconds?: number | null;
 }
 
 export interface ModuleStatus {

@@ -134,3 +134,12 @@ test('checker on|off MODULE [NAME] reaches the daemon; a bad switch or an unknow
     assert.match(io.stderr, /checker takes "on" or "off"/);
   });
 });
+
+test('status shows a running resync with its kind, rate and time left, and the quarantine', async () => {
+  const { renderStatus } = await import('../../src/cli/remote.js');
+  const base = report.modules[0]!;
+  const running: StatusReport = { node: 'n1', modules: [{ ...base, replication: { upToDate: true, resync: { active: true, incremental: true, bytesDone: 25e6, bytesTotal: 100e6, filesDone: 3, filesTotal: 12, bytesPerSec: 12.5e6, etaSeconds: 6 } } }] };
+  assert.match(renderStatus(running, (_c, s) => s), /incremental resync \[##\.{8}\] 25% 3\/12 files, 12\.5 MB\/s, 6 s left/);
+  const kept: StatusReport = { node: 'n1', modules: [{ ...base, replication: { upToDate: true, resync: { active: false, bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 }, mode: 'receiving', quarantine: { dir: '/var/lib/hakit/modules/web/quarantine/x', paths: 2 } } as StatusReport['modules'][0]['replication'] }] };
+  assert.match(renderStatus(kept, (_c, s) => s), /up to date, 2 paths kept in quarantine \(\/var\/lib\/hakit\/modules\/web\/quarantine\/x\), receiving/);
+});

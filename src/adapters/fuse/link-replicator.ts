@@ -28,6 +28,7 @@
  * control message (`sync-start`, `sync-complete`, both with the generation being synced).
  */
 import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { HakitError } from '../../core/errors.js';
 import { type Change, DEFAULT_ZONE_BYTES, type PathChanges, changeOfRecord, marksOf } from '../../core/replication/changes.js';
 import { type ExcludeMatcher, NOTHING_EXCLUDED } from '../../core/replication/exclude.js';
@@ -150,7 +151,11 @@ export interface LinkReplicatorStats {
   readonly logComplete: boolean;
   readonly ackLatencyMsP50: number;
   readonly ackLatencyMsP99: number;
-  readonly resync: { readonly active: boolean; readonly incremental: boolean; readonly bytesDone: number; readonly bytesTotal: number; readonly filesDone: number; readonly filesTotal: number };
+  readonly resync: {
+    readonly active: boolean; readonly incremental: boolean; readonly bytesDone: number; readonly bytesTotal: number; readonly filesDone: number; readonly filesTotal: number;
+    /** While active: bytes a second since the resync started, and the seconds left at that rate (null: unknown yet). */
+    readonly bytesPerSec?: number; readonly etaSeconds?: number | null;
+  };
 }
 
 const ZERO_PROGRESS = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -179,6 +184,7 @@ export class LinkReplicator {
   /** failHeld ran: sync records that fail now were never acknowledged: EIO, not a local success. */
   private leaving = false;
   private verifying = false;
+  private resyncStarted = 0;
   /** An incremental resync waits for its log state before it sends (startResync): keep marking. */
   private preparingResync = false;
   private readonly maxLogPaths: number;
@@ -265,6 +271,7 @@ export class LinkReplicator {
     this.leaving = false;
     const ac = new AbortController();
     this.resyncAbort = ac;
+    this.resyncStarted = performance.now();
     const incremental = !full && this.log.complete && !this.forceFull;
     this.incremental = incremental;
     const replays = incremental && this.opts.roots.some((_r, i) => this.log.set.replays(i).length > 0);
@@ -358,7 +365,7 @@ export class LinkReplicator {
       logComplete: this.log.complete,
       ackLatencyMsP50: s?.ackLatencyMsP50 ?? 0,
       ackLatencyMsP99: s?.ackLatencyMsP99 ?? 0,
-      resync: { active, incremental: this.incremental, ...(active ? this.progress() : this.lastProgress) },
+      resync: { active, incremental: this.incremental, ...(active ? this.rate(this.progress()) : this.lastProgress) },
     };
   }
 
@@ -489,6 +496,14 @@ export class LinkReplicator {
   /** Records a record's change (durable later, or at the promise returned). */
   private markRecord(dir: number, rec: RecordBody): Promise<void> | null {
     return this.recordChange(dir, changeOfRecord(rec));
+  }
+
+  /** Rate and ETA of the running resync (ETA from the bytes known so far: the walk finds more as it goes). */
+  private rate(p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }): typeof p & { bytesPerSec: number; etaSeconds: number | null } {
+    const secs = (performance.now() - this.resyncStarted) / 1000;
+    const bytesPerSec = secs > 0 ? Math.round(p.bytesDone / secs) : 0;
+    const etaSeconds = bytesPerSec > 0 && p.bytesTotal >= p.bytesDone ? Math.round((p.bytesTotal - p.bytesDone) / bytesPerSec) : null;
+    return { ...p, bytesPerSec, etaSeconds };
   }
 
   private progress(): { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number } {
