@@ -22,6 +22,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestCluster } from '../../test/testbed/cluster.js';
 import type { Host } from '../../test/testbed/index.js';
+import { pseudoRandomBytes } from '../../test/helpers/data.js';
 import { diffTrees, treeSnapshot } from '../../test/helpers/tree.js';
 import { monoMs } from '../harness.js';
 import type { Metric } from '../stats.js';
@@ -35,23 +36,12 @@ const TCP_PORT = 7990;
 const RSYNC_PORT = 8873;
 const BOUND_MS = 600_000;
 
-/** Deterministic pseudo-random bytes (no two files alike, nothing compressible). */
-function bytes(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < n; i += 4) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b.writeUInt32LE(x, i);
-  }
-  return b;
-}
-
 /** Writes the tree: `files` files of 1 MiB in 32 directories. */
 function writeTree(root: string, files: number): void {
   for (let i = 0; i < files; i++) {
     const d = join(root, `d${i % 32}`);
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, `f${i}`), bytes(MiB, i + 1));
+    writeFileSync(join(d, `f${i}`), pseudoRandomBytes(MiB, i + 1));
   }
 }
 

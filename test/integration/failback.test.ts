@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/prereq.js';
+import { pseudoRandomBytes } from '../helpers/data.js';
 import { assertTreesEqual, treeSnapshot } from '../helpers/tree.js';
 import { TestCluster } from '../testbed/cluster.js';
 
@@ -18,17 +19,6 @@ const YAML = [
   '  timeout: 1s',
 ].join('\n');
 const HEARTBEAT = 'heartbeat: { networks: [lan, hb2], pulse: 100ms, timeout: 1s }';
-
-/** Deterministic pseudo-random bytes. */
-function bytes(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < n; i += 4) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b.writeUInt32LE(x, i);
-  }
-  return b;
-}
 
 /** About 1 % of a 100 MiB tree, through the mount: in place, append, delete, rename, new files and dir, truncate, chmod, symlink. */
 function changes(tag: string): { script: string; bytes: number } {
@@ -70,9 +60,9 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     // 100 MiB on n1 before the first start: 6 dirs of 8 files of 2 MiB, a 4 MiB file.
     for (let d = 0; d < 6; d++) {
       mkdirSync(join(under('n1'), `d${d}`), { recursive: true });
-      for (let f = 0; f < 8; f++) writeFileSync(join(under('n1'), `d${d}/f${f}`), bytes(2 * MiB, d * 8 + f + 1));
+      for (let f = 0; f < 8; f++) writeFileSync(join(under('n1'), `d${d}/f${f}`), pseudoRandomBytes(2 * MiB, d * 8 + f + 1));
     }
-    writeFileSync(join(under('n1'), 'big'), bytes(4 * MiB, 77));
+    writeFileSync(join(under('n1'), 'big'), pseudoRandomBytes(4 * MiB, 77));
     symlinkSync('d0/f0', join(under('n1'), 'link'));
     await c.startDaemon('n1');
     await c.startDaemon('n2');

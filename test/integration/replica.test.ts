@@ -12,25 +12,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { needs } from '../helpers/prereq.js';
+import { shIn as sh } from '../helpers/proc.js';
 import { assertTreesEqual, treeSnapshot } from '../helpers/tree.js';
 import { ApplyingReplicator } from '../helpers/apply-replicator.js';
 import { type InPlaceMount, mountInPlace } from '../../src/adapters/fuse/mount.js';
 import { PassthroughFs } from '../../src/adapters/fuse/passthrough.js';
 import { FullSync } from '../../src/adapters/fuse/fullsync.js';
 import { recoverStaleMount } from '../../src/adapters/fuse/recover.js';
-
-/** Runs a shell script in a child process, in directory `dir`; resolves its stdout, rejects on failure. */
-function sh(script: string, dir: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('sh', ['-c', `cd "$HAKIT_TEST_DIR" || exit 1\n${script}`], { env: { ...process.env, HAKIT_TEST_DIR: dir }, timeout: 120_000, maxBuffer: 1 << 20 }, (err, out, stderr) => {
-      if (err) reject(new Error(`sh -c ${JSON.stringify(script)}: ${err.message} ${stderr}`));
-      else resolve(out);
-    });
-  });
-}
 
 interface Side {
   base: string;

@@ -11,9 +11,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { pseudoRandomBytes } from '../helpers/data.js';
 import { needs } from '../helpers/prereq.js';
+import { shIn as sh } from '../helpers/proc.js';
 import { assertTreesEqual } from '../helpers/tree.js';
 import { type InPlaceMount, mountInPlace } from '../../src/adapters/fuse/mount.js';
 import { PassthroughFs } from '../../src/adapters/fuse/passthrough.js';
@@ -27,15 +28,6 @@ import { ChangeLog, FileLogMedium } from '../../src/adapters/store/index.js';
 
 const MiB = 1024 * 1024;
 const KEY = Buffer.alloc(32, 9);
-
-function sh(script: string, dir: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('sh', ['-c', `cd "$HAKIT_TEST_DIR" || exit 1\n${script}`], { env: { ...process.env, HAKIT_TEST_DIR: dir }, timeout: 120_000, maxBuffer: 1 << 20 }, (err, out, stderr) => {
-      if (err) reject(new Error(`sh -c ${JSON.stringify(script)}: ${err.message} ${stderr}`));
-      else resolve(out);
-    });
-  });
-}
 
 interface Rig {
   base: string;
@@ -52,17 +44,6 @@ interface Rig {
   done: { ok: boolean; detail: string }[];
 }
 
-/** Writes `n` bytes of random data (deterministic per name) to `file`. */
-function fill(file: string, n: number, seed: number): void {
-  const b = Buffer.alloc(n);
-  let x = seed * 2654435761 >>> 0;
-  for (let i = 0; i < n; i += 4) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b.writeUInt32LE(x, i);
-  }
-  fs.writeFileSync(file, b);
-}
-
 async function rig(prefix: string): Promise<Rig> {
   const base = fs.mkdtempSync(`/tmp/${prefix}`);
   fs.chmodSync(base, 0o755);
@@ -73,9 +54,9 @@ async function rig(prefix: string): Promise<Rig> {
   // A: 5 dirs of 8 files of 1 MiB, a 16 MiB file, a symlink; B: an exact copy.
   for (let d = 0; d < 5; d++) {
     fs.mkdirSync(join(a, `d${d}`));
-    for (let f = 0; f < 8; f++) fill(join(a, `d${d}/f${f}`), MiB, d * 8 + f + 1);
+    for (let f = 0; f < 8; f++) fs.writeFileSync(join(a, `d${d}/f${f}`), pseudoRandomBytes(MiB, d * 8 + f + 1));
   }
-  fill(join(a, 'big'), 16 * MiB, 99);
+  fs.writeFileSync(join(a, 'big'), pseudoRandomBytes(16 * MiB, 99));
   fs.symlinkSync('d0/f0', join(a, 'link'));
   await sh(`cp -a '${a}' '${b}'`, base);
   const logFile = join(base, 'changes.log');

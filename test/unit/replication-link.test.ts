@@ -203,19 +203,24 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     assert.equal(r.walkers[0]?.live.length, 1, 'the walker was not told of the live write');
   });
 
+  /** A rig with a complete, empty change log in memory, the secondary accepting. */
+  async function logRig(): Promise<{ medium: MemoryLogMedium; log: ChangeLog; r: Rig; rep: ReturnType<LinkReplicator['forDir']> }> {
+    const medium = new MemoryLogMedium();
+    const log = new ChangeLog(medium);
+    await log.reset(true);
+    const r = await rig({ log });
+    r.replica.accept(true);
+    return { medium, log, r, rep: r.link.forDir(0) };
+  }
+
   async function servedOnce(r: Rig, n = 1): Promise<void> {
     for (let i = 0; i < 300 && r.served.length < n; i++) await new Promise((res) => setTimeout(res, 10));
     assert.equal(r.served.length, n, 'the resync ended');
   }
 
   test('change log: alone, a new mark is durable before the change (prepare), a repeated one costs nothing; the resync is incremental with the plan, then the log is emptied and incomplete (sync)', async () => {
-    const medium = new MemoryLogMedium();
-    const log = new ChangeLog(medium);
-    await log.reset(true);
-    const r = await rig({ log });
+    const { medium, r, rep } = await logRig();
     try {
-      r.replica.accept(true);
-      const rep = r.link.forDir(0);
       const first = rep.prepare?.({ op: 'write', path: '/db', offset: 0, length: 10 });
       assert.ok(first instanceof Promise);
       await first;
@@ -321,13 +326,8 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   });
 
   test('change log: renames are replayed first; with renames to replay the log is incomplete (durably) before they are sent, so an interrupted resync is followed by a full one', async () => {
-    const medium = new MemoryLogMedium();
-    const log = new ChangeLog(medium);
-    await log.reset(true);
-    const r = await rig({ log });
+    const { medium, log, r, rep } = await logRig();
     try {
-      r.replica.accept(true);
-      const rep = r.link.forDir(0);
       await rep.prepare?.({ op: 'rename', from: '/a', path: '/b' });
       await rep.submit(r.numberer.number({ op: 'rename', from: '/a', path: '/b' }));
       assert.deepEqual(log.set.replays(0), [{ op: 'rename', from: '/a', to: '/b' }], 'recorded once');

@@ -302,14 +302,8 @@ export class FullSync {
         continue; // vanished (or its parent did): its removal is in the stream already
       }
       if (st.isDirectory()) {
-        let names: string[];
-        try {
-          names = fs.readdirSync(this.abs(path));
-        } catch {
-          continue;
-        }
-        this.sendListing(path, st, names);
-        this.listed.add(path);
+        const names = this.listAndSend(path, st);
+        if (names === null) continue;
         this.counts.dirs++;
         const children = names.map((n) => childOf(path, n)).filter((c) => !this.excluded(c));
         this.prog.filesTotal += children.length;
@@ -370,16 +364,7 @@ export class FullSync {
       }
       const zoned = changes.zones.size > 0 || changes.tail !== Infinity;
       if (st.isDirectory()) {
-        if (changes.listing || changes.meta) {
-          let names: string[];
-          try {
-            names = fs.readdirSync(this.abs(path));
-          } catch {
-            continue;
-          }
-          this.sendListing(path, st, names);
-          this.listed.add(path);
-        }
+        if (changes.listing || changes.meta) this.listAndSend(path, st);
         continue;
       }
       if (zoned && st.isFile()) {
@@ -444,6 +429,19 @@ export class FullSync {
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  /** Reads a directory and sends its listing (same synchronous step); its names, or null if it vanished. */
+  private listAndSend(path: string, st: fs.Stats): string[] | null {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.abs(path));
+    } catch {
+      return null;
+    }
+    this.sendListing(path, st, names);
+    this.listed.add(path);
+    return names;
   }
 
   private sendListing(path: string, st: fs.Stats, names: readonly string[]): void {
