@@ -63,6 +63,8 @@ export interface ChaosReport {
   dualWriters: string[];
   /** What the run did as an administrator would to recover from a fault (see settle). */
   admin: string[];
+  /** Resyncs the daemons served (by kind, from their logs) and quarantines made before full ones. */
+  resyncs: { incremental: number; full: number; abandoned: number; quarantines: number };
   durationMs: number;
 }
 
@@ -73,7 +75,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const rand = rng(opts.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   const log = opts.log ?? (() => undefined);
-  const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], admin: [], durationMs: 0 };
+  const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], admin: [], resyncs: { incremental: 0, full: 0, abandoned: 0, quarantines: 0 }, durationMs: 0 };
   const c = await TestCluster.create({
     clients: ['client', 'wit'],
     mountPaths: [CHAOS_DIR],
@@ -152,6 +154,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     } catch (e) {
       report.dualWriters = [`could not read the daemons' logs: ${(e as Error).message}`];
     }
+    report.resyncs = resyncCounts(c);
     await c.dispose();
     report.durationMs = Date.now() - t0;
   }
@@ -357,6 +360,22 @@ function numbersIn(file: string): number[] {
  * it asks for the rw mount until the line after the mount left rw (ro, blocked or none), or the
  * node's crash (SIGKILL of its host or daemon: the rfs then fences itself read-only).
  */
+/** Resyncs served by kind and quarantines, counted in both daemons' logs. */
+function resyncCounts(c: TestCluster): ChaosReport['resyncs'] {
+  const n = { incremental: 0, full: 0, abandoned: 0, quarantines: 0 };
+  for (const node of c.nodes) {
+    const f = join(c.tb.host(node).dir, 'daemon.log');
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').split('\n')) {
+      if (/resync served to \w+: done \(incremental/.test(line)) n.incremental++;
+      else if (/resync served to \w+: done \(full/.test(line)) n.full++;
+      else if (/resync served to \w+: abandoned/.test(line)) n.abandoned++;
+      else if (line.includes('"event":"quarantine"')) n.quarantines++;
+    }
+  }
+  return n;
+}
+
 function primaryIntervals(c: TestCluster, crashes: { node: string; at: number }[]): Interval[] {
   const out: Interval[] = [];
   for (const node of c.nodes) {
