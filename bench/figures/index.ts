@@ -11,6 +11,7 @@ import type { Figure } from './figure.js';
 import { failover, failoverKeepalived } from './failover.js';
 import { replicatedWrites } from './replication.js';
 import { resync } from './resync.js';
+import { scale } from './scale.js';
 import { swap } from './swap.js';
 
-export const FIGURES: readonly Figure[] = [failover, failoverKeepalived, swap, cost, replicatedWrites, resync];
+export const FIGURES: readonly Figure[] = [failover, failoverKeepalived, swap, cost, replicatedWrites, resync, scale];

@@ -67,7 +67,7 @@ function change(files: number): { script: string; bytes: number } {
  * The last resync of `kind` that the daemon log names: from its "serving resync request" line to
  * its "resync served to ...: done (<kind>" line (pino's `time`, ms).
  */
-function servedMs(logFile: string, kind: 'full' | 'incremental'): number {
+export function servedMs(logFile: string, kind: 'full' | 'incremental'): number {
   let start: number | null = null;
   let took: number | null = null;
   for (const line of readFileSync(logFile, 'utf8').split('\n')) {
