@@ -85,14 +85,6 @@ export function servedMs(logFile: string, kind: 'full' | 'incremental'): number 
   return took;
 }
 
-async function txBytes(h: Host): Promise<number> {
-  const r = await h.exec(['ip', '-j', '-s', 'link', 'show', 'dev', 'eth0'], { timeoutMs: 5000 });
-  const j = JSON.parse(r.stdout) as { stats64: { tx: { bytes: number } } }[];
-  const v = j[0]?.stats64.tx.bytes;
-  if (typeof v !== 'number') throw new Error(`no tx counter for eth0: ${r.stdout}`);
-  return v;
-}
-
 export const resync: Figure = {
   name: 'resync',
   runs: { full: 3, quick: 1 },
@@ -173,11 +165,11 @@ export const resync: Figure = {
           const ch = change(files);
           changed.samples.push(ch.bytes / 1e6);
           await sh(n1, `cd ${RSRC} && ${ch.script}`, 'the change in the rsync tree');
-          let tx0 = await txBytes(n1);
+          let tx0 = await n1.txBytes('lan');
           t0 = monoMs();
           await sh(n1, `rsync -a --delete ${RSRC}/ rsync://${n2addr}:${RSYNC_PORT}/dst/`, 'rsync -a');
           incRsync.samples.push(monoMs() - t0);
-          wireRsync.samples.push(((await txBytes(n1)) - tx0) / 1e6);
+          wireRsync.samples.push(((await n1.txBytes('lan')) - tx0) / 1e6);
           equal(n1.hostPath(RSRC), n2.hostPath(RDST), 'rsync');
           ctx.log(`${tag} incremental rsync: ${(incRsync.samples.at(-1)! / 1000).toFixed(2)} s, ${wireRsync.samples.at(-1)!.toFixed(2)} MB on the wire`);
 
@@ -186,13 +178,13 @@ export const resync: Figure = {
           if ((await c.hakit('n2', ['stop', 'web'])).code !== 0) throw new Error('hakit stop web on n2 failed');
           await c.waitState('n1', 'ALONE', 30_000);
           await sh(n1, `cd ${REPL} && ${ch.script}`, 'the change through the mount');
-          tx0 = await txBytes(n1);
+          tx0 = await n1.txBytes('lan');
           t0 = monoMs();
           if ((await c.hakit('n2', ['start', 'web'])).code !== 0) throw new Error('hakit start web on n2 failed');
           await c.waitFor('n2 up to date after the incremental resync', async () => (await c.status('n2'))?.replication?.upToDate === true, BOUND_MS, undefined, 50);
           incAdmin.samples.push(monoMs() - t0);
           incHakit.samples.push(servedMs(join(n1.dir, 'daemon.log'), 'incremental'));
-          wireHakit.samples.push(((await txBytes(n1)) - tx0) / 1e6);
+          wireHakit.samples.push(((await n1.txBytes('lan')) - tx0) / 1e6);
           equal(n1.hostPath(REPL), n2.hostPath(REPL), 'hakit incremental resync');
           ctx.log(`${tag} incremental hakit: ${(incHakit.samples.at(-1)! / 1000).toFixed(2)} s served, ${(incAdmin.samples.at(-1)! / 1000).toFixed(2)} s from the start command, ${wireHakit.samples.at(-1)!.toFixed(2)} MB on the wire for ${(ch.bytes / 1e6).toFixed(2)} MB changed`);
         } finally {

@@ -46,12 +46,8 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     const r = await c.tb.host(node).exec(['sh', '-c', script], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, `${node}: ${script}: ${r.stderr}`);
   };
-  /** Bytes sent so far by `node`'s eth0 (the veth of the lan, which carries the replication link). */
-  const txBytes = async (node: string): Promise<number> => {
-    const r = await c.tb.host(node).exec(['ip', '-j', '-s', 'link', 'show', 'dev', 'eth0'], { timeoutMs: 5000 });
-    const j = JSON.parse(r.stdout) as { stats64: { tx: { bytes: number } } }[];
-    return j[0]?.stats64.tx.bytes ?? NaN;
-  };
+  /** Bytes sent so far by `node` on the lan (the veth that carries the replication link). */
+  const txBytes = (node: string): Promise<number> => c.tb.host(node).txBytes('lan');
   const daemonLog = (node: string): string => readFileSync(join(c.tb.host(node).dir, 'daemon.log'), 'utf8');
   const equal = (what: string) => assertTreesEqual(treeSnapshot(under('n1')), treeSnapshot(under('n2')), { what, ignoreMtimeOf: () => false });
 

@@ -134,6 +134,15 @@ export class Host {
     return ifname(this.tb.networkIndex(network));
   }
 
+  /** Bytes sent so far by the host's interface on `network` (its veth's tx counter). */
+  async txBytes(network: string): Promise<number> {
+    const dev = this.ifname(network);
+    const r = await this.exec(['ip', '-j', '-s', 'link', 'show', 'dev', dev], { timeoutMs: 5000 });
+    const v = (JSON.parse(r.stdout) as { stats64?: { tx?: { bytes?: number } } }[])[0]?.stats64?.tx?.bytes;
+    if (typeof v !== 'number') throw new Error(`no tx counter for ${dev} on ${this.name}: ${r.stdout}`);
+    return v;
+  }
+
   /** The hub-side port of the host on a network (what faults act on). */
   hubPort(network: string): string {
     return hubPortName(this.name, this.tb.networkIndex(network));

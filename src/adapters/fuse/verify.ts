@@ -41,42 +41,48 @@ const buf = Buffer.alloc(1024 * 1024);
 
 /** The fingerprint of `root + path` now (see the file comment); synchronous. */
 export function fingerprint(root: string, path: string, offset: number, length: number): Fingerprint {
+  return look(root, path, offset, length).fp;
+}
+
+/** The fingerprint, and a directory's names (also when the fingerprint has only their hash). */
+function look(root: string, path: string, offset: number, length: number): { fp: Fingerprint; names?: string[] } {
+  const fp = (f: Fingerprint): { fp: Fingerprint } => ({ fp: f });
   const p = root + path;
   let st: fs.Stats;
   try {
     st = fs.lstatSync(p);
   } catch {
-    return { type: 'missing' };
+    return fp({ type: 'missing' });
   }
   if (st.isDirectory()) {
     let names: string[];
     try {
       names = fs.readdirSync(p).sort();
     } catch {
-      return { type: 'missing' };
+      return fp({ type: 'missing' });
     }
     const base = { type: 'dir' as const, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
     const bytes = names.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0);
-    if (bytes > MAX_NAMES_BYTES) return { ...base, sha: createHash('sha256').update(names.join('\0')).digest('hex') };
-    return { ...base, names };
+    if (bytes > MAX_NAMES_BYTES) return { fp: { ...base, sha: createHash('sha256').update(names.join('\0')).digest('hex') }, names };
+    return { fp: { ...base, names }, names };
   }
   if (st.isSymbolicLink()) {
     let target: string;
     try {
       target = fs.readlinkSync(p);
     } catch {
-      return { type: 'missing' };
+      return fp({ type: 'missing' });
     }
-    return { type: 'symlink', uid: st.uid, gid: st.gid, target };
+    return fp({ type: 'symlink', uid: st.uid, gid: st.gid, target });
   }
-  if (st.isFIFO()) return { type: 'fifo', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
-  if (!st.isFile()) return { type: 'other' };
+  if (st.isFIFO()) return fp({ type: 'fifo', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
+  if (!st.isFile()) return fp({ type: 'other' });
   const h = createHash('sha256');
   let fd: number;
   try {
     fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch {
-    return { type: 'missing' };
+    return fp({ type: 'missing' });
   }
   try {
     const end = Math.min(offset + length, st.size);
@@ -90,7 +96,7 @@ export function fingerprint(root: string, path: string, offset: number, length: 
     fs.closeSync(fd);
   }
   const sha = h.digest('hex');
-  return offset === 0 ? { type: 'file', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, nlink: st.nlink, sha } : { type: 'file', sha };
+  return fp(offset === 0 ? { type: 'file', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, nlink: st.nlink, sha } : { type: 'file', sha });
 }
 
 /** Why two fingerprints differ (null: they agree); `excluded` names of a directory are ignored. */
@@ -144,9 +150,15 @@ export async function verifyTree(o: VerifyWalkOptions, dir: number, signal?: Abo
   let entries = 0;
   let bytes = 0;
   let failure: unknown = null;
-  const check = (path: string, offset: number, length: number): Fingerprint => {
+  /** Waits for room in the window, then lets live calls run before the next synchronous step. */
+  const room = async (): Promise<void> => {
+    while (inFlight.size >= window) await Promise.race(inFlight);
+    await new Promise<void>((r) => setImmediate(r));
+  };
+  const check = (path: string, offset: number, length: number): { fp: Fingerprint; names?: string[] } => {
     // --- one synchronous step: my fingerprint and the record, at the same point of the stream ---
-    const mine = fingerprint(root, path, offset, length);
+    const seen = look(root, path, offset, length);
+    const mine = seen.fp;
     const { seq, acked } = o.submit({ op: 'verify', path, offset, length });
     const excludedName = (n: string): boolean => o.excluded(path === '/' ? `/${n}` : `${path}/${n}`);
     const p = acked.then(() => o.answer(seq)).then((theirs) => {
@@ -154,33 +166,22 @@ export async function verifyTree(o: VerifyWalkOptions, dir: number, signal?: Abo
       if (why !== null) differ.push({ dir, path, why: offset > 0 ? `bytes from ${offset}: ${why}` : why });
     }, (e: unknown) => { failure ??= e; }).finally(() => inFlight.delete(p));
     inFlight.add(p);
-    return mine;
+    return seen;
   };
   const stack = ['/'];
   while (stack.length > 0) {
     if (signal?.aborted) throw signal.reason ?? new Error('verify stopped');
     if (failure !== null) throw failure;
-    while (inFlight.size >= window) await Promise.race(inFlight);
-    await new Promise<void>((r) => setImmediate(r));
+    await room();
     const path = stack.pop() as string;
     if (path !== '/' && o.excluded(path)) continue;
-    const mine = check(path, 0, VERIFY_CHUNK);
+    const { fp: mine, names } = check(path, 0, VERIFY_CHUNK);
     entries++;
-    if (mine.type === 'dir' && mine.names !== undefined) {
-      for (let i = mine.names.length - 1; i >= 0; i--) stack.push(path === '/' ? `/${mine.names[i]}` : `${path}/${mine.names[i]}`);
-    } else if (mine.type === 'dir') {
-      // A huge directory (names compared by hash): list it for the walk.
-      let names: string[];
-      try {
-        names = fs.readdirSync(root + path).sort();
-      } catch {
-        names = [];
-      }
-      for (let i = names.length - 1; i >= 0; i--) stack.push(`${path === '/' ? '' : path}/${names[i]}`);
+    if (names !== undefined) {
+      for (let i = names.length - 1; i >= 0; i--) stack.push(path === '/' ? `/${names[i]}` : `${path}/${names[i]}`);
     } else if (mine.type === 'file' && (mine.size ?? 0) > VERIFY_CHUNK) {
       for (let off = VERIFY_CHUNK; off < (mine.size ?? 0); off += VERIFY_CHUNK) {
-        while (inFlight.size >= window) await Promise.race(inFlight);
-        await new Promise<void>((r) => setImmediate(r));
+        await room();
         check(path, off, VERIFY_CHUNK);
       }
     }
