@@ -22,7 +22,8 @@ export function moduleStateDir(stateDir: string, module: string): string {
 export class FileStateStore implements StateStore {
   private readonly queues = new Map<string, Promise<void>>();
   private tmpCounter = 0;
-  private swept = false;
+  /** The sweep of leftover `.tmp` files, started by the first write; every write awaits it before it makes its own. */
+  private sweep: Promise<void> | undefined;
 
   /** `dir` is created (with its parents) on the first write. */
   constructor(readonly dir: string) {}
@@ -96,10 +97,7 @@ export class FileStateStore implements StateStore {
     } catch (e) {
       throw ioError('write', file, e);
     }
-    if (!this.swept) {
-      this.swept = true;
-      await this.sweepTmp();
-    }
+    await (this.sweep ??= this.sweepTmp());
     const tmp = `${file}.${process.pid}.${++this.tmpCounter}.tmp`;
     try {
       const fh = await open(tmp, 'wx', 0o600);
