@@ -119,6 +119,28 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     assert.ok(wire <= 1.1 * ch.bytes + 128 * 1024, `bytes on the wire ${wire}`);
   });
 
+  test('the primary\'s host is SIGKILLed in sync mode: the other takes over and changes 1 %; the old primary (it may hold unacknowledged writes) comes back through a full resync by comparison: trees equal, only the change travels', async (t) => {
+    const [primary, secondary] = await c.settled(60_000);
+    await c.crash(primary);
+    await c.waitState(secondary, 'ALONE', 20_000);
+    const ch = changes('C');
+    await sh(secondary, ch.script);
+    const served = (kind: string) => (daemonLog(secondary).match(new RegExp(`resync served to n\\d: done \\(${kind}`, 'g')) ?? []).length;
+    const full0 = served('full');
+    const tx0 = await txBytes(secondary);
+    await c.powerOn(primary);
+    await c.startDaemon(primary);
+    await c.waitState(primary, 'SECOND', 60_000);
+    await c.waitFor(`${primary} up to date`, async () => (await c.status(primary))?.replication?.upToDate === true, 60_000);
+    const wire = (await txBytes(secondary)) - tx0;
+    // A full resync does not know renames: the renamed 2 MiB file is copied under its new name.
+    const expected = ch.bytes + 2 * MiB;
+    t.diagnostic(`full resync by comparison after a crash of the primary host: ${wire} bytes on the wire for ${expected} changed bytes (the change + the renamed file) (${(wire / expected).toFixed(3)} x) in a 100 MiB tree`);
+    assert.equal(served('full'), full0 + 1, 'a copy that may hold unacknowledged writes gets a full resync');
+    equal('after the full resync by comparison');
+    assert.ok(wire <= 1.1 * expected + 256 * 1024, `bytes on the wire ${wire} > 1.1 x ${expected} + 256 KiB (a full copy would be 100 MiB)`);
+  });
+
   test('hakit verify: equal replicas (a writer writing meanwhile) report nothing; a byte flipped behind hakit\'s back on the secondary\'s directory is found', async (t) => {
     const [primary, secondary] = await c.settled(60_000);
     const stop = join(c.tb.host(primary).dir, 'stop-writer');

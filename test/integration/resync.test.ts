@@ -42,6 +42,8 @@ interface Rig {
   under: string;
   served: { ok: boolean; detail: string }[];
   done: { ok: boolean; detail: string }[];
+  /** When set: the secondary fails the stream (as a node that goes away) once this many more write bytes were applied. */
+  breakAfter: { bytes: number } | null;
 }
 
 async function rig(prefix: string): Promise<Rig> {
@@ -67,8 +69,18 @@ async function rig(prefix: string): Promise<Rig> {
   const receiver = net.listenReceiver({ address: 'mem', port: 0, key: KEY, cluster: 'c', node: 'n2', module: 'web' });
   const bRoot = fs.openSync(b, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   const applier = new RecordApplier({ root: `/proc/self/fd/${bRoot}` });
-  const r: Partial<Rig> = { base, a, b, logFile, log, applier, served: [], done: [] };
-  r.replica = new ReplicaReceiver({ receiver, appliers: [applier], onResyncDone: (ok, detail) => r.done!.push({ ok, detail }) });
+  const r: Partial<Rig> = { base, a, b, logFile, log, applier, served: [], done: [], breakAfter: null };
+  const breaking = {
+    apply: (rec: Parameters<RecordApplier['apply']>[0]) => {
+      const brk = r.breakAfter ?? null;
+      if (brk !== null && rec.op === 'write' && (brk.bytes -= rec.data.length) < 0) {
+        r.breakAfter = null;
+        return Promise.reject(new Error('the secondary went away (test)'));
+      }
+      return applier.apply(rec);
+    },
+  };
+  r.replica = new ReplicaReceiver({ receiver, appliers: [breaking], onResyncDone: (ok, detail) => r.done!.push({ ok, detail }) });
   r.replica.accept(true);
   const mountRoot: { fd: number } = { fd: -1 };
   r.link = new LinkReplicator({
@@ -103,14 +115,29 @@ async function tearDown(r: Rig | undefined): Promise<void> {
   }
 }
 
+/** Bytes of the regular files below `dir` (synchronous: not for a mount this process serves). */
+function fileBytes(dir: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) n += fileBytes(p);
+    else if (e.isFile()) n += fs.statSync(p).size;
+  }
+  return n;
+}
+
 /** Resyncs B from A (incremental unless `full`); resolves the link's bytes sent for it. */
-async function resync(r: Rig, generation: string, full: boolean): Promise<number> {
+async function resync(r: Rig, generation: string, full: boolean, expectOk = true): Promise<number> {
   const before = r.link.stats().bytesSent;
   const served = r.served.length;
   r.replica.expectSync(30_000);
   r.link.startResync(generation, full);
   for (let i = 0; i < 6000 && r.served.length === served; i++) await new Promise((res) => setTimeout(res, 10));
   assert.equal(r.served.length, served + 1, 'the resync ended');
+  if (!expectOk) {
+    assert.equal(r.served[served]?.ok, false, `the resync was to fail: ${r.served[served]?.detail}`);
+    return r.link.stats().bytesSent - before;
+  }
   assert.ok(r.served[served]?.ok, `resync served: ${r.served[served]?.detail}`);
   for (let i = 0; i < 500 && r.done.length <= served; i++) await new Promise((res) => setTimeout(res, 10));
   assert.ok(r.done[served]?.ok, `resync on the secondary: ${r.done[served]?.detail}`);
@@ -184,18 +211,75 @@ describe('incremental resync from the change log (real FUSE, in-memory link)', n
     fs.rmSync(stop);
   });
 
-  test('a log left incomplete by synchronous replication (a crash in sync mode) makes the resync full; B equals A', async (t) => {
+  test('a log left incomplete by synchronous replication (a crash in sync mode) makes the resync full: by comparison, only what differs travels; B equals A', async (t) => {
     const s = r as Rig;
     assert.equal(s.link.mode, 'sync');
     // What a restarted rfs would find: the log says incomplete.
     const reopened = new ChangeLog(new FileLogMedium(s.logFile));
     assert.equal(reopened.complete, false);
     reopened.close();
-    fs.writeFileSync(join(s.b, 'd0/f7'), 'behind hakit\'s back on B'); // a difference no log names
+    // Differences no log names: a file rewritten on B behind hakit's back, one byte flipped in
+    // place with B's mtime put back (the quick check cannot see it: as rsync, it trusts size and
+    // mtime), a file B has and A has not.
+    fs.writeFileSync(join(s.b, 'd0/f7'), 'behind hakit\'s back on B');
+    const f6 = join(s.b, 'd0/f6');
+    const st6 = fs.statSync(f6);
+    await sh(`printf X | dd of='${f6}' bs=1 seek=300000 conv=notrunc status=none`, s.base);
+    fs.utimesSync(f6, st6.atime, st6.mtime);
+    fs.writeFileSync(join(s.b, 'd2/only-on-b'), 'stale');
     const bytes = await resync(s, 'g4', false);
     assert.equal(s.link.stats().resync.incremental, false, 'incomplete log: full');
-    t.diagnostic(`full resync: ${bytes} bytes on the link`);
-    assert.ok(bytes > 50 * MiB, 'the whole tree travelled');
+    t.diagnostic(`full resync by comparison: ${bytes} bytes on the link (tree 56 MiB, d0/f7 1 MiB rewritten on B)`);
+    assert.ok(bytes >= MiB, `d0/f7 travelled (${bytes})`);
+    assert.ok(bytes < MiB + 512 * 1024, `only what differs travels: at most 1.5 MiB, got ${bytes}`);
+    assert.equal(fs.readFileSync(f6)[300000], 'X'.charCodeAt(0), 'same size and mtime: taken as equal (the quick check), as documented');
+    fs.copyFileSync(join(s.under, 'd0/f6'), f6); // B's own fault, put right by hand (hakit verify finds it)
+    fs.utimesSync(f6, st6.atime, st6.mtime);
     assertTreesEqual(s.under, s.b, { what: 'after the full resync' });
+  });
+
+  test('a full resync cut midway resumes: the second attempt sends what the first did not', async (t) => {
+    const s = r as Rig;
+    await s.link.setAlone();
+    // B lost most of its tree (behind hakit's back): every directory, about 40 MiB to copy.
+    let missing = 0;
+    for (const e of fs.readdirSync(s.b, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      missing += fileBytes(join(s.under, e.name));
+      fs.rmSync(join(s.b, e.name), { recursive: true, force: true });
+    }
+    assert.ok(missing > 30 * MiB, `${missing} bytes to copy`);
+    s.breakAfter = { bytes: Math.floor(missing / 2) };
+    const first = await resync(s, 'g5', true, false);
+    t.diagnostic(`first attempt: ${first} bytes on the link before the secondary went away (${s.served.at(-1)?.detail})`);
+    assert.ok(first >= missing / 2, `the first attempt got half way (${first})`);
+    const second = await resync(s, 'g6', true);
+    t.diagnostic(`second attempt: ${second} bytes; both: ${first + second} bytes for ${missing} missing (${((first + second) / missing).toFixed(3)} x)`);
+    assertTreesEqual(s.under, s.b, { what: 'after the resumed full resync' });
+    assert.ok(second < 0.6 * missing, `the second attempt does not start over (${second} bytes for the ${missing} missing)`);
+    assert.ok(first + second < 1.15 * missing, `both attempts together about one copy of the ${missing} bytes missing (${first + second})`);
+  });
+
+  test('a writer keeps writing during a full resync by comparison: B equals A at the end', async (t) => {
+    const s = r as Rig;
+    await s.link.setAlone();
+    // B differs inside files it has: bytes flipped in place (compared by blocks), a file cut short.
+    await sh(`for off in 100 3000000 9000000 15000000; do printf Z | dd of=big bs=1 seek=$off conv=notrunc status=none; done
+      truncate -s 1000 d0/f1`, s.b);
+    const stop = join(s.base, 'stop');
+    const writer = sh(`i=0; while [ ! -e '${stop}' ] && [ $i -lt 400 ]; do
+        printf "L$i" | dd of=big bs=4 seek=$((i * 4099)) conv=notrunc status=none
+        printf "$i\\n" >> d0/f1
+        printf "v$i" > d3/.tmp && mv d3/.tmp d3/f0
+        i=$((i+1)); done; echo $i`, s.a);
+    await new Promise((res) => setTimeout(res, 50));
+    const bytes = await resync(s, 'g7', true);
+    fs.writeFileSync(stop, '');
+    const loops = Number((await writer).trim());
+    t.diagnostic(`full resync by comparison with a writer (${loops} loops): ${bytes} bytes on the link`);
+    assert.ok(loops > 0);
+    const written = new Set(['/big', '/d0/f1', '/d3/f0', '/d3']);
+    assertTreesEqual(s.under, s.b, { what: `after a full resync by comparison with a writer (${loops} loops)`, ignoreMtimeOf: (p) => written.has(p) });
+    fs.rmSync(stop);
   });
 });

@@ -30,6 +30,7 @@ const bodies: RecordBody[] = [
   { op: 'sync-end', path: '/' },
   { op: 'sync-zones', path: '/db', mode: 0o640, uid: 7, gid: 8, size: 5 * 1024 * 1024 * 1024 + 3 },
   { op: 'verify', path: '/db', offset: 4 * 1024 * 1024, length: 4 * 1024 * 1024 },
+  { op: 'sync-probe', path: '/db', offset: 2 ** 40, length: 4 * 1024 * 1024, block: 128 * 1024 },
 ];
 
 describe('records codec', () => {
@@ -38,7 +39,7 @@ describe('records codec', () => {
     assert.equal(new Set(Object.values(OP_CODES)).size, Object.keys(OP_CODES).length);
     assert.ok(!MUTATING_OPS.includes('fsync') && MUTATING_OPS.includes('write'));
     assert.ok(!MUTATING_OPS.includes('sync-begin') && !MUTATING_OPS.includes('sync-end') && MUTATING_OPS.includes('sync-dir'));
-    assert.ok(!MUTATING_OPS.includes('verify') && MUTATING_OPS.includes('sync-zones'));
+    assert.ok(!MUTATING_OPS.includes('verify') && !MUTATING_OPS.includes('sync-probe') && MUTATING_OPS.includes('sync-zones'));
   });
 
   test('encode then decode gives back the same record, for every op', () => {

@@ -51,6 +51,7 @@ import * as fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { HakitError } from '../../core/errors.js';
 import { type Record, payloadBytes } from '../../core/replication/records.js';
+import { type ProbeAnswer, probe } from './probe.js';
 import { type Fingerprint, fingerprint } from './verify.js';
 
 const C = fs.constants;
@@ -121,12 +122,17 @@ export class RecordApplier {
 
   /**
    * Applies one record (see the header). Records must come in seq order, one at a time. A
-   * `verify` record changes nothing and resolves with this copy's fingerprint of its path.
+   * `verify` or `sync-probe` record changes nothing and resolves with the answer to send back:
+   * this copy's fingerprint of its path (verify.ts), or what it has there (probe.ts).
    */
-  async apply(rec: Record): Promise<Fingerprint | undefined> {
+  async apply(rec: Record): Promise<Fingerprint | ProbeAnswer | undefined> {
     if (rec.op === 'verify') {
       this.applied++;
       return fingerprint(this.root, rec.path, rec.offset, rec.length);
+    }
+    if (rec.op === 'sync-probe') {
+      this.applied++;
+      return probe(this.root, rec.path, rec.offset, rec.length, rec.block);
     }
     try {
       await this.applyOne(rec);

@@ -29,6 +29,17 @@
  *   directory): then the secondary's own rename/link gives the same result.
  * - an entry that vanished before the walk reached it is skipped (no error).
  *
+ * Comparing (FullSyncOptions.ask, a full resync towards a node that may hold most of the tree):
+ * a regular file with one link is not copied at once. In the walk's step that lstat'ed it, a
+ * `sync-probe` asks what the peer has there at that point of the stream; the rest runs when the
+ * answer is back, in probe order, while the walk goes on (at most PROBE_WINDOW files pending):
+ * nothing or another kind of entry there (or a file with other links): copied as above; same
+ * size and mtime, and no live write reached the file since sync-begin (`touched`): equal;
+ * otherwise compared by blocks (compareBlocks: the peer's size is set to this one's, then each
+ * 4 MiB range is hashed here and asked of the peer in one step, and only blocks whose hashes
+ * differ are sent). Every decision is made on the inode probed: a path that names another file
+ * by then was replaced by live records, which brought the new one or queued it for re-copy.
+ *
  * Hard links: the first name of a file with several is copied, the others are sent as `link`
  * records to it (so the secondary has one file with several names, as the primary).
  * Limits: excluded paths are not copied, and are named in their directory's `sync-dir` so that the
@@ -43,11 +54,14 @@
 import * as fs from 'node:fs';
 import { DEFAULT_ZONE_BYTES, type PathChanges } from '../../core/replication/changes.js';
 import type { RecordBody } from '../../core/replication/records.js';
+import { PROBE_BLOCK, PROBE_RANGE, type ProbeAnswer, blockHashes } from './probe.js';
 
 const C = fs.constants;
 const MiB = 1024 * 1024;
 /** Weight of one record in the outstanding bound, beside its data (headers, path, bookkeeping). */
 const RECORD_COST = 256;
+/** Files probed and not finished (answer awaited, or being compared) beyond which the walk waits. */
+const PROBE_WINDOW = 128;
 
 export interface FullSyncOptions {
   /** Underlying tree of the primary (e.g. /proc/self/fd/N). */
@@ -71,6 +85,12 @@ export interface FullSyncOptions {
   readonly plan?: readonly { readonly path: string; readonly changes: PathChanges }[];
   /** Zone size of the plan's zone indexes (default 1 MiB). */
   readonly zoneBytes?: number;
+  /**
+   * Compare instead of copy (a full resync towards a node that may hold most of the tree): sends
+   * an asking record (`sync-probe`) IN THE SAME SYNCHRONOUS CALL and resolves with the peer's
+   * answer (probe.ts). Absent: every regular file is copied.
+   */
+  readonly ask?: (body: RecordBody) => Promise<unknown>;
 }
 
 export interface FullSyncResult {
@@ -80,6 +100,9 @@ export interface FullSyncResult {
   readonly dirs: number;
   /** File bytes read and sent (holes not counted). */
   readonly bytes: number;
+  /** Files the peer had already: equal by size and mtime (`same`), or compared by blocks (`compared`). */
+  readonly same: number;
+  readonly compared: number;
 }
 
 export interface FullSyncProgress {
@@ -126,10 +149,20 @@ export class FullSync {
   /** Directories whose sync-dir was sent (the secondary has them, cleaned). */
   private readonly listed = new Set<string>();
   private outstanding = 0;
-  private wake: (() => void) | null = null;
+  private wakers: (() => void)[] = [];
   private failure: unknown = null;
   private readonly pending = new Set<Promise<void>>();
-  private counts = { files: 0, dirs: 0, bytes: 0, skipped: 0 };
+  private counts = { files: 0, dirs: 0, bytes: 0, skipped: 0, same: 0, compared: 0 };
+  private readonly ask: FullSyncOptions['ask'];
+  /** Files probed and not finished; `chain` runs their continuations in probe order. */
+  private probing = 0;
+  private chain: Promise<void> = Promise.resolve();
+  /**
+   * Inodes a live write, truncate or utimens reached since sync-begin (comparing mode): it set
+   * the mtime on both nodes within the same millisecond or so, so their mtimes no longer tell
+   * whether the rest of the file is the same: such a file is compared by blocks.
+   */
+  private readonly touched = new Set<number>();
   private prog = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
   private readonly buf: Buffer;
   /** Hard links: inode of a file with several names -> the name copied first. */
@@ -140,6 +173,7 @@ export class FullSync {
 
   constructor(opts: FullSyncOptions) {
     this.plan = opts.plan;
+    this.ask = opts.ask;
     this.zoneBytes = opts.zoneBytes ?? DEFAULT_ZONE_BYTES;
     this.root = opts.root.replace(/\/+$/, '');
     this.submitFn = opts.submit;
@@ -172,18 +206,21 @@ export class FullSync {
       this.send({ op: 'sync-begin', path: '/' });
       if (this.plan === undefined) await this.walk('/', signal);
       else await this.followPlan(this.plan, signal);
+      await this.chain;
       while (this.recopy.size > 0) {
         const next = this.recopy.values().next().value as string;
         this.recopy.delete(next);
         this.prog.filesTotal++;
         await this.walk(next, signal);
+        await this.chain;
       }
       await this.step(signal);
       const end = this.send({ op: 'sync-end', path: '/' });
       await Promise.all([...this.pending]);
       await end;
       this.throwIfFailed();
-      return { files: this.counts.files, dirs: this.counts.dirs, bytes: this.counts.bytes };
+      const c = this.counts;
+      return { files: c.files, dirs: c.dirs, bytes: c.bytes, same: c.same, compared: c.compared };
     } finally {
       this.running = false;
     }
@@ -191,9 +228,17 @@ export class FullSync {
 
   /**
    * Called (synchronously, in the step that submits it) for every LIVE record of this directory
-   * submitted while a sync runs: keeps the re-copy queue and the "already equal" sets right.
+   * submitted after sync-begin: keeps the re-copy queue and the "already equal" sets right.
    */
   noteLive(body: RecordBody): void {
+    // From sync-begin on (the walker is made then; run() may start later): see `touched`.
+    if (this.ask !== undefined && (body.op === 'write' || body.op === 'truncate' || body.op === 'utimens')) {
+      try {
+        this.touched.add(fs.lstatSync(this.abs(body.path)).ino);
+      } catch {
+        // gone already: a later probe finds another file, or none
+      }
+    }
     if (!this.running) return;
     switch (body.op) {
       case 'create':
@@ -252,7 +297,15 @@ export class FullSync {
    * record weighs `bytes` + RECORD_COST in the outstanding bound (many small records bound too).
    */
   private send(body: RecordBody, data = 0): Promise<void> {
-    const p = this.submitFn(body);
+    return this.track(this.submitFn(body), data);
+  }
+
+  /** Sends an asking record (same synchronous step as what it compares); resolves its answer. */
+  private probeOf(body: RecordBody & { op: 'sync-probe' }): Promise<ProbeAnswer> {
+    return this.track((this.ask as NonNullable<FullSyncOptions['ask']>)(body) as Promise<ProbeAnswer>, 0);
+  }
+
+  private track<T>(p: Promise<T>, data: number): Promise<T> {
     const bytes = data + RECORD_COST;
     this.outstanding += bytes;
     const tracked = p.then(() => {
@@ -262,12 +315,20 @@ export class FullSync {
       this.failure ??= e;
     }).finally(() => {
       this.pending.delete(tracked);
-      const w = this.wake;
-      this.wake = null;
-      w?.();
+      this.wakeAll();
     });
     this.pending.add(tracked);
     return p;
+  }
+
+  private wakeAll(): void {
+    const w = this.wakers;
+    this.wakers = [];
+    for (const f of w) f();
+  }
+
+  private sleep(): Promise<void> {
+    return new Promise<void>((resolve) => { this.wakers.push(resolve); });
   }
 
   private throwIfFailed(): void {
@@ -277,11 +338,7 @@ export class FullSync {
   /** Between two synchronous steps: lets live calls run, waits for acks beyond the bound. */
   private async step(signal?: AbortSignal): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.outstanding > this.maxOutstanding && this.failure === null && !signal?.aborted) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-    }
+    while (this.outstanding > this.maxOutstanding && this.failure === null && !signal?.aborted) await this.sleep();
     if (signal?.aborted) throw signal.reason ?? new Error('full sync aborted');
     this.throwIfFailed();
   }
@@ -291,6 +348,7 @@ export class FullSync {
     const stack = [start];
     while (stack.length > 0) {
       const path = stack.pop() as string;
+      while (this.probing >= PROBE_WINDOW && this.failure === null && !signal?.aborted) await this.sleep();
       await this.step(signal);
       // --- one synchronous step: look at the entry and send what it is ---
       if (path !== '/') this.prog.filesDone++;
@@ -319,7 +377,8 @@ export class FullSync {
           this.done.add(path);
           continue;
         }
-        if ((await this.copyFile(path, signal)) && st.nlink > 1) this.inodes.set(st.ino, path);
+        if (this.ask !== undefined && st.nlink === 1) this.probeFile(path, st, signal);
+        else if ((await this.copyFile(path, signal)) && st.nlink > 1) this.inodes.set(st.ino, path);
       } else if (st.isSymbolicLink()) {
         let target: string;
         try {
@@ -425,6 +484,132 @@ export class FullSync {
       if (!this.stillNames(p, st.ino)) return;
       const now = fs.fstatSync(fd);
       this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
+      this.counts.files++;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Full resync by comparison, first step (in the walk's synchronous step that lstat'ed the
+   * file): asks the peer what it has at `path` at this point of the stream. The rest runs when
+   * the answer is here, in probe order (`chain`), while the walk goes on.
+   */
+  private probeFile(path: string, st: fs.Stats, signal?: AbortSignal): void {
+    const mine = { ino: st.ino, size: st.size, mtimeMs: Math.round(st.mtimeMs), touched: this.touched.has(st.ino) };
+    const answer = this.probeOf({ op: 'sync-probe', path, offset: 0, length: 0, block: PROBE_BLOCK });
+    answer.catch(() => undefined); // handled in the chain (or run() fails from `failure`)
+    this.probing++;
+    this.chain = this.chain.then(async () => {
+      try {
+        await this.afterProbe(path, mine, await answer, signal);
+      } catch (e) {
+        this.failure ??= e;
+      } finally {
+        this.probing--;
+        this.wakeAll();
+      }
+    });
+  }
+
+  /**
+   * The peer's answer to the quick check, compared with this node's file at the same point of
+   * the stream: no regular file there (or one with other links): copy; same size and mtime, and
+   * no live write reached it since sync-begin (`touched`): equal (permissions and owner sent if
+   * they differ); else compare by blocks. The file is the
+   * one probed or nothing is done: a path that names another file now was renamed or replaced
+   * by live records, which brought it or put it on the re-copy queue.
+   */
+  private async afterProbe(path: string, mine: { ino: number; size: number; mtimeMs: number; touched: boolean }, a: ProbeAnswer, signal?: AbortSignal): Promise<void> {
+    await this.step(signal);
+    // --- one synchronous step: still the file probed? then decide ---
+    const p = this.abs(path);
+    let now: fs.Stats;
+    try {
+      now = fs.lstatSync(p);
+    } catch {
+      return;
+    }
+    if (now.ino !== mine.ino || !now.isFile()) return;
+    if (a.type !== 'file' || (a.nlink ?? 1) > 1) {
+      await this.copyFile(path, signal);
+      return;
+    }
+    if (!mine.touched && a.size === mine.size && a.mtimeMs === mine.mtimeMs) {
+      if (a.mode !== (now.mode & 0o7777)) this.send({ op: 'chmod', path, mode: now.mode & 0o7777 });
+      if (a.uid !== now.uid || a.gid !== now.gid) this.send({ op: 'chown', path, uid: now.uid, gid: now.gid });
+      this.done.add(path);
+      this.counts.same++;
+      this.counts.files++;
+      this.prog.bytesTotal += mine.size;
+      this.prog.bytesDone += mine.size;
+      return;
+    }
+    await this.compareBlocks(path, mine.ino, signal);
+  }
+
+  /**
+   * Brings the peer's copy of a file level by blocks (called in the synchronous step that checked
+   * the file): `sync-zones` makes its size, mode and owner this file's (from here on the two
+   * sizes stay equal: every later change of either goes to both); then each PROBE_RANGE is hashed
+   * here and asked of the peer in one synchronous step, so both hashes describe the same point of
+   * the stream; a block whose hashes differ is sent with its content when the answer is here
+   * (a block equal then stays equal: the same live records apply to both). Then the times.
+   */
+  private async compareBlocks(path: string, ino: number, signal?: AbortSignal): Promise<void> {
+    const p = this.abs(path);
+    let fd: number;
+    try {
+      fd = fs.openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch {
+      return;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile() || st.ino !== ino) return;
+      this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
+      this.done.delete(path);
+      this.prog.bytesTotal += st.size;
+      const ranges: Promise<void>[] = [];
+      let abandoned = false;
+      for (let off = 0; off < st.size; off += PROBE_RANGE) {
+        await this.step(signal);
+        // --- one synchronous step: hash a range here, ask the peer for the same range ---
+        if (!this.stillNames(p, ino)) { abandoned = true; break; }
+        const size = fs.fstatSync(fd).size;
+        if (off >= size) break; // shrunk: the rest is gone on both sides
+        const mineH = blockHashes(fd, off, PROBE_RANGE, PROBE_BLOCK, size);
+        const answer = this.probeOf({ op: 'sync-probe', path, offset: off, length: PROBE_RANGE, block: PROBE_BLOCK });
+        const range = Math.min(PROBE_RANGE, st.size - off);
+        ranges.push(answer.then(async (theirs) => {
+          await this.step(signal);
+          // --- one synchronous step: still the same file? send the blocks that differ ---
+          if (!this.stillNames(p, ino)) { abandoned = true; return; }
+          const hs = theirs.hashes ?? [];
+          for (const [j, h] of mineH.entries()) {
+            if (hs[j] === h) continue;
+            const start = off + j * PROBE_BLOCK;
+            for (let at = start; at < start + PROBE_BLOCK;) {
+              const n = fs.readSync(fd, this.buf, 0, Math.min(this.buf.length, start + PROBE_BLOCK - at), at);
+              if (n === 0) break;
+              this.send({ op: 'write', path, offset: at, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
+              this.counts.bytes += n;
+              at += n;
+            }
+          }
+          this.prog.bytesDone += range;
+        }));
+      }
+      // Every range settled before the descriptor closes (a failed one fails the sync).
+      const settled = await Promise.allSettled(ranges);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      if (abandoned) return;
+      await this.step(signal);
+      if (!this.stillNames(p, ino)) return;
+      const now = fs.fstatSync(fd);
+      this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
+      this.done.add(path);
+      this.counts.compared++;
       this.counts.files++;
     } finally {
       fs.closeSync(fd);

@@ -66,19 +66,79 @@ export type DecodedPayload =
   | { readonly kind: 'control'; readonly message: ControlMessage }
   | { readonly kind: 'bad'; readonly error: string };
 
-/** The secondary's answer to a `verify` record (a REPLY frame): `{t: 'verify', seq, fp}` as JSON. */
-export function encodeVerifyReply(seq: number, fp: unknown): Buffer {
-  return Buffer.from(JSON.stringify({ t: 'verify', seq, fp }), 'utf8');
+/** The secondary's answer to a `verify` or `sync-probe` record (a REPLY frame): `{t: 'reply', seq, a}` as JSON. */
+export function encodeReply(seq: number, answer: unknown): Buffer {
+  return Buffer.from(JSON.stringify({ t: 'reply', seq, a: answer }), 'utf8');
 }
 
-export function decodeVerifyReply(b: Buffer): { seq: number; fp: Fingerprint } | null {
+export function decodeReply(b: Buffer): { seq: number; answer: object } | null {
   try {
-    const m = JSON.parse(b.toString('utf8')) as { t?: unknown; seq?: unknown; fp?: unknown };
-    if (m.t !== 'verify' || typeof m.seq !== 'number' || typeof m.fp !== 'object' || m.fp === null) return null;
-    return { seq: m.seq, fp: m.fp as Fingerprint };
+    const m = JSON.parse(b.toString('utf8')) as { t?: unknown; seq?: unknown; a?: unknown };
+    if (m.t !== 'reply' || typeof m.seq !== 'number' || typeof m.a !== 'object' || m.a === null) return null;
+    return { seq: m.seq, answer: m.a };
   } catch {
     return null;
   }
+}
+
+/**
+ * The answers (REPLY frames) to the asking records sent on one link connection, by seq. An
+ * answer may come before its waiter asks (it is kept); a link that drops, `close`, or no answer
+ * within `timeoutMs` of asking rejects the waiters (PEER_GONE, naming `what`).
+ */
+export class Answers {
+  private readonly waiting = new Map<number, { resolve: (a: object) => void; reject: (e: Error) => void }>();
+  private readonly early = new Map<number, object>();
+  private down: Error | null = null;
+  private readonly offs: (() => void)[];
+
+  constructor(sender: ReplicationSender, private readonly what: string, private readonly timeoutMs = 30_000) {
+    this.offs = [
+      sender.onReply((payload) => {
+        const r = decodeReply(payload);
+        if (r === null) return;
+        const w = this.waiting.get(r.seq);
+        if (w) {
+          this.waiting.delete(r.seq);
+          w.resolve(r.answer);
+        } else this.early.set(r.seq, r.answer);
+      }),
+      sender.onState((st, why) => { if (st === 'down') this.fail(`the link dropped during the ${what}: ${why}`); }),
+    ];
+  }
+
+  /** The answer to record `seq`. */
+  wait(seq: number): Promise<object> {
+    const got = this.early.get(seq);
+    if (got !== undefined) {
+      this.early.delete(seq);
+      return Promise.resolve(got);
+    }
+    if (this.down !== null) return Promise.reject(this.down);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.waiting.delete(seq);
+        reject(gone(`no ${this.what} answer for record ${seq} within ${this.timeoutMs / 1000} s`));
+      }, this.timeoutMs);
+      this.waiting.set(seq, { resolve: (a) => { clearTimeout(t); resolve(a); }, reject: (e) => { clearTimeout(t); reject(e); } });
+    });
+  }
+
+  close(): void {
+    for (const off of this.offs) off();
+    this.fail(`the ${this.what} ended`);
+    this.early.clear();
+  }
+
+  private fail(detail: string): void {
+    this.down ??= gone(detail);
+    for (const w of this.waiting.values()) w.reject(this.down);
+    this.waiting.clear();
+  }
+}
+
+function gone(detail: string): HakitError {
+  return new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail });
 }
 
 export function decodePayload(p: Buffer): DecodedPayload {
@@ -102,7 +162,7 @@ export function decodePayload(p: Buffer): DecodedPayload {
 
 /** What a full-sync walker offers (FullSync in fullsync.ts; a fake in unit tests). */
 export interface SyncWalker {
-  run(signal?: AbortSignal): Promise<{ files: number; dirs: number; bytes: number }>;
+  run(signal?: AbortSignal): Promise<{ files: number; dirs: number; bytes: number; same?: number; compared?: number }>;
   noteLive(body: RecordBody): void;
   progress(): { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number };
 }
@@ -114,6 +174,10 @@ export interface WalkerOptions {
   /** Incremental resync: the change log's plan for this dir (absent: a full copy). */
   readonly plan?: readonly { readonly path: string; readonly changes: PathChanges }[];
   readonly zoneBytes?: number;
+  /** Full resync: numbers and sends an asking record (`sync-probe`) in the same synchronous
+   *  call, resolving with the peer's answer (probe.ts): files the peer has already are compared,
+   *  not copied. */
+  readonly ask?: (body: RecordBody) => Promise<unknown>;
 }
 
 export interface LinkReplicatorOptions {
@@ -276,6 +340,8 @@ export class LinkReplicator {
     this.incremental = incremental;
     const replays = incremental && this.opts.roots.some((_r, i) => this.log.set.replays(i).length > 0);
     let sender: ReplicationSender | null = null;
+    let answers: Answers | null = null;
+    const totals = { files: 0, bytes: 0, same: 0, compared: 0 };
     /**
      * Resync mode and the first records, in one synchronous step, before any live record: the
      * sync-start, every dir's applier tolerant (a live record may name a path the peer gets only
@@ -284,10 +350,14 @@ export class LinkReplicator {
     const begin = (): Promise<unknown>[] => {
       const link = this.openLink();
       sender = link;
+      const asked = new Answers(link, 'resync');
+      answers = asked;
       this.modeNow = 'resync';
       this.walkers = this.opts.roots.map((root, i) => this.opts.makeWalker({
         root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
-        ...(incremental ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes } : {}),
+        ...(incremental
+          ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes }
+          : { ask: (body) => { const rec = this.numberer.number(body); return this.send(i, rec).then(() => asked.wait(rec.seq)); } }),
       }));
       const started: Promise<unknown>[] = [link.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal })];
       for (const [i] of this.opts.roots.entries()) started.push(this.send(i, this.numberer.number({ op: 'sync-begin', path: '/' })));
@@ -327,20 +397,25 @@ export class LinkReplicator {
       await Promise.all(started);
       for (const w of this.walkers) {
         if (ac.signal.aborted) throw new Error('resync stopped');
-        await w?.run(ac.signal);
+        const r = await w?.run(ac.signal);
+        if (r) for (const k of ['files', 'bytes', 'same', 'compared'] as const) totals[k] += r[k] ?? 0;
       }
       const link = sender as ReplicationSender | null;
       if (link === null) throw new Error('resync stopped');
       await link.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
       if (this.resyncAbort === ac) await this.enterSyncLog();
-    })().then(() => {
+    })().finally(() => answers?.close()).then(() => {
       if (this.resyncAbort !== ac) return;
       this.lastProgress = this.progress();
       this.resyncAbort = null;
       this.walkers = [];
       this.modeNow = 'sync';
       this.forceFull = false;
-      this.opts.onResyncServed(true, `${incremental ? 'incremental' : 'full'}, generation ${generation}`);
+      const t = totals;
+      const what = incremental
+        ? `${t.files} files, ${t.bytes} bytes of file data sent`
+        : `${t.files} files: ${t.same} equal by size and mtime, ${t.compared} compared by blocks, ${t.files - t.same - t.compared} copied; ${t.bytes} bytes of file data sent`;
+      this.opts.onResyncServed(true, `${incremental ? 'incremental' : 'full'}, generation ${generation}; ${what}`);
     }, (e: unknown) => {
       if (this.resyncAbort !== ac) return;
       this.lastProgress = this.progress();
@@ -384,37 +459,15 @@ export class LinkReplicator {
     }
     if (this.verifying) throw new HakitError('BAD_REQUEST', { detail: 'a verify of this module runs already' });
     this.verifying = true;
-    const waiting = new Map<number, { resolve: (fp: Fingerprint) => void; reject: (e: Error) => void }>();
-    const early = new Map<number, Fingerprint>();
-    let down: Error | null = null;
-    const offReply = sender.onReply((payload) => {
-      const r = decodeVerifyReply(payload);
-      if (r === null) return;
-      const w = waiting.get(r.seq);
-      if (w) { waiting.delete(r.seq); w.resolve(r.fp); } else early.set(r.seq, r.fp);
-    });
-    const offState = sender.onState((s, why) => {
-      if (s !== 'down') return;
-      down = new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: `the link dropped during the verify: ${why}` });
-      for (const w of waiting.values()) w.reject(down);
-      waiting.clear();
-    });
-    const answer = (seq: number): Promise<Fingerprint> => {
-      const got = early.get(seq);
-      if (got !== undefined) { early.delete(seq); return Promise.resolve(got); }
-      if (down !== null) return Promise.reject(down);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => { waiting.delete(seq); reject(new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: `no verify answer for record ${seq} within 30 s` })); }, 30_000);
-        waiting.set(seq, { resolve: (fp) => { clearTimeout(t); resolve(fp); }, reject: (e) => { clearTimeout(t); reject(e); } });
-      });
-    };
+    const answers = new Answers(sender, 'verify');
+    const answer = (seq: number): Promise<Fingerprint> => answers.wait(seq) as Promise<Fingerprint>;
     try {
       const total = { entries: 0, bytes: 0, differ: [] as VerifyDifference[] };
       for (const [i, root] of this.opts.roots.entries()) {
         const r = await verifyTree({
           root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, answer,
           submit: (body) => {
-            if (this.sender !== sender) throw new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: 'replication left sync mode during the verify' });
+            if (this.sender !== sender) throw gone('replication left sync mode during the verify');
             const rec = this.numberer.number(body);
             return { seq: rec.seq, acked: this.send(i, rec) };
           },
@@ -425,8 +478,7 @@ export class LinkReplicator {
       }
       return total;
     } finally {
-      offReply();
-      offState();
+      answers.close();
       this.verifying = false;
     }
   }
@@ -549,7 +601,7 @@ export class LinkReplicator {
   /** Sends one record now (the caller numbered it in the same synchronous step). */
   private send(dir: number, rec: Record): Promise<void> {
     const s = this.sender;
-    if (s === null) return Promise.reject(new HakitError('PEER_GONE', { module: '(rfs)', peer: '(peer)', detail: 'no replication link' }));
+    if (s === null) return Promise.reject(gone('no replication link'));
     const p = encodeRecordPayload(dir, rec);
     this.recordsSent++;
     this.bytesSent += p.length;

@@ -7,8 +7,8 @@
  * does not lose its link. `accept(false)` (this node leaves SECOND) refuses what waits: the link
  * closes and the primary goes ALONE.
  *
- * Verify: a `verify` record is answered with a REPLY frame carrying its seq and this copy's
- * fingerprint (verify.ts).
+ * Asking records: a `verify` or `sync-probe` record is answered with a REPLY frame carrying its
+ * seq and what the applier resolved (this copy's fingerprint, verify.ts; what it has, probe.ts).
  *
  * Resync: `expectSync(ms)` (the core's `start-resync`) arms a deadline for the primary's
  * `sync-start`; `onResyncDone(true, generation)` fires when `sync-complete` has been applied,
@@ -17,10 +17,10 @@
 import { HakitError } from '../../core/errors.js';
 import type { Record } from '../../core/replication/records.js';
 import type { ReplicationReceiver } from '../tcp/link.js';
-import { decodePayload, encodeVerifyReply } from './link-replicator.js';
+import { decodePayload, encodeReply } from './link-replicator.js';
 
 export interface ApplierLike {
-  /** Resolves once applied; for a `verify` record, with the fingerprint to answer. */
+  /** Resolves once applied; for an asking record (`verify`, `sync-probe`), with the answer. */
   apply(rec: Record): Promise<unknown>;
 }
 
@@ -122,7 +122,7 @@ export class ReplicaReceiver {
     const a = this.opts.appliers[d.dir];
     if (a === undefined) throw new HakitError('RFS', { dir: '(replica)', detail: `record for replicated dir #${d.dir}, this node has ${this.opts.appliers.length}` });
     const out = await a.apply(d.record);
-    if (d.record.op === 'verify') this.opts.receiver.reply(encodeVerifyReply(d.record.seq, out));
+    if (out !== undefined) this.opts.receiver.reply(encodeReply(d.record.seq, out));
     this.applied++;
     this.bytes += payload.length;
   }

@@ -57,6 +57,11 @@ export type RecordBody =
    *  SHA-256 of bytes [offset, offset + length) of a file (metadata only with offset 0), the
    *  names of a directory, the target of a symlink (verify.ts). Changes nothing. */
   | { readonly op: 'verify'; readonly path: string; readonly offset: number; readonly length: number }
+  /** Full resync by comparison (fullsync.ts, probe.ts): the secondary answers (a REPLY) with what
+   *  it has at `path` at this point of the stream. `length` 0: the entry's type, and for a
+   *  regular file its size, mtime, mode, owner and link count (the quick check); otherwise the
+   *  SHA-256 of each `block`-byte block of its bytes in [offset, offset + length). Changes nothing. */
+  | { readonly op: 'sync-probe'; readonly path: string; readonly offset: number; readonly length: number; readonly block: number }
   /** The copy is complete: the secondary leaves tolerant mode. `path` is always `/`. */
   | { readonly op: 'sync-end'; readonly path: string };
 
@@ -69,11 +74,11 @@ export type RecordOp = RecordBody['op'];
 export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
   create: 1, mknod: 2, mkdir: 3, symlink: 4, link: 5, write: 6, truncate: 7, unlink: 8, rmdir: 9,
   rename: 10, chmod: 11, chown: 12, utimens: 13, setxattr: 14, removexattr: 15, fsync: 16,
-  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20, 'sync-zones': 21, verify: 22,
+  'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20, 'sync-zones': 21, verify: 22, 'sync-probe': 23,
 };
 
 /** The ops whose records change the tree (all of them but `fsync`, `sync-begin`, `sync-end`). */
-export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync' && op !== 'sync-begin' && op !== 'sync-end' && op !== 'verify');
+export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync' && op !== 'sync-begin' && op !== 'sync-end' && op !== 'verify' && op !== 'sync-probe');
 
 /** `names` is a list of file names (no NUL): on the wire one bytes field, names NUL-separated. */
 type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'i64' | 'bool' | 'names';
@@ -101,6 +106,7 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   'sync-end': [['path', 'str']],
   'sync-zones': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
   verify: [['path', 'str'], ['offset', 'u64'], ['length', 'u64']],
+  'sync-probe': [['path', 'str'], ['offset', 'u64'], ['length', 'u64'], ['block', 'u32']],
 };
 
 export const RECORD_VERSION = 1;
