@@ -198,6 +198,7 @@ export class MirrorRuntime {
       changeLog: `${this.cfg.moduleStateDir}/changes.log`,
       quarantineDir: `${this.cfg.moduleStateDir}/quarantine`,
       zoneBytes: m.replication.zoneSizeBytes,
+      ...(m.replication.resyncBandwidthBytesPerSec !== undefined ? { resyncBytesPerSec: m.replication.resyncBandwidthBytesPerSec } : {}),
     };
   }
 

@@ -49,7 +49,7 @@ function writeConfig(dir: string, extraModule = ''): void {
     'nodes: [n1, n2]',
     'heartbeat: { pulse: 20ms, timeout: 200ms }',
     'vip: [ { address: 198.18.0.101/24, interface: eth0 } ]',
-    'replication: { dirs: [ { path: /srv/data } ] }',
+    'replication: { dirs: [ { path: /srv/data } ], resync_bandwidth: 40MiB/s, zone_size: 256KiB }',
     '',
   ].join('\n'));
 }
@@ -150,6 +150,8 @@ describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
     assert.equal(f1.config?.dirs[0]?.path, '/srv/data');
     assert.deepEqual(f1.config?.listen, { address: '198.18.0.1', port: 7406 });
     assert.deepEqual(f1.config?.peerAddress, { address: '198.18.0.2', port: 7406 });
+    assert.equal(f1.config?.resyncBytesPerSec, 40 * 1024 * 1024, 'replication.resync_bandwidth reaches the rfs');
+    assert.equal(f1.config?.zoneBytes, 256 * 1024, 'replication.zone_size reaches the rfs');
     await n1.command('data', { cmd: 'start' });
     await n2.command('data', { cmd: 'start' });
     const st = (a: NodeAgent) => a.status('data').modules[0]!;

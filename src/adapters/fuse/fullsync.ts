@@ -54,6 +54,8 @@
 import * as fs from 'node:fs';
 import { DEFAULT_ZONE_BYTES, type PathChanges } from '../../core/replication/changes.js';
 import type { RecordBody } from '../../core/replication/records.js';
+import type { Clock } from '../clock/clock.js';
+import { realClock } from '../clock/real.js';
 import { PROBE_BLOCK, PROBE_RANGE, type ProbeAnswer, blockHashes } from './probe.js';
 
 const C = fs.constants;
@@ -91,6 +93,15 @@ export interface FullSyncOptions {
    * answer (probe.ts). Absent: every regular file is copied.
    */
   readonly ask?: (body: RecordBody) => Promise<unknown>;
+  /**
+   * Cap of what the copy sends, bytes a second (replication.resync_bandwidth; absent: none).
+   * Counted: the records of the copy (file data, listings, metadata; RECORD_COST each), not the
+   * live records that go along (the application's writes are never slowed by it). Bursts of at
+   * most a tenth of a second's worth (one chunk at least).
+   */
+  readonly maxBytesPerSec?: number;
+  /** Time for the cap (default: the real clock). */
+  readonly clock?: Pick<Clock, 'now' | 'sleep'>;
 }
 
 export interface FullSyncResult {
@@ -169,11 +180,19 @@ export class FullSync {
   private readonly inodes = new Map<number, string>();
 
   private readonly plan: FullSyncOptions['plan'];
+  private readonly rate: number | undefined;
+  private readonly clock: Pick<Clock, 'now' | 'sleep'>;
+  /** Bytes the copy sent (as the cap counts them) and when it started (clock ms). */
+  private paced = 0;
+  private pacedFrom = 0;
   private readonly zoneBytes: number;
 
   constructor(opts: FullSyncOptions) {
     this.plan = opts.plan;
     this.ask = opts.ask;
+    if (opts.maxBytesPerSec !== undefined && !(opts.maxBytesPerSec > 0)) throw new RangeError(`maxBytesPerSec must be above 0, got ${opts.maxBytesPerSec}`);
+    this.rate = opts.maxBytesPerSec;
+    this.clock = opts.clock ?? realClock;
     this.zoneBytes = opts.zoneBytes ?? DEFAULT_ZONE_BYTES;
     this.root = opts.root.replace(/\/+$/, '');
     this.submitFn = opts.submit;
@@ -202,6 +221,7 @@ export class FullSync {
   async run(signal?: AbortSignal): Promise<FullSyncResult> {
     if (this.running) throw new Error('FullSync.run is already running');
     this.running = true;
+    this.pacedFrom = this.clock.now();
     try {
       this.send({ op: 'sync-begin', path: '/' });
       if (this.plan === undefined) await this.walk('/', signal);
@@ -308,6 +328,7 @@ export class FullSync {
   private track<T>(p: Promise<T>, data: number): Promise<T> {
     const bytes = data + RECORD_COST;
     this.outstanding += bytes;
+    this.paced += bytes;
     const tracked = p.then(() => {
       this.outstanding -= bytes;
     }, (e: unknown) => {
@@ -335,9 +356,15 @@ export class FullSync {
     if (this.failure !== null) throw this.failure;
   }
 
-  /** Between two synchronous steps: lets live calls run, waits for acks beyond the bound. */
+  /** Between two synchronous steps: lets live calls run, waits for acks beyond the bound and for the cap. */
   private async step(signal?: AbortSignal): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.rate !== undefined) {
+      // Ahead of the cap by more than the burst allowance: wait until the rate allows what was sent.
+      const burst = Math.max(this.chunk + RECORD_COST, this.rate / 10);
+      const aheadMs = ((this.paced - burst) / this.rate) * 1000 - (this.clock.now() - this.pacedFrom);
+      if (aheadMs > 0) await this.clock.sleep(aheadMs, signal).catch(() => undefined);
+    }
     while (this.outstanding > this.maxOutstanding && this.failure === null && !signal?.aborted) await this.sleep();
     if (signal?.aborted) throw signal.reason ?? new Error('full sync aborted');
     this.throwIfFailed();

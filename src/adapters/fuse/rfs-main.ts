@@ -137,7 +137,7 @@ async function configure(c: RfsConfig): Promise<void> {
         key, cluster: c.cluster, node: c.node, peer: c.peer, module: c.module, timeoutMs: c.timeoutMs,
         host: c.peerAddress.address, port: c.peerAddress.port,
       }),
-      makeWalker: (o) => new FullSync(o),
+      makeWalker: (o) => new FullSync(c.resyncBytesPerSec !== undefined ? { ...o, maxBytesPerSec: c.resyncBytesPerSec } : o),
       ...(changeLog !== undefined ? { changeLog } : {}),
       ...(c.zoneBytes !== undefined ? { zoneBytes: c.zoneBytes } : {}),
       onLost: (detail) => send({ event: 'replication-lost', detail }),

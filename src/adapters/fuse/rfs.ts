@@ -68,6 +68,8 @@ export interface RfsConfig {
   readonly changeLog?: string;
   /** Zone size of the change log's marks (replication.zone_size; default 1 MiB). */
   readonly zoneBytes?: number;
+  /** Cap of what a resync this node serves sends, bytes a second (replication.resync_bandwidth; absent: none). */
+  readonly resyncBytesPerSec?: number;
   /** Where this node's changed paths are copied before a full resync overwrites them (absent: not kept). */
   readonly quarantineDir?: string;
 }

@@ -235,7 +235,7 @@ export const mirrorFileSchema = strict({
     }), 0, 'dir'),
     timeout: duration().optional().meta({ default: formatDuration(DEFAULTS.replication.timeoutMs) }),
     zone_size: size().optional().meta({ default: formatSize(DEFAULTS.replication.zoneSizeBytes) }),
-    resync_bandwidth: bandwidth().optional().describe('Cap of the resync rate per second; default: none.'),
+    resync_bandwidth: bandwidth().refine((n) => n >= 1024, { error: 'expected a cap of at least 1KiB/s (a resync capped lower would never finish); remove the key for no cap' }).optional().describe('Cap of what a resync sends per second (the copy, not the live writes that go along); default: none.'),
     port: int(1, 65535).optional().describe('TCP port of the replication link (both nodes listen on it, on their address of the first heartbeat network); default: 7406 + the index of the module among the replicated modules, in name order.'),
   }).optional(),
 });
