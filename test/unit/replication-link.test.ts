@@ -241,6 +241,46 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     } finally { await r.close(); }
   });
 
+  test('change log: a change made while a completed resync empties the log waits for that, unmarked (no stale mark or replay outlives the resync)', async () => {
+    /** A medium whose emptying writes (truncate) wait for `open()`. */
+    class GatedMedium extends MemoryLogMedium {
+      gate: Promise<void> | null = null;
+      waiting = 0;
+      private release: (() => void) | null = null;
+      hold(): void { this.gate = new Promise((res) => { this.release = res; }); }
+      open(): void { this.gate = null; this.release?.(); }
+      override async persist(text: string, truncate: boolean): Promise<void> {
+        if (truncate && this.gate) { this.waiting++; await this.gate; }
+        return super.persist(text, truncate);
+      }
+    }
+    const medium = new GatedMedium();
+    const log = new ChangeLog(medium);
+    await log.reset(true);
+    const r = await rig({ log });
+    r.replica.accept(true);
+    const rep = r.link.forDir(0);
+    try {
+      await rep.prepare?.({ op: 'write', path: '/db', offset: 0, length: 10 });
+      await rep.submit(write(r.numberer, '/db', 'x'));
+      medium.hold();
+      r.replica.expectSync(5000);
+      r.link.startResync('g.2', false);
+      for (let i = 0; i < 300 && medium.waiting === 0; i++) await new Promise((res) => setTimeout(res, 5));
+      assert.equal(medium.waiting, 1, 'the resync completed and empties the log');
+      assert.equal(r.link.mode, 'resync');
+      const during = rep.prepare?.({ op: 'rename', path: '/b', from: '/a' });
+      assert.ok(during instanceof Promise, 'the change waits for the emptied log');
+      assert.equal(await settled(during), 'pending');
+      medium.open();
+      await during;
+      await servedOnce(r);
+      assert.equal(r.link.mode, 'sync');
+      assert.equal(r.link.stats().dirtyPaths, 0, 'nothing was marked for the change made meanwhile');
+      assert.deepEqual(log.set.replays(0), [], 'no rename to replay outlives the resync');
+    } finally { await r.close(); }
+  });
+
   test('change log: a lost link marks the unacknowledged records; back alone the log is complete again; a clean release from sync empties it', async () => {
     const medium = new MemoryLogMedium();
     const log = new ChangeLog(medium);

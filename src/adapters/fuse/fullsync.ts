@@ -487,12 +487,18 @@ export class FullSync {
     try {
       const st = fs.fstatSync(fd);
       if (!st.isFile()) return;
-      this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
       const z = this.zoneBytes;
       const last = Math.ceil(st.size / z); // zones 0 .. last-1 hold data
       const zones = [...changes.zones].filter((i) => i < last && i < changes.tail);
       for (let i = Math.min(changes.tail, last); i < last; i++) zones.push(i);
       zones.sort((a, b) => a - b);
+      if (this.ask !== undefined) {
+        // Compared, not sent blind: a zone the peer has already (an earlier attempt of this
+        // resync sent it) does not travel again.
+        await this.levelByBlocks(path, fd, st, zones.map((zi) => [zi * z, Math.min((zi + 1) * z, st.size)] as const), signal);
+        return;
+      }
+      this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
       for (const zi of zones) this.prog.bytesTotal += Math.min(z, st.size - zi * z);
       for (const zi of zones) {
         const end = Math.min((zi + 1) * z, st.size);
@@ -584,31 +590,45 @@ export class FullSync {
    * (a block equal then stays equal: the same live records apply to both). Then the times.
    */
   private async compareBlocks(path: string, ino: number, signal?: AbortSignal): Promise<void> {
-    const p = this.abs(path);
     let fd: number;
     try {
-      fd = fs.openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+      fd = fs.openSync(this.abs(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
     } catch {
       return;
     }
     try {
       const st = fs.fstatSync(fd);
       if (!st.isFile() || st.ino !== ino) return;
-      this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
-      this.done.delete(path);
-      this.prog.bytesTotal += st.size;
-      const ranges: Promise<void>[] = [];
-      let abandoned = false;
-      for (let off = 0; off < st.size; off += PROBE_RANGE) {
+      if (await this.levelByBlocks(path, fd, st, [[0, st.size]], signal)) this.counts.compared++;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Makes the peer's copy of open file `fd` (`st`, fstat'ed in this synchronous step) equal to it
+   * in the byte ranges `ranges` (see compareBlocks), then sends its times. True when done to the
+   * end (false: the path stopped naming the file, which live records handle).
+   */
+  private async levelByBlocks(path: string, fd: number, st: fs.Stats, ranges: readonly (readonly [number, number])[], signal?: AbortSignal): Promise<boolean> {
+    const p = this.abs(path);
+    const ino = st.ino;
+    this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
+    this.done.delete(path);
+    for (const [a, b] of ranges) this.prog.bytesTotal += Math.max(0, b - a);
+    const answered: Promise<void>[] = [];
+    let abandoned = false;
+    for (const [from, to] of ranges) {
+      for (let off = from; off < to; off += PROBE_RANGE) {
+        const len = Math.min(PROBE_RANGE, to - off);
         await this.step(signal);
         // --- one synchronous step: hash a range here, ask the peer for the same range ---
         if (!this.stillNames(p, ino)) { abandoned = true; break; }
         const size = fs.fstatSync(fd).size;
         if (off >= size) break; // shrunk: the rest is gone on both sides
-        const mineH = blockHashes(fd, off, PROBE_RANGE, PROBE_BLOCK, size);
-        const answer = this.probeOf({ op: 'sync-probe', path, offset: off, length: PROBE_RANGE, block: PROBE_BLOCK });
-        const range = Math.min(PROBE_RANGE, st.size - off);
-        ranges.push(answer.then(async (theirs) => {
+        const mineH = blockHashes(fd, off, len, PROBE_BLOCK, size);
+        const answer = this.probeOf({ op: 'sync-probe', path, offset: off, length: len, block: PROBE_BLOCK });
+        answered.push(answer.then(async (theirs) => {
           await this.step(signal);
           // --- one synchronous step: still the same file? send the blocks that differ ---
           if (!this.stillNames(p, ino)) { abandoned = true; return; }
@@ -616,31 +636,31 @@ export class FullSync {
           for (const [j, h] of mineH.entries()) {
             if (hs[j] === h) continue;
             const start = off + j * PROBE_BLOCK;
-            for (let at = start; at < start + PROBE_BLOCK;) {
-              const n = fs.readSync(fd, this.buf, 0, Math.min(this.buf.length, start + PROBE_BLOCK - at), at);
+            const end = Math.min(start + PROBE_BLOCK, off + len);
+            for (let at = start; at < end;) {
+              const n = fs.readSync(fd, this.buf, 0, Math.min(this.buf.length, end - at), at);
               if (n === 0) break;
               this.send({ op: 'write', path, offset: at, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
               this.counts.bytes += n;
               at += n;
             }
           }
-          this.prog.bytesDone += range;
+          this.prog.bytesDone += len;
         }));
       }
-      // Every range settled before the descriptor closes (a failed one fails the sync).
-      const settled = await Promise.allSettled(ranges);
-      for (const r of settled) if (r.status === 'rejected') throw r.reason;
-      if (abandoned) return;
-      await this.step(signal);
-      if (!this.stillNames(p, ino)) return;
-      const now = fs.fstatSync(fd);
-      this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
-      this.done.add(path);
-      this.counts.compared++;
-      this.counts.files++;
-    } finally {
-      fs.closeSync(fd);
+      if (abandoned) break;
     }
+    // Every range settled before the caller closes the descriptor (a failed one fails the sync).
+    const settled = await Promise.allSettled(answered);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    if (abandoned) return false;
+    await this.step(signal);
+    if (!this.stillNames(p, ino)) return false;
+    const now = fs.fstatSync(fd);
+    this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
+    this.done.add(path);
+    this.counts.files++;
+    return true;
   }
 
   /** Reads a directory and sends its listing (same synchronous step); its names, or null if it vanished. */

@@ -174,9 +174,8 @@ export interface WalkerOptions {
   /** Incremental resync: the change log's plan for this dir (absent: a full copy). */
   readonly plan?: readonly { readonly path: string; readonly changes: PathChanges }[];
   readonly zoneBytes?: number;
-  /** Full resync: numbers and sends an asking record (`sync-probe`) in the same synchronous
-   *  call, resolving with the peer's answer (probe.ts): files the peer has already are compared,
-   *  not copied. */
+  /** Numbers and sends an asking record (`sync-probe`) in the same synchronous call, resolving
+   *  with the peer's answer (probe.ts): what the peer has already is compared, not sent. */
   readonly ask?: (body: RecordBody) => Promise<unknown>;
 }
 
@@ -251,6 +250,8 @@ export class LinkReplicator {
   private resyncStarted = 0;
   /** An incremental resync waits for its log state before it sends (startResync): keep marking. */
   private preparingResync = false;
+  /** A resync completed: the log is being emptied for sync mode (changes wait for it, unmarked). */
+  private emptyingLog: Promise<void> | null = null;
   private readonly maxLogPaths: number;
   /** Bumped by every mode change: an async setSync that was overtaken does nothing. */
   private epoch = 0;
@@ -342,6 +343,8 @@ export class LinkReplicator {
     let sender: ReplicationSender | null = null;
     let answers: Answers | null = null;
     const totals = { files: 0, bytes: 0, same: 0, compared: 0 };
+    let emptying: Promise<void> | null = null;
+    const stopEmptying = (): void => { if (this.emptyingLog === emptying) this.emptyingLog = null; };
     /**
      * Resync mode and the first records, in one synchronous step, before any live record: the
      * sync-start, every dir's applier tolerant (a live record may name a path the peer gets only
@@ -355,9 +358,9 @@ export class LinkReplicator {
       this.modeNow = 'resync';
       this.walkers = this.opts.roots.map((root, i) => this.opts.makeWalker({
         root, excluded: this.excluded[i] ?? NOTHING_EXCLUDED, submit: (body) => this.send(i, this.numberer.number(body)),
-        ...(incremental
-          ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes }
-          : { ask: (body) => { const rec = this.numberer.number(body); return this.send(i, rec).then(() => asked.wait(rec.seq)); } }),
+        // Both kinds compare what the peer has before sending (a second attempt resumes).
+        ask: (body) => { const rec = this.numberer.number(body); return this.send(i, rec).then(() => asked.wait(rec.seq)); },
+        ...(incremental ? { plan: snapshotPlan(this.log.set.plan(i)), zoneBytes: this.zoneBytes } : {}),
       }));
       const started: Promise<unknown>[] = [link.send(encodeControlPayload({ t: 'sync-start', generation, full: !incremental }), { signal: ac.signal })];
       for (const [i] of this.opts.roots.entries()) started.push(this.send(i, this.numberer.number({ op: 'sync-begin', path: '/' })));
@@ -403,8 +406,17 @@ export class LinkReplicator {
       const link = sender as ReplicationSender | null;
       if (link === null) throw new Error('resync stopped');
       await link.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
-      if (this.resyncAbort === ac) await this.enterSyncLog();
+      if (this.resyncAbort === ac) {
+        // The peer has everything sent so far: the log is emptied (and incomplete) before sync
+        // mode. A change made meanwhile waits for that rather than being marked: a mark made
+        // after the reset would outlive this resync (a stale replay could later be replayed twice).
+        const reset = this.enterSyncLog();
+        this.emptyingLog = reset;
+        emptying = reset;
+        await reset;
+      }
     })().finally(() => answers?.close()).then(() => {
+      stopEmptying(); // in the step that leaves resync mode (no mark in between)
       if (this.resyncAbort !== ac) return;
       this.lastProgress = this.progress();
       this.resyncAbort = null;
@@ -417,6 +429,7 @@ export class LinkReplicator {
         : `${t.files} files: ${t.same} equal by size and mtime, ${t.compared} compared by blocks, ${t.files - t.same - t.compared} copied; ${t.bytes} bytes of file data sent`;
       this.opts.onResyncServed(true, `${incremental ? 'incremental' : 'full'}, generation ${generation}; ${what}`);
     }, (e: unknown) => {
+      stopEmptying();
       if (this.resyncAbort !== ac) return;
       this.lastProgress = this.progress();
       this.resyncAbort = null;
@@ -542,6 +555,7 @@ export class LinkReplicator {
   /** Before a change: while the peer does not get records, it is recorded durably first. */
   private prepare(dir: number, c: Change): Promise<void> | null {
     if (this.modeNow !== 'alone' && this.modeNow !== 'resync') return null;
+    if (this.modeNow === 'resync' && this.emptyingLog !== null) return this.emptyingLog;
     return this.recordChange(dir, c);
   }
 
