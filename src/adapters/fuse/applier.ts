@@ -57,6 +57,12 @@ import { type Fingerprint, fingerprint } from './verify.js';
 const C = fs.constants;
 /** Flags of a cached write descriptor: never follows a symlink, never blocks on a FIFO. */
 const WRITE_FLAGS = C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK;
+/**
+ * Bytes per write(2). A 1 MiB record is written in 128 KiB calls: on the test VM the kernel
+ * copies 1 GiB into the page cache in ~1.0 s that way and ~2.1 s in 1 MiB calls (the copy of a
+ * slice stays in the CPU cache).
+ */
+const WRITE_SLICE = 128 * 1024;
 
 export interface ApplierOptions {
   /** The tree the records apply to (a directory path, e.g. /proc/self/fd/N). */
@@ -240,7 +246,7 @@ export class RecordApplier {
           const fd = this.writeFd(rec.path);
           let done = 0;
           while (done < rec.data.length) {
-            done += fs.writeSync(fd, rec.data, done, rec.data.length - done, rec.offset + done);
+            done += fs.writeSync(fd, rec.data, done, Math.min(WRITE_SLICE, rec.data.length - done), rec.offset + done);
           }
         });
         return;
