@@ -1226,6 +1226,13 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
     newGeneration(c, []);
     log(c, 'warn', `peer ${c.params.peer} ${role === 'silent' ? 'silent on every heartbeat network' : `is ${v?.state ?? '?'}`}: going on alone`);
     setState(c, 'ALONE', true, null);
+    if (c.params.hasReplication && role !== 'silent' && v !== null && !s.holdWrites) {
+      // A peer that left SECOND (a clean stop) applies nothing more: writes would wait for acks
+      // until replication.timeout. Replication goes alone as soon as the peer has seen the new
+      // generation (one heartbeat), as after a lost link (releaseWrites).
+      s.holdWrites = true;
+      s.changes++; // the peer must echo a view made after it saw the new generation
+    }
     return;
   }
   if (s.name === 'PRIM' && peerSecondInSync && v && peerMsg(v).wantSwap && validateCommand(s, { cmd: 'swap' }, c.params) === null) {
