@@ -25,6 +25,7 @@ import type { MirrorCommand } from '../core/mirror/index.js';
 import type { LogEntry, ModuleStatus, StatusReport } from '../core/status.js';
 import type { Logbook } from './logbook.js';
 import { MirrorRuntime, REPLICATION_BASE_PORT } from './mirror-runtime.js';
+import { currentBootId } from './boot-id.js';
 
 export interface AgentOptions {
   readonly configDir: string;
@@ -153,7 +154,7 @@ export class NodeAgent {
       mirrors.set(m.name, new MirrorRuntime(
         { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir, replicationPort: replicationPort(config.modules, m.name) },
         {
-          clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'),
+          clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'), bootId: () => currentBootId(),
           probeFor: opts.probeFor, moduleState: (name) => mirrors.get(name)?.status().state,
           spawnRfs: opts.spawnRfs ?? (() => new RfsProcess()), recoverMount: recoverStaleMount,
           openWitness: opts.openWitness ?? ((witness) => UdpWitnessClient.open({ key, cluster: config.cluster.name, node, clock, witness })),

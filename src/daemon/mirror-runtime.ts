@@ -11,6 +11,7 @@
  * What the peer sees (the published view) is the view of the last step whose actions have all
  * been executed: a node never tells its peer "I released the VIP" before the `ip addr del` ran.
  */
+import { execFile } from 'node:child_process';
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
 import type { ModuleRfs, RfsConfig } from '../adapters/fuse/rfs.js';
 import { probeFor as realProbeFor, type Probe, type ProbeContext, type ProbeFactory } from '../adapters/probes/index.js';
@@ -46,6 +47,10 @@ export interface MirrorRuntimeDeps {
   readonly logbook: Logbook;
   /** A fresh random seed for generation ids (hex). */
   readonly idSeed: () => string;
+  /** The host's boot id (boot-id.ts; absent or '': host restarts are not detected). */
+  readonly bootId?: () => string;
+  /** Writes out what the file system holding `dir` has in the page cache (default: `sync -f DIR`). */
+  readonly flushDir?: (dir: string) => Promise<void>;
   /** Makes the checkers' probes (default: the real ones). */
   readonly probeFor?: ProbeFactory;
   /** The state of another module on this node (for `module` checkers). */
@@ -137,6 +142,11 @@ export class MirrorRuntime {
   /** The arbitrator witness client (null: none configured, or it could not be opened). */
   private witness: WitnessClient | null = null;
   private lastLease: string = 'none asked yet';
+  /** This boot's id, and whether the module is stopped with its dirs flushed (Persisted.cleanStop). */
+  private bootId = '';
+  private cleanStop = false;
+  /** The state last written (the core's, plus the daemon-owned fields at write time). */
+  private lastWritten: Persisted | null = null;
   /** When the pulse timer last ran (stall detection: see noteStall). */
   private lastBeat = 0;
 
@@ -221,6 +231,19 @@ export class MirrorRuntime {
       // behind (the core's start rules then wait for the peer), and say so.
       this.log('error', (e as Error).message, { code: (e as HakitError).code });
       persisted = null;
+    }
+    this.bootId = this.deps.bootId?.() ?? '';
+    if (persisted !== null) {
+      // The host restarted (a new boot id) while the module was not cleanly stopped: what this
+      // copy had only in the page cache is gone, maybe under file times that were kept.
+      const crashed = this.params.hasReplication && this.bootId !== '' && persisted.bootId !== undefined &&
+        persisted.bootId !== this.bootId && persisted.cleanStop !== true;
+      if (crashed) {
+        this.log('warn', 'the host restarted without a clean stop of this module: its copy may have lost recent writes; it gets a full resync that compares every block before it is a secondary in sync again');
+        persisted = { ...persisted, suspect: true, unacked: true };
+      }
+      this.cleanStop = persisted.cleanStop === true && !crashed;
+      await this.writeState(persisted);
     }
     if (persisted?.enabled && persisted.lastPrimary === this.params.node) {
       // The last daemon may have died while this node was primary, leaving the application
@@ -402,7 +425,7 @@ export class MirrorRuntime {
     try {
       switch (a.type) {
         case 'persist':
-          await this.deps.store.write(MIRROR_STATE_NAME, a.persisted);
+          await this.writeState(a.persisted);
           return;
         case 'run-script':
           this.runScript(a);
@@ -434,13 +457,15 @@ export class MirrorRuntime {
         case 'start-resync':
           // The primary serves the request within a few pulses; the deadline only ends a
           // request nobody answered (the core then asks again).
-          await this.rfs?.expectSync(this.cfg.module.replication.timeoutMs + 10_000);
+          await this.rfs?.expectSync(this.cfg.module.replication.timeoutMs + 10_000, this.state.persisted.suspect === true);
           return;
         case 'stop-resync':
           await this.rfs?.stopResync();
           return;
-        case 'send-heartbeat':
         case 'transition':
+          await this.noteCleanStop(a.from, a.to, a.ready);
+          return;
+        case 'send-heartbeat':
         case 'log':
           return;
       }
@@ -450,6 +475,37 @@ export class MirrorRuntime {
       // The application must not start on a directory that is not replicated: release.
       if (a.type === 'mount' && a.mode === 'rw') this.deliver({ type: 'rfs-failed', now: this.deps.clock.now(), detail: (e as Error).message });
       if (a.type === 'start-resync') this.deliver({ type: 'resync-done', now: this.deps.clock.now(), ok: false, detail: (e as Error).message });
+    }
+  }
+
+  /** Writes the module's state with the daemon-owned fields (boot id, clean stop). */
+  private async writeState(p: Persisted): Promise<void> {
+    const full: Persisted = { ...p, ...(this.bootId !== '' ? { bootId: this.bootId } : {}), cleanStop: this.cleanStop };
+    await this.deps.store.write(MIRROR_STATE_NAME, full);
+    this.lastWritten = full;
+  }
+
+  /**
+   * Leaving STOP: the copy is about to change, so it is not a clean stop any more (written before
+   * anything is mounted). Reaching STOP (ready): the replicated dirs are unmounted; what the page
+   * cache holds of them is written out, then the stop is clean: a host restart after it loses
+   * nothing (no suspect copy at the next start).
+   */
+  private async noteCleanStop(from: string, to: string, ready: boolean): Promise<void> {
+    if (!this.params.hasReplication || this.lastWritten === null) return;
+    if (from === 'STOP' && to !== 'STOP' && this.cleanStop) {
+      this.cleanStop = false;
+      await this.writeState(this.lastWritten);
+    } else if (to === 'STOP' && ready && !this.cleanStop) {
+      const flush = this.deps.flushDir ?? syncDir;
+      try {
+        for (const d of this.cfg.module.replication.dirs) await flush(d.path);
+      } catch (e) {
+        this.log('warn', `could not flush the replicated dirs at stop (${(e as Error).message}): a host crash now would make this copy suspect`);
+        return;
+      }
+      this.cleanStop = true;
+      await this.writeState(this.lastWritten);
     }
   }
 
@@ -649,4 +705,11 @@ export class MirrorRuntime {
   private log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
     this.deps.logbook.log(this.name, level, message, { node: this.params.node, ...fields });
   }
+}
+
+/** `sync -f DIR`: writes out the page cache of the file system that holds DIR (syncfs(2)). */
+function syncDir(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', dir], { timeout: 120_000 }, (err, _o, stderr) => (err ? reject(new Error(String(stderr).trim() || err.message)) : resolve()));
+  });
 }

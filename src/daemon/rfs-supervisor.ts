@@ -68,8 +68,8 @@ export class RfsSupervisor {
     await (await this.ensure()).replicate(mode, generation, full);
   }
 
-  async expectSync(ms: number): Promise<void> {
-    await (await this.ensure()).expectSync(ms);
+  async expectSync(ms: number, distrust = false): Promise<void> {
+    await (await this.ensure()).expectSync(ms, distrust);
   }
 
   /** Every pulse: the child's self-fencing watches these (RfsConfig.fenceMs). */

@@ -4,7 +4,7 @@
 // heartbeats), so TCP/IP headers and heartbeats count against the bound.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needs } from '../helpers/prereq.js';
 import { pseudoRandomBytes } from '../helpers/data.js';
@@ -139,6 +139,45 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     assert.equal(served('full'), full0 + 1, 'a copy that may hold unacknowledged writes gets a full resync');
     equal('after the full resync by comparison');
     assert.ok(wire <= 1.1 * expected + 256 * 1024, `bytes on the wire ${wire} > 1.1 x ${expected} + 256 KiB (a full copy would be 100 MiB)`);
+  });
+
+  test('the secondary\'s host crashes: restarted (a new boot id), its copy is suspect (lost page cache under kept file times) and gets a full resync comparing every block; after a clean stop, a crash makes nothing suspect', async (t) => {
+    const [primary, secondary] = await c.settled(60_000);
+    const log2 = () => readFileSync(join(c.tb.host(secondary).dir, 'daemon.log'), 'utf8');
+    const suspectLines = () => (log2().match(/the host restarted without a clean stop/g) ?? []).length;
+    const served = (kind: string) => (daemonLog(primary).match(new RegExp(`resync served to n\\d: done \\(${kind}`, 'g')) ?? []).length;
+    const s0 = suspectLines();
+    await c.crash(secondary);
+    // What a lost writeback looks like: bytes of a file back to older content, its size and mtime kept.
+    const victim = join(under(secondary), 'd3/f6');
+    const { mtime, atime } = statSync(victim);
+    const b = readFileSync(victim);
+    for (const at of [1000, 700_000, 1_500_000]) b[at] = (b[at] ?? 0) ^ 0x5a;
+    writeFileSync(victim, b);
+    utimesSync(victim, atime, mtime);
+    await c.waitState(primary, 'ALONE', 20_000);
+    await sh(primary, `cd ${DIR} && printf more >> d0/small-after-crash`);
+    const full0 = served('full');
+    await c.powerOn(secondary);
+    await c.startDaemon(secondary);
+    await c.waitState(secondary, 'SECOND', 60_000);
+    await c.waitFor(`${secondary} up to date`, async () => (await c.status(secondary))?.replication?.upToDate === true, 60_000);
+    assert.equal(suspectLines(), s0 + 1, 'the restarted node says its copy is suspect');
+    assert.equal(served('full'), full0 + 1, 'a suspect copy gets a full resync');
+    t.diagnostic(daemonLog(primary).split('\n').filter((l) => l.includes('resync served to')).at(-1)?.slice(0, 300) ?? '');
+    equal('after the resync of a suspect copy (the lost bytes are back)');
+    // A clean stop flushes the copy: a crash after it leaves nothing suspect.
+    assert.equal((await c.hakit(secondary, ['stop', 'web'])).code, 0);
+    await c.waitState(primary, 'ALONE', 20_000);
+    await c.crash(secondary);
+    await c.powerOn(secondary);
+    await c.startDaemon(secondary);
+    assert.equal((await c.hakit(secondary, ['start', 'web'])).code, 0);
+    await c.waitState(secondary, 'SECOND', 60_000);
+    await c.waitFor(`${secondary} up to date`, async () => (await c.status(secondary))?.replication?.upToDate === true, 60_000);
+    assert.equal(suspectLines(), s0 + 1, 'no suspect copy after a clean stop');
+    assert.equal(served('full'), full0 + 1, 'no full resync after a clean stop');
+    equal('after a crash that followed a clean stop');
   });
 
   test('hakit verify: equal replicas (a writer writing meanwhile) report nothing; a byte flipped behind hakit\'s back on the secondary\'s directory is found', async (t) => {

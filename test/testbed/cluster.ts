@@ -6,6 +6,7 @@
  * Used by the integration tests and by `npm run demo`.
  */
 import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,8 +99,14 @@ export class TestCluster {
   async startDaemon(node: string, opts: { nodeArgs?: string[] } = {}): Promise<void> {
     await this.powerOn(node);
     const h = this.tb.host(node);
+    // Each simulated host has its own boot id; crash() gives it a new one (as a real reboot).
+    const bootId = join(h.dir, 'boot_id');
+    if (!existsSync(bootId)) writeFileSync(bootId, randomUUID());
     const p = h.spawn(['/usr/bin/node', '--enable-source-maps', ...(opts.nodeArgs ?? []), HAKIT, 'daemon', '--config-dir', this.configDir(node),
-      '--state-dir', this.stateDir(node), '--socket', this.socket(node)], { stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')] });
+      '--state-dir', this.stateDir(node), '--socket', this.socket(node)], {
+      stdio: ['ignore', openSync(join(h.dir, 'daemon.log'), 'a'), openSync(join(h.dir, 'daemon.log'), 'a')],
+      env: { ...process.env, HAKIT_BOOT_ID_FILE: bootId },
+    });
     this.daemons.set(node, p);
     await this.waitFor(`daemon on ${node} answers`, async () => (await this.hakit(node, ['status', '--json'])).code === 0, 15_000);
   }
@@ -213,6 +220,7 @@ export class TestCluster {
    */
   async crash(node: string): Promise<void> {
     await this.tb.crash(node);
+    writeFileSync(join(this.tb.host(node).dir, 'boot_id'), randomUUID()); // the host boots again
     this.daemons.delete(node);
     for (const net of ['lan', 'hb2']) await this.tb.linkDown(node, net);
     await this.tb.host(node).exec(['ip', 'addr', 'del', `${VIP}/24`, 'dev', 'eth0'], { timeoutMs: 5000 });

@@ -105,7 +105,7 @@ export class FakeModuleRfs implements ModuleRfs {
     return Promise.resolve();
   }
 
-  expectSync(_ms: number): Promise<void> {
+  expectSync(_ms: number, _distrust?: boolean): Promise<void> {
     try { this.check('expect-sync'); } catch (e) { return Promise.reject(e); }
     this.expecting = true;
     return Promise.resolve();

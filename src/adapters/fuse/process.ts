@@ -104,8 +104,8 @@ export class RfsProcess implements Rfs {
     await this.request({ cmd: 'replicate', mode, ...(generation !== undefined ? { generation } : {}), ...(full !== undefined ? { full } : {}) });
   }
 
-  async expectSync(ms: number): Promise<void> {
-    await this.request({ cmd: 'expect-sync', ms });
+  async expectSync(ms: number, distrust = false): Promise<void> {
+    await this.request({ cmd: 'expect-sync', ms, ...(distrust ? { distrust: true } : {}) });
   }
 
   async stopResync(): Promise<void> {

@@ -47,6 +47,7 @@ export class ReplicaReceiver {
   private syncing: string | null = null;
   private expectTimer: NodeJS.Timeout | null = null;
   private applied = 0;
+  private distrust = false;
   private bytes = 0;
 
   constructor(private readonly opts: ReplicaReceiverOptions) {
@@ -68,8 +69,13 @@ export class ReplicaReceiver {
     if (!on && this.syncing !== null) this.resyncEnded(false, 'this node left the SECOND state');
   }
 
-  /** The core asked for a resync: the primary must start it within `ms`. */
-  expectSync(ms: number): void {
+  /**
+   * The core asked for a resync: the primary must start it within `ms`. `distrust`: this copy
+   * may have lost writes under kept file times (Persisted.suspect): until the resync ends, the
+   * quick checks of its probes are answered without an mtime, so the primary compares blocks.
+   */
+  expectSync(ms: number, distrust = false): void {
+    this.distrust = distrust;
     this.clearExpect();
     this.expectTimer = setTimeout(() => {
       this.expectTimer = null;
@@ -99,6 +105,7 @@ export class ReplicaReceiver {
   }
 
   private resyncEnded(ok: boolean, detail: string): void {
+    this.distrust = false;
     const gen = this.syncing;
     this.syncing = null;
     this.clearExpect();
@@ -121,7 +128,11 @@ export class ReplicaReceiver {
     }
     const a = this.opts.appliers[d.dir];
     if (a === undefined) throw new HakitError('RFS', { dir: '(replica)', detail: `record for replicated dir #${d.dir}, this node has ${this.opts.appliers.length}` });
-    const out = await a.apply(d.record);
+    let out = await a.apply(d.record);
+    if (this.distrust && d.record.op === 'sync-probe' && d.record.length === 0 && typeof out === 'object' && out !== null) {
+      const { mtimeMs: _dropped, ...rest } = out as { mtimeMs?: number };
+      out = rest;
+    }
     if (out !== undefined) this.opts.receiver.reply(encodeReply(d.record.seq, out));
     this.applied++;
     this.bytes += payload.length;

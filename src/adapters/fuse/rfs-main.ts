@@ -269,7 +269,7 @@ async function handle(req: RfsRequest): Promise<unknown> {
     }
     case 'expect-sync':
       if (mod === undefined) throw new HakitError('BAD_REQUEST', { detail: 'expect-sync needs configure first' });
-      mod.replica.expectSync(req.ms);
+      mod.replica.expectSync(req.ms, req.distrust === true);
       return undefined;
     case 'stop-resync':
       mod?.replica.stopExpect();

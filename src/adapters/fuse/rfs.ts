@@ -93,7 +93,9 @@ export type RfsRequest =
   | { readonly id: number; readonly cmd: 'mount-all'; readonly mode: RfsMode | 'none' }
   /** `resync` is incremental when `full` is false and the change log allows it (see LinkReplicator.startResync). */
   | { readonly id: number; readonly cmd: 'replicate'; readonly mode: 'sync' | 'alone' | 'resync'; readonly generation?: string; readonly full?: boolean }
-  | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number }
+  /** `distrust`: this copy may have lost writes under kept file times (Persisted.suspect): its
+   *  answers to the resync's quick checks give no mtime, so every file is compared by blocks. */
+  | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number; readonly distrust?: boolean }
   | { readonly id: number; readonly cmd: 'stop-resync' }
   /** `hakit verify` on the primary: compares every dir with the peer's copy (answers a VerifyReport). */
   | { readonly id: number; readonly cmd: 'verify' }
@@ -121,7 +123,7 @@ export interface ModuleRfs {
   configure(config: RfsConfig): Promise<void>;
   mountAll(mode: RfsMode | 'none'): Promise<void>;
   replicate(mode: 'sync' | 'alone' | 'resync', generation?: string, full?: boolean): Promise<void>;
-  expectSync(ms: number): Promise<void>;
+  expectSync(ms: number, distrust?: boolean): Promise<void>;
   stopResync(): Promise<void>;
   /** Compares the replicas online (the primary's rfs, in sync mode); see verify.ts. */
   verify(): Promise<VerifyReport>;

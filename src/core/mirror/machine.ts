@@ -778,7 +778,7 @@ function onResyncDone(c: Ctx, ok: boolean, detail: string, generation: string | 
     return;
   }
   if (v) {
-    persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true, unacked: false });
+    persist(c, { generation: { current: v.generation.current, history: [...v.generation.history] }, upToDate: true, unacked: false, ...(s.persisted.suspect === true ? { suspect: false } : {}) });
     s.wasDiverged = false;
   }
 }

@@ -50,6 +50,17 @@ export interface Persisted {
    * generation (a resync follows). Absent in files of older versions: false.
    */
   readonly unacked?: boolean;
+  /**
+   * This copy may have lost writes it had applied (and, as a SECOND, acknowledged): its host
+   * restarted while the module was not cleanly stopped, so what was in the page cache only is
+   * gone, possibly under file times that were kept. Set (with `unacked`) by the daemon at start;
+   * cleared by a completed resync, which compares every block (no size/mtime quick check).
+   */
+  readonly suspect?: boolean;
+  /** Daemon-owned: the host boot id when this file was written, and whether the module was then
+   *  stopped with its replicated dirs flushed (how the daemon tells a host crash). */
+  readonly bootId?: string;
+  readonly cleanStop?: boolean;
 }
 
 /** What a node tells its peer in every heartbeat (same shape as the UDP codec's HeartbeatView). */
