@@ -115,6 +115,27 @@ async function tearDown(r: Rig | undefined): Promise<void> {
   }
 }
 
+/**
+ * A writer through A's mount until `stop()` (at most 400 loops): 4 bytes in place in big, a line
+ * appended to `append`, a temp file renamed over `over`. `stop()` resolves the loops made.
+ */
+function startWriter(r: Rig, append: string, over: string): { stop: () => Promise<number> } {
+  const flag = join(r.base, 'stop');
+  const done = sh(`i=0; while [ ! -e '${flag}' ] && [ $i -lt 400 ]; do
+      printf "L$i" | dd of=big bs=4 seek=$((i * 4099)) conv=notrunc status=none
+      printf "$i\\n" >> ${append}
+      printf "v$i" > d3/.tmp && mv d3/.tmp ${over}
+      i=$((i+1)); done; echo $i`, r.a);
+  return {
+    stop: async () => {
+      fs.writeFileSync(flag, '');
+      const loops = Number((await done).trim());
+      fs.rmSync(flag);
+      return loops;
+    },
+  };
+}
+
 /** Bytes of the regular files below `dir` (synchronous: not for a mount this process serves). */
 function fileBytes(dir: string): number {
   let n = 0;
@@ -193,23 +214,16 @@ describe('incremental resync from the change log (real FUSE, in-memory link)', n
     await s.link.setAlone();
     assert.equal(s.link.stats().logComplete, true, 'back alone with every sync record settled: complete again');
     await sh(CHANGES.replace('mv d2/f2 d2/f2.renamed', 'mv d2/f3 d2/f3.renamed').replace('mv d4 d4-renamed && mv d4-renamed d4', 'mv d1 d1-renamed').replace('d0/small d0/hard', 'd0/small d0/hard2').replace('rm d1/f1', 'rm d1/f2').replace('d3/new1', 'd3/new2').replace('mkdir newdir && ', 'mkdir newdir2 && ').replace('newdir/x', 'newdir2/x').replace('ln -s ../big d0/sl', 'ln -s ../big d0/sl2').replace('mkdir gone', 'mkdir gone2').replace('rmdir gone', 'rmdir gone2'), s.a);
-    const stop = join(s.base, 'stop');
-    const writer = sh(`i=0; while [ ! -e '${stop}' ] && [ $i -lt 400 ]; do
-        printf "L$i" | dd of=big bs=4 seek=$((i * 4099)) conv=notrunc status=none
-        printf "$i\\n" >> d0/f0
-        printf "v$i" > d3/.tmp && mv d3/.tmp d3/new2
-        i=$((i+1)); done; echo $i`, s.a);
+    const writer = startWriter(s, 'd0/f0', 'd3/new2');
     await new Promise((res) => setTimeout(res, 100));
     await resync(s, 'g3', false);
-    fs.writeFileSync(stop, '');
-    const loops = Number((await writer).trim());
+    const loops = await writer.stop();
     assert.ok(loops > 0);
     await new Promise((res) => setTimeout(res, 50));
     // Live writes set each node's own clock (as live replication always does): the mtimes of the
     // files the writer wrote last are not compared; everything else is.
     const written = new Set(['/big', '/d0/f0', '/d3/new2', '/d3']);
     assertTreesEqual(s.under, s.b, { what: `after a resync with a writer (${loops} loops)`, ignoreMtimeOf: (p) => written.has(p) });
-    fs.rmSync(stop);
   });
 
   test('a log left incomplete by synchronous replication (a crash in sync mode) makes the resync full: by comparison, only what differs travels; B equals A', async (t) => {
@@ -267,21 +281,14 @@ describe('incremental resync from the change log (real FUSE, in-memory link)', n
     // B differs inside files it has: bytes flipped in place (compared by blocks), a file cut short.
     await sh(`for off in 100 3000000 9000000 15000000; do printf Z | dd of=big bs=1 seek=$off conv=notrunc status=none; done
       truncate -s 1000 d0/f1`, s.b);
-    const stop = join(s.base, 'stop');
-    const writer = sh(`i=0; while [ ! -e '${stop}' ] && [ $i -lt 400 ]; do
-        printf "L$i" | dd of=big bs=4 seek=$((i * 4099)) conv=notrunc status=none
-        printf "$i\\n" >> d0/f1
-        printf "v$i" > d3/.tmp && mv d3/.tmp d3/f0
-        i=$((i+1)); done; echo $i`, s.a);
+    const writer = startWriter(s, 'd0/f1', 'd3/f0');
     await new Promise((res) => setTimeout(res, 50));
     const bytes = await resync(s, 'g7', true);
-    fs.writeFileSync(stop, '');
-    const loops = Number((await writer).trim());
+    const loops = await writer.stop();
     t.diagnostic(`full resync by comparison with a writer (${loops} loops): ${bytes} bytes on the link`);
     assert.ok(loops > 0);
     const written = new Set(['/big', '/d0/f1', '/d3/f0', '/d3']);
     assertTreesEqual(s.under, s.b, { what: `after a full resync by comparison with a writer (${loops} loops)`, ignoreMtimeOf: (p) => written.has(p) });
-    fs.rmSync(stop);
   });
 
   test('an incremental resync cut midway resumes: the second attempt sends what the first did not', async (t) => {
