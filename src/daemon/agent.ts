@@ -43,6 +43,9 @@ export interface AgentOptions {
   readonly spawnRfs?: () => ModuleRfs;
   /** Opens a client of the arbitrator witness at "IP:PORT" (default: a real UdpWitnessClient). */
   readonly openWitness?: (witness: string) => Promise<WitnessClient>;
+  /** The host's boot id (default: boot-id.ts) and how a replicated dir is flushed at a clean stop (default: sync -f). */
+  readonly bootId?: () => string;
+  readonly flushDir?: (dir: string) => Promise<void>;
 }
 
 /** A module of this node that this version cannot run: it stays STOP with `reason`. */
@@ -154,7 +157,8 @@ export class NodeAgent {
       mirrors.set(m.name, new MirrorRuntime(
         { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir, replicationPort: replicationPort(config.modules, m.name) },
         {
-          clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'), bootId: () => currentBootId(),
+          clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'), bootId: opts.bootId ?? (() => currentBootId()),
+          ...(opts.flushDir ? { flushDir: opts.flushDir } : {}),
           probeFor: opts.probeFor, moduleState: (name) => mirrors.get(name)?.status().state,
           spawnRfs: opts.spawnRfs ?? (() => new RfsProcess()), recoverMount: recoverStaleMount,
           openWitness: opts.openWitness ?? ((witness) => UdpWitnessClient.open({ key, cluster: config.cluster.name, node, clock, witness })),

@@ -213,3 +213,46 @@ describe('two node agents over in-memory adapters', { timeout: 30_000 }, () => {
     }
   });
 });
+
+describe('a host restart without a clean stop makes the copy suspect (lost page cache)', { timeout: 30_000 }, () => {
+  const root = mkdtempSync(join(tmpdir(), 'hakit-boot-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+  const stateFile = join(root, 'state/modules/data/mirror.json');
+  const saved = (): Record<string, unknown> => JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, unknown>;
+  const flushed: string[] = [];
+
+  async function start(bootId: string): Promise<NodeAgent> {
+    writeConfig(join(root, 'etc'));
+    const key = parseKey(readFileSync(join(root, 'etc/cluster.key'), 'utf8'));
+    return NodeAgent.create({
+      configDir: join(root, 'etc'), stateDir: join(root, 'state'), node: 'n1', logbook: new Logbook({ destination: quiet() }),
+      scripts: new FakeScriptRunner(), vips: new FakeVipManager({ lan: new FakeLan(), mac: '02:00:00:00:00:01' }), spawnRfs: () => new FakeModuleRfs(),
+      transport: new MemoryHeartbeatNetwork().transport({ key, cluster: 't', node: 'n1', members: { web: ['n1', 'n2'], data: ['n1', 'n2'] },
+        bind: [{ network: 'lan', address: '198.18.0.1' }, { network: 'hb2', address: '198.19.0.1' }] }),
+      bootId: () => bootId, flushDir: async (d) => { flushed.push(d); },
+    });
+  }
+
+  test('a new boot id and no clean stop: suspect and unacked; a clean stop flushes the dirs; a restart after it is not suspect', async () => {
+    mkdirSync(join(root, 'state/modules/data'), { recursive: true });
+    writeFileSync(stateFile, JSON.stringify({
+      generation: { current: 'g.1', history: ['g.0'] }, upToDate: true, enabled: true, failover: true, lastPrimary: 'n2', idCounter: 1,
+      bootId: 'boot-1', cleanStop: false,
+    }));
+    let a = await start('boot-2');
+    try {
+      assert.match(a.log('data', 100).map((e) => e.message).join('\n'), /the host restarted without a clean stop of this module/);
+      assert.deepEqual([saved().suspect, saved().unacked, saved().bootId, saved().cleanStop], [true, true, 'boot-2', false]);
+      assert.equal((a.status('data').modules[0]?.replication as { unacked?: boolean } | undefined)?.unacked, true, 'status says the copy may differ');
+      await a.command('data', { cmd: 'stop' });
+      await waitFor('data STOP ready and flushed', () => saved().cleanStop === true);
+      assert.deepEqual(flushed, ['/srv/data']);
+      assert.equal(saved().suspect, true, 'only a completed resync clears it');
+    } finally { await a.shutdown(); }
+    a = await start('boot-3');
+    try {
+      assert.doesNotMatch(a.log('data', 100).map((e) => e.message).join('\n'), /restarted without a clean stop/);
+      assert.equal(saved().bootId, 'boot-3');
+    } finally { await a.shutdown(); }
+  });
+});
