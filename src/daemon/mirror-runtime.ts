@@ -177,6 +177,7 @@ export class MirrorRuntime {
       this.rfs = new RfsSupervisor(this.rfsConfig(), { spawn: deps.spawnRfs, recover: deps.recoverMount, logbook: deps.logbook }, (e) => {
         const now = this.deps.clock.now();
         if (e.event === 'replication-lost') this.deliver({ type: 'replication-lost', now, detail: e.detail });
+        else if (e.event === 'unacked-write') this.deliver({ type: 'unacked-write', now, detail: e.detail });
         else if (e.event === 'fenced') this.deliver({ type: 'fenced', now, detail: e.detail });
         else if (e.event === 'quarantined') {
           this.log('warn', `before the full resync from ${this.params.peer}: ${e.paths} changed paths of this node's copy kept in ${e.dir}${e.failed.length > 0 ? `; not kept: ${e.failed.slice(0, 5).join('; ')}` : ''}`, { event: 'quarantine', dir: e.dir, paths: e.paths });

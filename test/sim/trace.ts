@@ -61,6 +61,7 @@ function formatEvent(e: MirrorEvent): string {
     case 'shutdown': return 'shutdown';
     case 'resync-done': return `resync-done ${e.ok ? 'ok' : `FAILED (${e.detail})`}`;
     case 'replication-lost': return `replication-lost (${e.detail})`;
+    case 'unacked-write': return `unacked-write (${e.detail})`;
     case 'rfs-failed': return `rfs-failed (${e.detail})`;
     case 'witness': return `witness ${e.reachable ? 'reachable' : 'UNREACHABLE'}`;
     case 'lease': return e.granted ? `lease granted (sent ${e.sentAtMs}, ${e.leaseMs} ms)` : `lease refused (${e.error ?? e.holder ?? 'quiet'})`;

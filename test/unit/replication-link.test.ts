@@ -43,6 +43,7 @@ interface Rig {
   applier: ListApplier;
   net: MemoryReplicationNetwork;
   lost: string[];
+  unacked: string[];
   served: boolean[];
   resyncs: { ok: boolean; generation: string | null }[];
   walkers: FakeWalker[];
@@ -56,7 +57,7 @@ async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: Change
   const receiver = net.listenReceiver({ address: 'mem', port: 0, key: KEY, cluster: 'c', node: 'n2', module: 'web' });
   const applier = new ListApplier();
   const root = mkdtempSync(join(tmpdir(), 'hakit-link-'));
-  const r: Partial<Rig> = { lost: [], served: [], resyncs: [], walkers: [], applier, net, root };
+  const r: Partial<Rig> = { lost: [], unacked: [], served: [], resyncs: [], walkers: [], applier, net, root };
   r.replica = new ReplicaReceiver({ receiver, appliers: [applier], onResyncDone: (ok, _d, generation) => r.resyncs!.push({ ok, generation }) });
   const numberer = new RecordNumberer();
   r.numberer = numberer;
@@ -67,6 +68,7 @@ async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: Change
     connect: () => net.connectSender({ host: 'mem', port: receiver.port, key: KEY, cluster: 'c', node: 'n1', peer: 'n2', module: 'web', timeoutMs: 300 }),
     makeWalker: (o) => { const w = new FakeWalker(o, opts.walk ?? []); r.walkers!.push(w); return w; },
     onLost: (d) => r.lost!.push(d),
+    onUnacked: (d) => r.unacked!.push(d),
     onResyncServed: (ok) => r.served!.push(ok),
     ...(opts.log ? { changeLog: opts.log } : {}),
     ...(opts.maxLogPaths !== undefined ? { maxLogPaths: opts.maxLogPaths } : {}),
@@ -148,6 +150,22 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       await new Promise((res) => setTimeout(res, 700));
       r.link.failHeld('demoted');
       assert.equal(await settled(b), 'rejected');
+    } finally { r.net.faults.resume(); await r.close(); }
+  });
+
+  test('a sync record in flight when the node lets go fails later: EIO, and onUnacked says this copy has a change the peer may lack', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      await r.link.setSync();
+      r.net.faults.pause();
+      const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
+      r.link.failHeld('released');
+      assert.deepEqual(r.unacked, [], 'not yet: the record may still be acknowledged');
+      assert.equal(await settled(b, 1000), 'rejected');
+      assert.equal(r.unacked.length, 1);
+      assert.match(r.unacked[0] ?? '', /^write \/b: /);
+      assert.deepEqual(r.lost, [], 'not a lost link of a primary: the node had let go');
     } finally { r.net.faults.resume(); await r.close(); }
   });
 

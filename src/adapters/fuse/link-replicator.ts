@@ -190,6 +190,8 @@ export interface LinkReplicatorOptions {
   readonly onLost: (detail: string) => void;
   /** A resync this node served ended (ok) or was abandoned. */
   readonly onResyncServed: (ok: boolean, detail: string) => void;
+  /** A sync record failed after failHeld (the node let go): its change is here, maybe not on the peer. */
+  readonly onUnacked?: (detail: string) => void;
   readonly numberer?: RecordNumberer;
   /** The module's change log (absent: one in memory, incomplete: every resync is full). */
   readonly changeLog?: ChangeLog;
@@ -665,7 +667,10 @@ export class LinkReplicator {
         }
         return undefined;
       }
-      if (this.leaving) throw new HakitError('RFS', { dir: '(replication)', detail: 'this node left the primary role before the peer acknowledged the write' });
+      if (this.leaving) {
+        this.opts.onUnacked?.(`${rec.op} ${rec.path}: ${(e as Error).message ?? String(e)}`);
+        throw new HakitError('RFS', { dir: '(replication)', detail: 'this node left the primary role before the peer acknowledged the write' });
+      }
       if (this.modeNow === 'alone') return undefined; // released meanwhile (setAlone waits for this mark)
       this.enterLost((e as Error).message ?? String(e));
       return this.hold();

@@ -141,6 +141,7 @@ async function configure(c: RfsConfig): Promise<void> {
       ...(changeLog !== undefined ? { changeLog } : {}),
       ...(c.zoneBytes !== undefined ? { zoneBytes: c.zoneBytes } : {}),
       onLost: (detail) => send({ event: 'replication-lost', detail }),
+      onUnacked: (detail) => send({ event: 'unacked-write', detail }),
       onResyncServed: (ok, detail) => send({ event: 'resync-served', ok, detail }),
     });
     mod = { config: c, rootFds: fds, link, replica, appliers };

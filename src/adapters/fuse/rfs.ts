@@ -78,6 +78,9 @@ export interface RfsConfig {
 export type RfsEvent =
   /** The primary's link failed in sync mode: writes are held until `replicate alone`. */
   | { readonly event: 'replication-lost'; readonly detail: string }
+  /** A sync record failed after the node let go of the primary role (EIO to the application):
+   *  this copy has a change the peer never acknowledged. */
+  | { readonly event: 'unacked-write'; readonly detail: string }
   /** Secondary: a resync ended (`generation`: the one it was made for, null if it never started). */
   | { readonly event: 'resync-done'; readonly ok: boolean; readonly detail: string; readonly generation: string | null }
   /** Primary: a resync this node served ended or was abandoned (for logs). */

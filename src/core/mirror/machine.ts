@@ -424,6 +424,7 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
       break;
     case 'resync-done': onResyncDone(c, event.ok, event.detail, event.generation); break;
     case 'replication-lost': onReplicationLost(c, event.detail); break;
+    case 'unacked-write': onUnackedWrite(c, event.detail); break;
     case 'rfs-failed': onResourceFailed(c, 'rfs-failed', `replicated file system failed: ${event.detail}`); break;
     case 'witness': onWitness(c, event.reachable); break;
     case 'lease': onLease(c, event); break;
@@ -800,6 +801,14 @@ function onReplicationLost(c: Ctx, detail: string): void {
   s.changes++; // the peer must echo a view made after it saw the new generation
   if (s.name === 'PRIM') setState(c, 'ALONE', s.ready, s.reason);
   else c.out.push({ type: 'send-heartbeat' });
+}
+
+/** A write failed after this primary let go (see MirrorEvent `unacked-write`): the copy is marked. */
+function onUnackedWrite(c: Ctx, detail: string): void {
+  if (!c.params.hasReplication || c.s.persisted.unacked === true) return;
+  log(c, 'warn', `a write applied here was never acknowledged by ${c.params.peer} (${detail}): this copy may differ from the peer's, a full resync follows when it is a secondary`, { detail });
+  persist(c, { unacked: true });
+  c.out.push({ type: 'send-heartbeat' });
 }
 
 /** Releases held writes once the peer cannot take over on its old copy (see the file comment). */

@@ -159,6 +159,12 @@ export type MirrorEvent =
    */
   | { readonly type: 'replication-lost'; readonly now: number; readonly detail: string }
   /**
+   * A write this node applied as primary failed (EIO to the application) after it let go: the
+   * peer never acknowledged it, so this copy has a change the peer may lack. It is marked
+   * (Persisted.unacked) even if the release already cleared the mark.
+   */
+  | { readonly type: 'unacked-write'; readonly now: number; readonly detail: string }
+  /**
    * The replicated file system failed on this node (its process died, a mount failed): a primary
    * releases (reason `rfs-failed`, held like `vip-conflict`) so that the peer takes over.
    */

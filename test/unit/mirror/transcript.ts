@@ -8,6 +8,7 @@
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
 //   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail] [gen=x.1]     @80 tick
+//   @90 unacked-write               (a write failed after this primary let go)
 //   @90 replication-lost            (hb also takes [req=N] [incr]: the peer's resync request number,
 //                                    and whether it may be incremental)
 //   @95 witness up|down     @96 lease granted [sent=N] [len=4000] | lease refused [holder=n2] | lease error     @97 fenced
@@ -142,6 +143,7 @@ export function parseEvents(text: string, n: number, state: MirrorState, params:
       return [{ type: 'resync-done', now, ok: words[0] !== 'fail', detail: words[0] === 'fail' ? 'peer gone' : '', ...(gen !== undefined ? { generation: gen } : {}) }];
     }
     case 'replication-lost': return [{ type: 'replication-lost', now, detail: 'no ack for 3000 ms' }];
+    case 'unacked-write': return [{ type: 'unacked-write', now, detail: 'write /db: peer gone' }];
     case 'witness': return [{ type: 'witness', now, reachable: words[0] === 'up' }];
     case 'fenced': return [{ type: 'fenced', now, detail: 'no word from the daemon for 1000 ms' }];
     case 'lease': {
