@@ -81,6 +81,14 @@ function write(n: RecordNumberer, path: string, text: string): Record {
   return n.number({ op: 'write', path, offset: 0, data: Buffer.from(text) });
 }
 
+/** Sync mode, then the link paused: one write submitted that no ack will answer (until resume). */
+async function pausedWrite(r: Rig): Promise<{ b: Promise<void> }> {
+  r.replica.accept(true);
+  await r.link.setSync();
+  r.net.faults.pause();
+  return { b: r.link.forDir(0).submit(write(r.numberer, '/b', '2')) };
+}
+
 const settled = async <T>(p: Promise<T>, ms = 50): Promise<'pending' | 'resolved' | 'rejected'> =>
   Promise.race([p.then(() => 'resolved' as const, () => 'rejected' as const), new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
 
@@ -143,10 +151,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('held calls fail when the node leaves the primary role (never a success the peer lacks)', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
-      r.net.faults.pause();
-      const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
+      const { b } = await pausedWrite(r);
       await new Promise((res) => setTimeout(res, 700));
       r.link.failHeld('demoted');
       assert.equal(await settled(b), 'rejected');
@@ -156,10 +161,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('a sync record in flight when the node lets go fails later: EIO, and onUnacked says this copy has a change the peer may lack', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
-      r.net.faults.pause();
-      const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
+      const { b } = await pausedWrite(r);
       r.link.failHeld('released');
       assert.deepEqual(r.unacked, [], 'not yet: the record may still be acknowledged');
       assert.equal(await settled(b, 1000), 'rejected');
