@@ -49,6 +49,8 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
   /** Bytes sent so far by `node` on the lan (the veth that carries the replication link). */
   const txBytes = (node: string): Promise<number> => c.tb.host(node).txBytes('lan');
   const daemonLog = (node: string): string => readFileSync(join(c.tb.host(node).dir, 'daemon.log'), 'utf8');
+  /** Resyncs of `kind` that `node` served to completion so far (its daemon log). */
+  const served = (node: string, kind: 'full' | 'incremental'): number => (daemonLog(node).match(new RegExp(`resync served to n\\d: done \\(${kind}`, 'g')) ?? []).length;
   const equal = (what: string) => assertTreesEqual(treeSnapshot(under('n1')), treeSnapshot(under('n2')), { what, ignoreMtimeOf: () => false });
 
   before(async () => {
@@ -105,16 +107,15 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
       rep = (await c.status(primary))?.replication as typeof rep;
       return rep?.changeLogComplete === true && (rep.dirtyPaths ?? 0) >= 10;
     }, 5_000, () => JSON.stringify(rep), 200);
-    const served = (kind: string) => (daemonLog(primary).match(new RegExp(`resync served to n\\d: done \\(${kind}`, 'g')) ?? []).length;
-    const [incr0, full0] = [served('incremental'), served('full')];
+    const [incr0, full0] = [served(primary, 'incremental'), served(primary, 'full')];
     const tx0 = await txBytes(primary);
     assert.equal((await c.hakit(secondary, ['start', 'web'])).code, 0);
     await c.waitState(secondary, 'SECOND', 60_000);
     await c.waitFor(`${secondary} up to date`, async () => (await c.status(secondary))?.replication?.upToDate === true, 60_000);
     const wire = (await txBytes(primary)) - tx0;
     t.diagnostic(`resync after a crash of the ALONE node: ${wire} bytes on the wire for ${ch.bytes} changed bytes (${(wire / ch.bytes).toFixed(3)} x)`);
-    assert.equal(served('incremental'), incr0 + 1, 'one more incremental resync served');
-    assert.equal(served('full'), full0, 'no full resync');
+    assert.equal(served(primary, 'incremental'), incr0 + 1, 'one more incremental resync served');
+    assert.equal(served(primary, 'full'), full0, 'no full resync');
     equal('after the resync that followed the crash');
     assert.ok(wire <= 1.1 * ch.bytes + 128 * 1024, `bytes on the wire ${wire}`);
   });
@@ -125,8 +126,7 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     await c.waitState(secondary, 'ALONE', 20_000);
     const ch = changes('C');
     await sh(secondary, ch.script);
-    const served = (kind: string) => (daemonLog(secondary).match(new RegExp(`resync served to n\\d: done \\(${kind}`, 'g')) ?? []).length;
-    const full0 = served('full');
+    const full0 = served(secondary, 'full');
     const tx0 = await txBytes(secondary);
     await c.powerOn(primary);
     await c.startDaemon(primary);
@@ -136,16 +136,14 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     // A full resync does not know renames: the renamed 2 MiB file is copied under its new name.
     const expected = ch.bytes + 2 * MiB;
     t.diagnostic(`full resync by comparison after a crash of the primary host: ${wire} bytes on the wire for ${expected} changed bytes (the change + the renamed file) (${(wire / expected).toFixed(3)} x) in a 100 MiB tree`);
-    assert.equal(served('full'), full0 + 1, 'a copy that may hold unacknowledged writes gets a full resync');
+    assert.equal(served(secondary, 'full'), full0 + 1, 'a copy that may hold unacknowledged writes gets a full resync');
     equal('after the full resync by comparison');
     assert.ok(wire <= 1.1 * expected + 256 * 1024, `bytes on the wire ${wire} > 1.1 x ${expected} + 256 KiB (a full copy would be 100 MiB)`);
   });
 
   test('the secondary\'s host crashes: restarted (a new boot id), its copy is suspect (lost page cache under kept file times) and gets a full resync comparing every block; after a clean stop, a crash makes nothing suspect', async (t) => {
     const [primary, secondary] = await c.settled(60_000);
-    const log2 = () => readFileSync(join(c.tb.host(secondary).dir, 'daemon.log'), 'utf8');
-    const suspectLines = () => (log2().match(/the host restarted without a clean stop/g) ?? []).length;
-    const served = (kind: string) => (daemonLog(primary).match(new RegExp(`resync served to n\\d: done \\(${kind}`, 'g')) ?? []).length;
+    const suspectLines = () => (daemonLog(secondary).match(/the host restarted without a clean stop/g) ?? []).length;
     const s0 = suspectLines();
     await c.crash(secondary);
     // What a lost writeback looks like: bytes of a file back to older content, its size and mtime kept.
@@ -157,13 +155,13 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     utimesSync(victim, atime, mtime);
     await c.waitState(primary, 'ALONE', 20_000);
     await sh(primary, `cd ${DIR} && printf more >> d0/small-after-crash`);
-    const full0 = served('full');
+    const full0 = served(primary, 'full');
     await c.powerOn(secondary);
     await c.startDaemon(secondary);
     await c.waitState(secondary, 'SECOND', 60_000);
     await c.waitFor(`${secondary} up to date`, async () => (await c.status(secondary))?.replication?.upToDate === true, 60_000);
     assert.equal(suspectLines(), s0 + 1, 'the restarted node says its copy is suspect');
-    assert.equal(served('full'), full0 + 1, 'a suspect copy gets a full resync');
+    assert.equal(served(primary, 'full'), full0 + 1, 'a suspect copy gets a full resync');
     t.diagnostic(daemonLog(primary).split('\n').filter((l) => l.includes('resync served to')).at(-1)?.slice(0, 300) ?? '');
     equal('after the resync of a suspect copy (the lost bytes are back)');
     // A clean stop flushes the copy: a crash after it leaves nothing suspect.
@@ -176,7 +174,7 @@ describe('failback copies only what changed (testbed, real FUSE, real daemons)',
     await c.waitState(secondary, 'SECOND', 60_000);
     await c.waitFor(`${secondary} up to date`, async () => (await c.status(secondary))?.replication?.upToDate === true, 60_000);
     assert.equal(suspectLines(), s0 + 1, 'no suspect copy after a clean stop');
-    assert.equal(served('full'), full0 + 1, 'no full resync after a clean stop');
+    assert.equal(served(primary, 'full'), full0 + 1, 'no full resync after a clean stop');
     equal('after a crash that followed a clean stop');
   });
 

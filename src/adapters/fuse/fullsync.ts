@@ -81,8 +81,9 @@ export interface FullSyncOptions {
   /**
    * Incremental resync: the change log's plan (parents first, nothing below a `whole` path).
    * Only these paths are sent: `whole` ones copied as by the full walk, `listing` ones as their
-   * names (the secondary removes the others), files with zones as `sync-zones` + those zones'
-   * content + their times, `meta` ones as chmod/chown/utimens. Absent: the whole tree.
+   * names (the secondary removes the others), files with zones as `sync-zones` + the blocks of
+   * those zones that differ from the peer's (compared: needs `ask`) + their times, `meta` ones as
+   * chmod/chown/utimens. Absent: the whole tree.
    */
   readonly plan?: readonly { readonly path: string; readonly changes: PathChanges }[];
   /** Zone size of the plan's zone indexes (default 1 MiB). */
@@ -190,6 +191,7 @@ export class FullSync {
   constructor(opts: FullSyncOptions) {
     this.plan = opts.plan;
     this.ask = opts.ask;
+    if (opts.plan !== undefined && opts.ask === undefined) throw new RangeError('an incremental plan needs `ask`: its zones are compared with the peer\'s');
     if (opts.maxBytesPerSec !== undefined && !(opts.maxBytesPerSec > 0)) throw new RangeError(`maxBytesPerSec must be above 0, got ${opts.maxBytesPerSec}`);
     this.rate = opts.maxBytesPerSec;
     this.clock = opts.clock ?? realClock;
@@ -477,10 +479,9 @@ export class FullSync {
    * times. Reads are made in synchronous steps with their submission, as in copyFile.
    */
   private async copyZones(path: string, changes: PathChanges, signal?: AbortSignal): Promise<void> {
-    const p = this.abs(path);
     let fd: number;
     try {
-      fd = fs.openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+      fd = fs.openSync(this.abs(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
     } catch {
       return;
     }
@@ -492,32 +493,9 @@ export class FullSync {
       const zones = [...changes.zones].filter((i) => i < last && i < changes.tail);
       for (let i = Math.min(changes.tail, last); i < last; i++) zones.push(i);
       zones.sort((a, b) => a - b);
-      if (this.ask !== undefined) {
-        // Compared, not sent blind: a zone the peer has already (an earlier attempt of this
-        // resync sent it) does not travel again.
-        await this.levelByBlocks(path, fd, st, zones.map((zi) => [zi * z, Math.min((zi + 1) * z, st.size)] as const), signal);
-        return;
-      }
-      this.send({ op: 'sync-zones', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
-      for (const zi of zones) this.prog.bytesTotal += Math.min(z, st.size - zi * z);
-      for (const zi of zones) {
-        const end = Math.min((zi + 1) * z, st.size);
-        for (let off = zi * z; off < end; off += this.chunk) {
-          await this.step(signal);
-          // --- one synchronous step: still the same file? read a chunk, send it ---
-          if (!this.stillNames(p, st.ino)) return;
-          const n = fs.readSync(fd, this.buf, 0, Math.min(this.chunk, end - off), off);
-          if (n === 0) break;
-          this.send({ op: 'write', path, offset: off, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
-          this.prog.bytesDone += n;
-          this.counts.bytes += n;
-        }
-      }
-      await this.step(signal);
-      if (!this.stillNames(p, st.ino)) return;
-      const now = fs.fstatSync(fd);
-      this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
-      this.counts.files++;
+      // Compared, not sent blind: a zone the peer has already (an earlier attempt of this resync
+      // sent it) does not travel again.
+      await this.levelByBlocks(path, fd, st, zones.map((zi) => [zi * z, Math.min((zi + 1) * z, st.size)] as const), signal);
     } finally {
       fs.closeSync(fd);
     }
