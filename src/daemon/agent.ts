@@ -17,6 +17,7 @@ import { ProcessScriptRunner, type ScriptRunner } from '../adapters/scripts/inde
 import { FileStateStore, moduleStateDir } from '../adapters/store/index.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import { UdpHeartbeatTransport, type UdpBind } from '../adapters/udp/udp-transport.js';
+import { ClockPacer, HeartbeatBatcher } from './heartbeat-batcher.js';
 import { IpVipManager, type VipManager } from '../adapters/vip/index.js';
 import { UdpWitnessClient, type WitnessClient } from '../adapters/witness/index.js';
 import { formatIssue, type HakitConfig, type ModuleConfig } from '../core/config/index.js';
@@ -142,6 +143,11 @@ export class NodeAgent {
         onDrop: rateLimited(opts.logbook, clock),
       });
     }
+    // Every module's heartbeats of one pulse leave together: one datagram per peer and network.
+    const batched = new HeartbeatBatcher(transport, {
+      onError: (network, module, e) => opts.logbook.log(module, 'error', `heartbeat on ${network} not sent: ${e.message}`),
+    });
+    const pacer = new ClockPacer(clock);
     const scripts = opts.scripts ?? new ProcessScriptRunner();
     const vips = opts.vips ?? new IpVipManager();
     const mirrors = new Map<string, MirrorRuntime>();
@@ -157,7 +163,7 @@ export class NodeAgent {
       mirrors.set(m.name, new MirrorRuntime(
         { module: m, cluster: config.cluster, node, configDir: config.dir, moduleStateDir: dir, replicationPort: replicationPort(config.modules, m.name) },
         {
-          clock, store: new FileStateStore(dir), scripts, vips, transport, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'), bootId: opts.bootId ?? (() => currentBootId()),
+          clock, store: new FileStateStore(dir), scripts, vips, transport: batched, pacer, logbook: opts.logbook, idSeed: () => randomBytes(6).toString('hex'), bootId: opts.bootId ?? (() => currentBootId()),
           ...(opts.flushDir ? { flushDir: opts.flushDir } : {}),
           probeFor: opts.probeFor, moduleState: (name) => mirrors.get(name)?.status().state,
           spawnRfs: opts.spawnRfs ?? (() => new RfsProcess()), recoverMount: recoverStaleMount,
@@ -165,7 +171,7 @@ export class NodeAgent {
         },
       ));
     }
-    const agent = new NodeAgent(node, config, opts.logbook, transport, mirrors, others);
+    const agent = new NodeAgent(node, config, opts.logbook, batched, mirrors, others);
     opts.logbook.log(null, 'info', `node ${node} of cluster ${config.cluster.name}: modules ${mine.map((m) => m.name).join(', ') || 'none'}`);
     for (const rt of mirrors.values()) await rt.start();
     return agent;
@@ -184,7 +190,7 @@ export class NodeAgent {
       }
     }
     const c = this.transport.counters();
-    return { node: this.node, modules, heartbeat: { sent: c.sent, received: c.received, accepted: c.accepted, dropped: c.dropped } } as StatusReport;
+    return { node: this.node, modules, heartbeat: { sent: c.sent, received: c.received, accepted: c.accepted, dropped: c.dropped, datagramsSent: c.datagramsSent, datagramsReceived: c.datagramsReceived } } as StatusReport;
   }
 
   async command(module: string, req: AgentCommand): Promise<{ message: string; differ?: string[] }> {

@@ -31,6 +31,7 @@ import type { ModuleStatus } from '../core/status.js';
 import { CheckerRunner, type CheckerStatusView } from './checker-runner.js';
 import type { Logbook } from './logbook.js';
 import { RfsSupervisor } from './rfs-supervisor.js';
+import { ClockPacer, type Pacer } from './heartbeat-batcher.js';
 
 /** The first port of replication links (a module's default: this + its index, see config docs). */
 export const REPLICATION_BASE_PORT = 7406;
@@ -44,6 +45,9 @@ export interface MirrorRuntimeDeps {
   readonly scripts: ScriptRunner;
   readonly vips: VipManager;
   readonly transport: HeartbeatTransport;
+  /** Calls the pulse (default: a pacer of this runtime's own on `clock`). The agent shares one
+   *  among its modules so their heartbeats leave together (heartbeat-batcher.ts). */
+  readonly pacer?: Pacer;
   readonly logbook: Logbook;
   /** A fresh random seed for generation ids (hex). */
   readonly idSeed: () => string;
@@ -123,8 +127,10 @@ export class MirrorRuntime {
   private published: PeerView;
   private readonly queue: Batch[] = [];
   private draining: Promise<void> | null = null;
-  private timers: TimerHandle[] = [];
+  private stopPulse: (() => void) | null = null;
   private silenceTimer: TimerHandle | null = null;
+  /** When the silence tick is due: just after the heartbeat timeout that follows the last heartbeat. */
+  private silenceDue = 0;
   /** The newest heartbeat of the peer (its epoch = daemon life, and sequence number). */
   private newest: { epoch: string; seq: bigint; view: PeerView } = { epoch: '', seq: -1n, view: undefined as unknown as PeerView };
   private running = 0;
@@ -294,7 +300,14 @@ export class MirrorRuntime {
         this.log(a.level, a.message, { ...(a.fields ?? {}) });
       }
     }
-    this.queue.push({ actions: r.actions, view: viewOf(r.state) });
+    const view = viewOf(r.state);
+    // Most steps (a heartbeat, a tick) have nothing to execute: with nothing queued before them,
+    // publishing the view now is what the drain would do, without its promises (issue 3's idle cost).
+    if (!this.draining && this.queue.length === 0 && r.actions.every((a) => a.type === 'log')) {
+      this.published = view;
+      return;
+    }
+    this.queue.push({ actions: r.actions, view });
     if (!this.draining) this.draining = this.drain().finally(() => { this.draining = null; });
   }
 
@@ -397,8 +410,8 @@ export class MirrorRuntime {
     if (this.witnessTimer) this.deps.clock.clearTimer(this.witnessTimer);
     await this.witness?.close();
     await this.rfs?.close();
-    for (const t of this.timers) this.deps.clock.clearTimer(t);
-    this.timers = [];
+    this.stopPulse?.();
+    this.stopPulse = null;
     if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
     this.unsubscribe?.();
   }
@@ -679,27 +692,34 @@ export class MirrorRuntime {
    * windows). One wake-up instead of two per pulse (issue 3's idle CPU).
    */
   private schedulePulse(): void {
-    const t = this.deps.clock.setTimer(this.params.pulseMs, () => {
-      this.timers = this.timers.filter((x) => x !== t);
+    const pacer = this.deps.pacer ?? new ClockPacer(this.deps.clock);
+    this.stopPulse = pacer.every(this.params.pulseMs, () => {
       if (this.closed) return;
       this.noteStall();
       this.lastBeat = this.deps.clock.now();
       this.pulse();
-      this.schedulePulse();
       this.deliver({ type: 'tick', now: this.deps.clock.now() });
     });
-    this.timers.push(t);
   }
 
   /**
-   * A tick exactly when the peer would become silent (just after the heartbeat timeout), so that
-   * a lost peer is noticed at the timeout, not up to a tick period later.
+   * A tick exactly when the peer would become silent (just after the heartbeat timeout that
+   * follows the last heartbeat), so that a lost peer is noticed at the timeout, not up to a tick
+   * period later. Lazily re-armed: a heartbeat only moves the deadline; the one timer, when it
+   * fires early, waits for the rest (a timer per heartbeat was issue 3's idle cost).
    */
   private armSilenceTick(): void {
-    if (this.silenceTimer) this.deps.clock.clearTimer(this.silenceTimer);
-    this.silenceTimer = this.deps.clock.setTimer(this.params.heartbeatTimeoutMs + 1, () => {
+    this.silenceDue = this.deps.clock.now() + this.params.heartbeatTimeoutMs + 1;
+    if (this.silenceTimer === null) this.waitSilence(this.params.heartbeatTimeoutMs + 1);
+  }
+
+  private waitSilence(ms: number): void {
+    this.silenceTimer = this.deps.clock.setTimer(ms, () => {
       this.silenceTimer = null;
-      if (!this.closed) this.deliver({ type: 'tick', now: this.deps.clock.now() });
+      if (this.closed) return;
+      const left = this.silenceDue - this.deps.clock.now();
+      if (left > 0) this.waitSilence(left);
+      else this.deliver({ type: 'tick', now: this.deps.clock.now() });
     });
   }
 

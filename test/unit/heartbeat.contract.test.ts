@@ -31,7 +31,7 @@ const MEMORY_HOSTS: typeof HOSTS = {
 };
 
 const KEY = parseKey(generateKey());
-const MEMBERS = { web: ['n1', 'n2'] };
+const MEMBERS = { web: ['n1', 'n2'], web2: ['n1', 'n2'] };
 
 interface OpenOptions {
   node: string;
@@ -207,6 +207,27 @@ for (const [name, make] of Object.entries(harnesses)) {
       assert.equal(cb.networks.hb2?.accepted, 1);
       assert.deepEqual(drops(cb), {});
       assert.deepEqual(Object.keys(cb.dropped).sort(), [...DROP_REASONS].sort(), 'every reason is present, zero or not');
+    });
+
+    test('the views of several modules go in one datagram; each is checked and delivered on its own', async () => {
+      const H = h();
+      const a = await H.open({ node: 'n1', host: 1 });
+      const b = await H.open({ node: 'n2', host: 2 });
+      const got = record(b.t);
+      a.t.send('lan', b.addr.lan, [{ module: 'web', view: view('PRIM') }, { module: 'db', view: view('SECOND') }, { module: 'web2', view: view('ALONE') }]);
+      await received(b.t, 3);
+      // db is not configured on b: only that view is dropped; web and web2 arrive in order, same seq.
+      assert.deepEqual(got.map((g) => [g.d.module, g.d.view.state, g.d.seq]), [['web', 'PRIM', 1n], ['web2', 'ALONE', 1n]]);
+      const ca = a.t.counters();
+      assert.equal(ca.sent, 3);
+      assert.equal(ca.datagramsSent, 1);
+      const cb = b.t.counters();
+      assert.equal(cb.datagramsReceived, 1);
+      assert.equal(cb.received, 3);
+      assert.equal(cb.accepted, 2);
+      assert.deepEqual(drops(cb), { 'unknown-module': 1 });
+      assert.throws(() => a.t.send('lan', b.addr.lan, [{ module: 'web', view: view('PRIM') }, { module: 'web2', view: view('PRIM', { msg: 'x'.repeat(2000) }) }]), /more than 1400/);
+      assert.equal(a.t.counters().sent, 3, 'a refused bundle sends nothing, not even its first view');
     });
 
     test('a heartbeat under another key is dropped as bad-mac and counted; the handler is not called', async () => {

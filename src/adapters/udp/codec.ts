@@ -1,33 +1,37 @@
 /**
  * Heartbeat datagram codec (DESIGN.md 3 promise 6, 5 "Heartbeats"; wire format in docs/security.md).
  *
+ * One datagram carries the views of every module the sender has with the receiver (a bundle), so
+ * a node with several modules sends one datagram per peer and network per pulse, not one per
+ * module: issue 3's idle cost is mostly per datagram (a syscall, a MAC, a decode, garbage).
+ *
  * All integers are big-endian. Offsets in bytes:
  *
  *     0   4   magic "HKHB"
- *     4   1   version (1)
+ *     4   1   version (2)
  *     5   1   flags (0; a receiver refuses anything else)
  *     6   8   cluster id = SHA-256("hakit cluster " + cluster name)[0..8)
  *     14  8   epoch = the sender's boot id, random per daemon start
  *     22  8   epoch start = the sender's wall clock at daemon start, ms since 1970 (u64)
  *     30  8   seq (u64): 1, 2, 3, ... per datagram the sender sends in this epoch
  *     38  1+n network name   (u8 length + UTF-8)
- *         1+n module name    (u8 length + UTF-8)
  *         1+n sender node    (u8 length + UTF-8)
- *         2+n payload        (u16 length + UTF-8 JSON of the HeartbeatView)
+ *         1   count k of module views, 1..255
+ *         k x { 1+n module name (u8 length + UTF-8), 2+n payload (u16 length + UTF-8 JSON of the HeartbeatView) }
  *     -16 16  MAC = HMAC-SHA-256(heartbeat subkey, every byte before it), first 16 bytes
  *
  * The heartbeat subkey is HKDF-SHA-256(cluster key, info "hakit heartbeat v1").
  * `decodeDatagram` checks magic, version, flags, cluster and MAC before it parses anything else,
  * so the variable part of a datagram is only read once it is authenticated (a datagram cut short
- * after the fixed header therefore fails as `bad-mac`, not `malformed`). Replay and membership
- * are the receive pipeline's job (transport.ts) because they need state.
+ * after the fixed header therefore fails as `bad-mac`, not `malformed`). A view is checked by
+ * hand (`parseView`), not by a schema library: it runs for every heartbeat. Replay and
+ * membership are the receive pipeline's job (transport.ts) because they need state.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
 import { deriveKey } from '../key/cluster-key.js';
 
 export const MAGIC = Buffer.from('HKHB', 'ascii');
-export const VERSION = 1;
+export const VERSION = 2;
 export const MAC_BYTES = 16;
 /** Default UDP port of heartbeats. */
 export const DEFAULT_HEARTBEAT_PORT = 7405;
@@ -47,20 +51,39 @@ export interface HeartbeatView {
   msg?: unknown;
 }
 
-const viewSchema = z.strictObject({
-  state: z.string().max(32),
-  ready: z.boolean(),
-  reason: z.string().max(200).nullable(),
-  generation: z.strictObject({ current: z.string().max(64), history: z.array(z.string().max(64)).max(32) }),
-  upToDate: z.boolean(),
-  stopping: z.boolean(),
-  msg: z.unknown().optional(),
-});
+const STATE_MAX = 32;
+const REASON_MAX = 200;
+const GEN_MAX = 64;
+const HISTORY_MAX = 32;
+const VIEW_KEYS = new Set(['state', 'ready', 'reason', 'generation', 'upToDate', 'stopping', 'msg']);
+
+function shortString(x: unknown, max: number): x is string {
+  return typeof x === 'string' && x.length <= max;
+}
+
+/**
+ * The view of an authenticated payload, or null when it is not one: exactly the fields of
+ * HeartbeatView (no others), of their types and bounds (state <= 32 characters, reason <= 200,
+ * generation ids <= 64, history <= 32 ids). `msg` is free form.
+ */
+export function parseView(x: unknown): HeartbeatView | null {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return null;
+  const o = x as Record<string, unknown>;
+  for (const k in o) if (!VIEW_KEYS.has(k)) return null;
+  if (!shortString(o.state, STATE_MAX) || typeof o.ready !== 'boolean' || typeof o.upToDate !== 'boolean' || typeof o.stopping !== 'boolean') return null;
+  if (o.reason !== null && !shortString(o.reason, REASON_MAX)) return null;
+  const g = o.generation;
+  if (typeof g !== 'object' || g === null || Array.isArray(g)) return null;
+  const gr = g as Record<string, unknown>;
+  for (const k in gr) if (k !== 'current' && k !== 'history') return null;
+  if (!shortString(gr.current, GEN_MAX) || !Array.isArray(gr.history) || gr.history.length > HISTORY_MAX) return null;
+  for (const h of gr.history) if (!shortString(h, GEN_MAX)) return null;
+  return o as unknown as HeartbeatView;
+}
 
 /** The header fields a sender fills in for every datagram. */
-export interface HeartbeatHeader {
+export interface DatagramHeader {
   network: string;
-  module: string;
   node: string;
   /** 8 bytes, hex. */
   epoch: string;
@@ -69,8 +92,24 @@ export interface HeartbeatHeader {
   seq: bigint;
 }
 
+/** One module's view in a datagram. */
+export interface ModuleView {
+  module: string;
+  view: HeartbeatView;
+}
+
+/** One module's heartbeat as a receiver sees it: the datagram's header and that module's view. */
+export interface HeartbeatHeader extends DatagramHeader {
+  module: string;
+}
+
 export interface Decoded extends HeartbeatHeader {
   view: HeartbeatView;
+}
+
+/** A decoded datagram: its header and every view it carried, in order (at least one). */
+export interface DecodedDatagram extends DatagramHeader {
+  views: ModuleView[];
 }
 
 export type DecodeFailure = 'too-large' | 'malformed' | 'bad-version' | 'wrong-cluster' | 'bad-mac';
@@ -98,78 +137,144 @@ function str(s: string, what: string): Buffer {
   return b;
 }
 
-/** Encodes one datagram; throws RangeError when a field does not fit or the result exceeds MAX_DATAGRAM. */
-export function encodeDatagram(keys: CodecKeys, h: HeartbeatHeader, view: HeartbeatView): Buffer {
+/** A module view serialized once: its name and its JSON payload. */
+interface Item {
+  readonly module: Buffer;
+  readonly payload: Buffer;
+}
+
+function item(v: ModuleView): Item {
+  const payload = Buffer.from(JSON.stringify(v.view), 'utf8');
+  if (payload.length > 0xffff) throw new RangeError('heartbeat payload too large');
+  return { module: str(v.module, 'module'), payload };
+}
+
+function itemBytes(i: Item): number {
+  return 1 + i.module.length + 2 + i.payload.length;
+}
+
+/** Bytes of a datagram before its items: fixed header, network, node, count. */
+function headBytes(network: Buffer, node: Buffer): number {
+  return FIXED + 1 + network.length + 1 + node.length + 1;
+}
+
+function tooLarge(bytes: number): RangeError {
+  return new RangeError(`heartbeat datagram would be ${bytes} bytes, more than ${MAX_DATAGRAM}: keep msg small`);
+}
+
+function build(keys: CodecKeys, h: DatagramHeader, network: Buffer, node: Buffer, items: readonly Item[]): Buffer {
   const epoch = Buffer.from(h.epoch, 'hex');
   if (epoch.length !== EPOCH_BYTES) throw new RangeError('heartbeat epoch must be 8 bytes of hex');
-  const fixed = Buffer.alloc(FIXED);
-  MAGIC.copy(fixed, 0);
-  fixed.writeUInt8(VERSION, 4);
-  fixed.writeUInt8(0, 5);
-  keys.clusterId.copy(fixed, 6);
-  epoch.copy(fixed, 14);
-  fixed.writeBigUInt64BE(BigInt(h.epochStart), 22);
-  fixed.writeBigUInt64BE(h.seq, 30);
-  const payload = Buffer.from(JSON.stringify(view), 'utf8');
-  if (payload.length > 0xffff) throw new RangeError('heartbeat payload too large');
-  const plen = Buffer.alloc(2);
-  plen.writeUInt16BE(payload.length, 0);
-  const parts: Buffer[] = [fixed];
-  for (const [s, what] of [[h.network, 'network'], [h.module, 'module'], [h.node, 'node']] as const) {
-    const b = str(s, what);
-    parts.push(Buffer.from([b.length]), b);
+  let size = headBytes(network, node);
+  for (const i of items) size += itemBytes(i);
+  if (size + MAC_BYTES > MAX_DATAGRAM) throw tooLarge(size + MAC_BYTES);
+  const out = Buffer.allocUnsafe(size + MAC_BYTES);
+  MAGIC.copy(out, 0);
+  out.writeUInt8(VERSION, 4);
+  out.writeUInt8(0, 5);
+  keys.clusterId.copy(out, 6);
+  epoch.copy(out, 14);
+  out.writeBigUInt64BE(BigInt(h.epochStart), 22);
+  out.writeBigUInt64BE(h.seq, 30);
+  let off = FIXED;
+  for (const b of [network, node]) {
+    out.writeUInt8(b.length, off);
+    off += 1 + b.copy(out, off + 1);
   }
-  parts.push(plen, payload);
-  const body = Buffer.concat(parts);
-  if (body.length + MAC_BYTES > MAX_DATAGRAM) {
-    throw new RangeError(`heartbeat datagram would be ${body.length + MAC_BYTES} bytes, more than ${MAX_DATAGRAM}: keep msg small`);
+  out.writeUInt8(items.length, off++);
+  for (const i of items) {
+    out.writeUInt8(i.module.length, off);
+    off += 1 + i.module.copy(out, off + 1);
+    out.writeUInt16BE(i.payload.length, off);
+    off += 2 + i.payload.copy(out, off + 2);
   }
-  return Buffer.concat([body, mac(keys, body)]);
+  mac(keys, out.subarray(0, size)).copy(out, size);
+  return out;
+}
+
+/**
+ * Encodes one datagram carrying `views` (1..255, in order); throws RangeError when a field does
+ * not fit or the result exceeds MAX_DATAGRAM (`encodeDatagrams` splits views over datagrams).
+ */
+export function encodeDatagram(keys: CodecKeys, h: DatagramHeader, views: readonly ModuleView[]): Buffer {
+  if (views.length === 0 || views.length > 255) throw new RangeError(`a heartbeat datagram carries 1..255 module views, got ${views.length}`);
+  return build(keys, h, str(h.network, 'network'), str(h.node, 'node'), views.map(item));
+}
+
+/**
+ * Encodes `views` into as few datagrams as fit MAX_DATAGRAM (each view whole, in order), each
+ * with the next seq from `nextSeq`, called only once everything is known to fit. Throws
+ * RangeError when one view alone does not fit; nothing is encoded then.
+ */
+export function encodeDatagrams(keys: CodecKeys, h: Omit<DatagramHeader, 'seq'>, views: readonly ModuleView[], nextSeq: () => bigint): Buffer[] {
+  if (Buffer.from(h.epoch, 'hex').length !== EPOCH_BYTES) throw new RangeError('heartbeat epoch must be 8 bytes of hex');
+  const network = str(h.network, 'network');
+  const node = str(h.node, 'node');
+  const head = headBytes(network, node) + MAC_BYTES;
+  const groups: Item[][] = [];
+  let cur: Item[] = [];
+  let size = head;
+  for (const v of views) {
+    const i = item(v);
+    const n = itemBytes(i);
+    if (head + n > MAX_DATAGRAM) throw tooLarge(head + n);
+    if (cur.length > 0 && (cur.length === 255 || size + n > MAX_DATAGRAM)) {
+      groups.push(cur);
+      cur = [];
+      size = head;
+    }
+    cur.push(i);
+    size += n;
+  }
+  if (cur.length > 0) groups.push(cur);
+  return groups.map((g) => build(keys, { ...h, seq: nextSeq() }, network, node, g));
+}
+
+function readName(body: Buffer, off: number): { name: string; next: number } | null {
+  if (off >= body.length) return null;
+  const n = body.readUInt8(off);
+  if (n === 0 || off + 1 + n > body.length) return null;
+  return { name: body.toString('utf8', off + 1, off + 1 + n), next: off + 1 + n };
 }
 
 /** Checks framing, version, cluster and MAC (constant time), then parses; never throws. */
-export function decodeDatagram(keys: CodecKeys, data: Buffer): { ok: true; value: Decoded } | { ok: false; reason: DecodeFailure } {
+export function decodeDatagram(keys: CodecKeys, data: Buffer): { ok: true; value: DecodedDatagram } | { ok: false; reason: DecodeFailure } {
   if (data.length > MAX_DATAGRAM) return { ok: false, reason: 'too-large' };
-  if (data.length < FIXED + 3 + 2 + MAC_BYTES || !data.subarray(0, 4).equals(MAGIC)) return { ok: false, reason: 'malformed' };
+  if (data.length < FIXED + 2 + 2 + 1 + 2 + 2 + MAC_BYTES || !data.subarray(0, 4).equals(MAGIC)) return { ok: false, reason: 'malformed' };
   if (data.readUInt8(4) !== VERSION) return { ok: false, reason: 'bad-version' };
   if (data.readUInt8(5) !== 0) return { ok: false, reason: 'malformed' };
   if (!data.subarray(6, 14).equals(keys.clusterId)) return { ok: false, reason: 'wrong-cluster' };
   const body = data.subarray(0, data.length - MAC_BYTES);
   if (!timingSafeEqual(mac(keys, body), data.subarray(data.length - MAC_BYTES))) return { ok: false, reason: 'bad-mac' };
   // Authenticated from here on: a parse failure means a peer bug, still counted as malformed.
-  let off = FIXED;
-  const names: string[] = [];
-  for (let i = 0; i < 3; i++) {
-    if (off >= body.length) return { ok: false, reason: 'malformed' };
-    const n = body.readUInt8(off);
-    if (n === 0 || off + 1 + n > body.length) return { ok: false, reason: 'malformed' };
-    names.push(body.toString('utf8', off + 1, off + 1 + n));
-    off += 1 + n;
+  const network = readName(body, FIXED);
+  const node = network && readName(body, network.next);
+  if (!network || !node || node.next >= body.length) return { ok: false, reason: 'malformed' };
+  const count = body.readUInt8(node.next);
+  let off = node.next + 1;
+  if (count === 0) return { ok: false, reason: 'malformed' };
+  const views: ModuleView[] = [];
+  for (let i = 0; i < count; i++) {
+    const m = readName(body, off);
+    if (!m || m.next + 2 > body.length) return { ok: false, reason: 'malformed' };
+    const plen = body.readUInt16BE(m.next);
+    off = m.next + 2;
+    if (off + plen > body.length) return { ok: false, reason: 'malformed' };
+    let view: HeartbeatView | null;
+    try {
+      view = parseView(JSON.parse(body.toString('utf8', off, off + plen)));
+    } catch {
+      view = null;
+    }
+    if (view === null) return { ok: false, reason: 'malformed' };
+    views.push({ module: m.name, view });
+    off += plen;
   }
-  if (off + 2 > body.length) return { ok: false, reason: 'malformed' };
-  const plen = body.readUInt16BE(off);
-  off += 2;
-  if (off + plen !== body.length) return { ok: false, reason: 'malformed' };
-  let view: HeartbeatView;
-  try {
-    const parsed = viewSchema.safeParse(JSON.parse(body.toString('utf8', off, off + plen)));
-    if (!parsed.success) return { ok: false, reason: 'malformed' };
-    view = parsed.data as HeartbeatView;
-  } catch {
-    return { ok: false, reason: 'malformed' };
-  }
+  if (off !== body.length) return { ok: false, reason: 'malformed' };
   const epochStart = body.readBigUInt64BE(22);
   if (epochStart > BigInt(Number.MAX_SAFE_INTEGER)) return { ok: false, reason: 'malformed' };
   return {
     ok: true,
-    value: {
-      network: names[0] as string,
-      module: names[1] as string,
-      node: names[2] as string,
-      epoch: body.toString('hex', 14, 22),
-      epochStart: Number(epochStart),
-      seq: body.readBigUInt64BE(30),
-      view,
-    },
+    value: { network: network.name, node: node.name, epoch: body.toString('hex', 14, 22), epochStart: Number(epochStart), seq: body.readBigUInt64BE(30), views },
   };
 }

@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
-  DEFAULT_HEARTBEAT_PORT, codecKeys, decodeDatagram, encodeDatagram, type CodecKeys, type Decoded, type DecodeFailure, type HeartbeatView,
+  DEFAULT_HEARTBEAT_PORT, codecKeys, decodeDatagram, encodeDatagrams, type CodecKeys, type Decoded, type DecodeFailure, type HeartbeatView,
 } from './codec.js';
 
 export type { HeartbeatView } from './codec.js';
@@ -34,17 +34,26 @@ export const DROP_REASONS: readonly DropReason[] = [
   'too-large', 'malformed', 'bad-version', 'wrong-cluster', 'bad-mac', 'wrong-network', 'unknown-module', 'unknown-node', 'replay',
 ];
 
-/** Counts of one network, or of all networks together. Plain numbers: JSON as they are. */
+/**
+ * Counts of one network, or of all networks together. Plain numbers: JSON as they are.
+ * A heartbeat is one module's view on one network; a datagram carries the heartbeats of every
+ * module sent together (codec.ts). A datagram refused before its views are read (a codec reason)
+ * counts as one heartbeat.
+ */
 export interface HeartbeatCounts {
-  /** Datagrams handed to the network. */
+  /** Heartbeats handed to the network. */
   sent: number;
-  /** Sends the operating system refused (network down, no route); never thrown. */
+  /** Datagrams handed to the network (that carried `sent`). */
+  datagramsSent: number;
+  /** Datagram sends the operating system refused (network down, no route); never thrown. */
   sendErrors: number;
-  /** Datagrams that arrived, accepted or not. */
+  /** Heartbeats that arrived, accepted or not. */
   received: number;
-  /** Datagrams delivered to the handlers. */
+  /** Datagrams that arrived, accepted or not. */
+  datagramsReceived: number;
+  /** Heartbeats delivered to the handlers. */
   accepted: number;
-  /** Datagrams dropped, per reason; every reason of DROP_REASONS is present (0 when none). */
+  /** Heartbeats dropped, per reason; every reason of DROP_REASONS is present (0 when none). */
   dropped: Record<DropReason, number>;
 }
 
@@ -58,11 +67,11 @@ export interface HeartbeatCounters extends HeartbeatCounts {
 }
 
 function zeroCounts(): HeartbeatCounts {
-  return { sent: 0, sendErrors: 0, received: 0, accepted: 0, dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number> };
+  return { sent: 0, datagramsSent: 0, sendErrors: 0, received: 0, datagramsReceived: 0, accepted: 0, dropped: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number> };
 }
 
 function copyCounts(c: HeartbeatCounts): HeartbeatCounts {
-  return { sent: c.sent, sendErrors: c.sendErrors, received: c.received, accepted: c.accepted, dropped: { ...c.dropped } };
+  return { ...c, dropped: { ...c.dropped } };
 }
 
 /**
@@ -75,14 +84,15 @@ export type ReceiveHandler = (network: string, fromAddress: string, decoded: Dec
 
 export interface HeartbeatTransport {
   /**
-   * Sends one heartbeat on `network` to `toAddress` ("198.18.0.2", "198.18.0.2:7405",
-   * "2001:2::2" or "[2001:2::2]:7405"; the default port is 7405). Never blocks and never
-   * throws for network faults (they are counted, or the datagram is silently lost as UDP
-   * may); throws for programming errors: a network this transport was not opened with, an
-   * address that is not an IP literal with an optional port, or a packet larger than
-   * MAX_DATAGRAM. After close() it does nothing.
+   * Sends heartbeats on `network` to `toAddress` ("198.18.0.2", "198.18.0.2:7405",
+   * "2001:2::2" or "[2001:2::2]:7405"; the default port is 7405): one packet, or several (the
+   * views of several modules) in as few datagrams as fit MAX_DATAGRAM, in order. Never blocks
+   * and never throws for network faults (they are counted, or the datagram is silently lost as
+   * UDP may); throws for programming errors, sending nothing: a network this transport was not
+   * opened with, an address that is not an IP literal with an optional port, or a packet larger
+   * than MAX_DATAGRAM alone. After close() it does nothing.
    */
-  send(network: string, toAddress: string, packet: HeartbeatPacket): void;
+  send(network: string, toAddress: string, packets: HeartbeatPacket | readonly HeartbeatPacket[]): void;
   /** Adds a handler for accepted heartbeats; returns a function that removes it. */
   onReceive(handler: ReceiveHandler): () => void;
   /** A snapshot (a copy, safe to keep) of the counters since the transport was opened. */
@@ -195,21 +205,21 @@ export abstract class TransportBase implements HeartbeatTransport {
     this.members = toMembers(members);
   }
 
-  send(network: string, toAddress: string, packet: HeartbeatPacket): void {
+  send(network: string, toAddress: string, packets: HeartbeatPacket | readonly HeartbeatPacket[]): void {
     if (this.closed) return;
     const counts = this.perNetwork.get(network);
     if (counts === undefined) throw new Error(`heartbeat transport is not bound to network ${network}`);
     const to = parseAddress(toAddress);
-    // One counter for every module and network: each (module, network) sub-sequence a receiver
-    // checks is then strictly increasing too. Committed only once the datagram is encoded.
-    const seq = this.seq + 1n;
-    const bytes = encodeDatagram(this.keys, {
-      network, module: packet.module, node: this.node, epoch: this.epoch, epochStart: this.epochStart, seq,
-    }, packet.view);
-    this.seq = seq;
-    this.total.sent++;
-    counts.sent++;
-    this.transmit(network, to, bytes);
+    const list = Array.isArray(packets) ? packets as readonly HeartbeatPacket[] : [packets as HeartbeatPacket];
+    if (list.length === 0) return;
+    // One counter for every network and peer: each (module, network) sub-sequence a receiver
+    // checks is then strictly increasing too. Seqs are taken only once every datagram is known to fit.
+    const datagrams = encodeDatagrams(this.keys, { network, node: this.node, epoch: this.epoch, epochStart: this.epochStart }, list, () => ++this.seq);
+    this.total.sent += list.length;
+    counts.sent += list.length;
+    this.total.datagramsSent += datagrams.length;
+    counts.datagramsSent += datagrams.length;
+    for (const bytes of datagrams) this.transmit(network, to, bytes);
   }
 
   /** Counts a send the operating system refused on `network`. */
@@ -228,20 +238,34 @@ export abstract class TransportBase implements HeartbeatTransport {
     return { ...copyCounts(this.total), networks: Object.fromEntries([...this.perNetwork].map(([n, c]) => [n, copyCounts(c)])) };
   }
 
-  /** Runs the receive pipeline on one datagram that arrived on `network` (one of `networks`). */
+  /**
+   * Runs the receive pipeline on one datagram that arrived on `network` (one of `networks`):
+   * the datagram is authenticated once, then each module view in it is checked and delivered
+   * on its own, in the datagram's order.
+   */
   protected receive(network: string, fromAddress: string, bytes: Buffer): void {
     if (this.closed) return;
     const counts = this.perNetwork.get(network);
     if (counts === undefined) return;
-    this.total.received++;
-    counts.received++;
+    this.total.datagramsReceived++;
+    counts.datagramsReceived++;
     const r = decodeDatagram(this.keys, bytes);
+    const n = r.ok ? r.value.views.length : 1;
+    this.total.received += n;
+    counts.received += n;
     if (!r.ok) return this.drop(counts, network, fromAddress, r.reason);
-    const reason = this.check(network, r.value);
-    if (reason !== null) return this.drop(counts, network, fromAddress, reason);
-    this.total.accepted++;
-    counts.accepted++;
-    for (const h of this.handlers) h(network, fromAddress, r.value);
+    const { views, ...header } = r.value;
+    for (const v of views) {
+      const d: Decoded = { ...header, module: v.module, view: v.view };
+      const reason = this.check(network, d);
+      if (reason !== null) {
+        this.drop(counts, network, fromAddress, reason);
+        continue;
+      }
+      this.total.accepted++;
+      counts.accepted++;
+      for (const h of this.handlers) h(network, fromAddress, d);
+    }
   }
 
   private drop(counts: HeartbeatCounts, network: string, fromAddress: string, reason: DropReason): void {
