@@ -27,11 +27,11 @@ export interface Metric {
   goal?: Goal;
 }
 
-export type Unit = 'ms' | '%' | 'MiB' | 'MB' | 'MB/s' | 'files/s';
+export type Unit = 'ms' | '%' | 'MiB' | 'MB' | 'MB/s' | 'files/s' | 'writes/s';
 
-/** True for the rate units (MB/s, files/s), where a larger value (and ratio) is better. */
+/** True for the rate units (MB/s, files/s, writes/s), where a larger value (and ratio) is better. */
 export function higherIsBetter(unit: Unit): boolean {
-  return unit === 'MB/s' || unit === 'files/s';
+  return unit === 'MB/s' || unit === 'files/s' || unit === 'writes/s';
 }
 
 export interface Goal {

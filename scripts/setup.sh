@@ -13,6 +13,7 @@ declare -A TOOLS=(
   [python3]=python3 [make]=make [g++]=g++ [curl]=curl [setfattr]=attr [getfattr]=attr
   [keepalived]=keepalived   # the failover peer of npm run bench
   [rsync]=rsync             # the resync peer of npm run bench
+  [fio]=fio                 # the random write mix of npm run bench
 )
 LIBS=(libfuse2)   # checked with dpkg
 

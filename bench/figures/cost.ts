@@ -1,7 +1,7 @@
 /**
  * `cost`: CPU and memory of an idle `hakit daemon` with two mirror modules (web on VIP
- * 198.18.0.100 and web2 on 198.18.0.101), on both nodes, once both modules are PRIM/SECOND ready
- * and a settle time has passed. CPU = time on CPU of the daemon process (all threads, schedstat ns) over the
+ * 198.18.0.100 with a replicated dir, web2 on 198.18.0.101 without), on both nodes, once both
+ * modules are PRIM/SECOND ready and a settle time has passed; and of web's idle rfs process. CPU = time on CPU of the daemon process (all threads, schedstat ns) over the
  * window (per-thread schedstat, ns), in % of one core; RSS = VmRSS at the end of the window. The applications the modules
  * start are separate processes and not counted.
  */
@@ -10,17 +10,22 @@ import { MODULE2, addSecondModule, cpuNs, monoMs, pidsOf, rssMiB, sleep, waitMod
 import type { Metric } from '../stats.js';
 import type { Figure, FigureContext } from './figure.js';
 
+/** web's replicated dir: a mirror module as administrators run it has one (and an rfs child). */
+const REPL = '/srv/hakit-cost';
+
 export const cost: Figure = {
   name: 'cost',
   runs: { full: 1, quick: 1 },
   async run(ctx: FigureContext, metrics: Metric[]): Promise<void> {
     const windowMs = ctx.quick ? 2_000 : 10_000;
     const settleMs = ctx.quick ? 1_000 : 5_000;
-    const c = await TestCluster.create({ defaultPrimary: 'n1' });
+    const c = await TestCluster.create({ defaultPrimary: 'n1', mountPaths: [REPL], moduleYaml: ['replication:', `  dirs: [ { path: ${REPL} } ]`].join('\n') });
     try {
       addSecondModule(c);
       const cpu = new Map<string, Metric>();
       const rss = new Map<string, Metric>();
+      const rfsCpu = new Map<string, Metric>();
+      const rfsRss = new Map<string, Metric>();
       for (const n of c.nodes) {
         const mc: Metric = { id: `cost.cpu.${n}`, figure: 'cost', title: `idle hakit daemon on ${n}, 2 modules: CPU over ${windowMs / 1000} s, % of one core`,
           unit: '%', samples: [], goal: { max: 1, text: '< 1 % of a core' } };
@@ -29,6 +34,13 @@ export const cost: Figure = {
         rss.set(n, mr);
         metrics.push(mc, mr);
       }
+      for (const n of c.nodes) {
+        const fc: Metric = { id: `cost.rfs.cpu.${n}`, figure: 'cost', title: `idle rfs of module web on ${n} (${n === 'n1' ? 'PRIM' : 'SECOND'}): CPU over ${windowMs / 1000} s, % of one core`, unit: '%', samples: [] };
+        const fr: Metric = { id: `cost.rfs.rss.${n}`, figure: 'cost', title: `idle rfs of module web on ${n}: RSS`, unit: 'MiB', samples: [] };
+        rfsCpu.set(n, fc);
+        rfsRss.set(n, fr);
+        metrics.push(fc, fr);
+      }
       for (const n of c.nodes) await c.startDaemon(n);
       for (const n of c.nodes) for (const mod of [MODULE, MODULE2]) await c.hakit(n, ['start', mod]);
       for (const mod of [MODULE, MODULE2]) {
@@ -36,22 +48,31 @@ export const cost: Figure = {
         await waitModule(c, 'n2', mod, 'SECOND', 30_000);
       }
       const pids = new Map<string, number>();
+      const rfsPids = new Map<string, number>();
       for (const n of c.nodes) {
         const p = await pidsOf(c.tb.host(n), 'hakit.js', 'daemon');
         if (p.length !== 1) throw new Error(`expected one hakit daemon process on ${n}, found ${p.length}`);
         pids.set(n, p[0]!);
+        const r = await pidsOf(c.tb.host(n), 'rfs-main');
+        if (r.length !== 1) throw new Error(`expected one rfs process on ${n}, found ${r.length}`);
+        rfsPids.set(n, r[0]!);
       }
       for (let run = 1; run <= ctx.runs; run++) {
         await sleep(settleMs);
         const t0 = monoMs();
         const before = new Map([...pids].map(([n, pid]) => [n, cpuNs(pid)]));
+        const rfsBefore = new Map([...rfsPids].map(([n, pid]) => [n, cpuNs(pid)]));
         await sleep(windowMs);
         const elapsedS = (monoMs() - t0) / 1000;
         for (const [n, pid] of pids) {
           const pct = ((cpuNs(pid) - before.get(n)!) / 1e9 / elapsedS) * 100;
           cpu.get(n)!.samples.push(pct);
           rss.get(n)!.samples.push(rssMiB(pid));
-          ctx.log(`cost run ${run}/${ctx.runs} ${n}: CPU ${pct.toFixed(2)} % of a core over ${elapsedS.toFixed(1)} s, RSS ${rssMiB(pid).toFixed(1)} MiB`);
+          const rfsPid = rfsPids.get(n)!;
+          const rfsPct = ((cpuNs(rfsPid) - rfsBefore.get(n)!) / 1e9 / elapsedS) * 100;
+          rfsCpu.get(n)!.samples.push(rfsPct);
+          rfsRss.get(n)!.samples.push(rssMiB(rfsPid));
+          ctx.log(`cost run ${run}/${ctx.runs} ${n}: CPU ${pct.toFixed(2)} % of a core over ${elapsedS.toFixed(1)} s, RSS ${rssMiB(pid).toFixed(1)} MiB; rfs ${rfsPct.toFixed(2)} %, ${rssMiB(rfsPid).toFixed(1)} MiB`);
         }
       }
     } finally {

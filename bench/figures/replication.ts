@@ -12,9 +12,12 @@
  * Each run measures, for each of the three in turn (a different one first in each run): sequential 1 MiB writes then fsync (dd
  * conv=fsync; MB/s = 10^6 bytes a second, dd's own timing: open to fsync done), fsync'd 4 KiB
  * appends (latency of each write + fsync: p50 and p99 of the run), small files (create + 4 KiB +
- * close: files a second), and the round trip n1 -> n2 (ping on the replication network). The CPU
- * (time on CPU, schedstat, taken around the dd command, over dd's own time) and peak RSS (VmHWM, read after it) of the module's rfs
- * process on each node are taken around the replicated sequential write. A run fails when n1 is not PRIM with n2 up to date at its end, or when n2's copy of the
+ * close: files a second), a random 4 KiB write mix with several writers (fio: 4 jobs, psync
+ * pwrite at random offsets of their own file, an fsync every 32 writes: writes a second), and the
+ * round trip n1 -> n2 (ping on the replication network). The CPU (time on CPU, schedstat, taken
+ * around the dd command, over dd's own time) and peak RSS (VmHWM, read after it) of the module's
+ * rfs process on each node, and the CPU of each node's daemon, are taken around the replicated
+ * sequential write. A run fails when n1 is not PRIM with n2 up to date at its end, or when n2's copy of the
  * sequential file is not complete (the "replicated" figures would then not be replicated).
  */
 import { type ChildProcess } from 'node:child_process';
@@ -52,9 +55,33 @@ export interface ReplSizes {
   appends: number;
   smallFiles: number;
   pings: number;
+  /** Random write mix: seconds of fio, and the size of each of its 4 jobs' files in MiB. */
+  randSeconds: number;
+  randFileMiB: number;
 }
-export const FULL_SIZES: ReplSizes = { seqMiB: 256, appends: 500, smallFiles: 2000, pings: 20 };
-export const QUICK_SIZES: ReplSizes = { seqMiB: 8, appends: 50, smallFiles: 100, pings: 5 };
+export const FULL_SIZES: ReplSizes = { seqMiB: 256, appends: 500, smallFiles: 2000, pings: 20, randSeconds: 10, randFileMiB: 32 };
+export const QUICK_SIZES: ReplSizes = { seqMiB: 8, appends: 50, smallFiles: 100, pings: 5, randSeconds: 1, randFileMiB: 4 };
+
+/** Jobs of the random write mix, each writing its own file. */
+const RAND_JOBS = 4;
+
+/** The fio command of the random write mix in `dir` (JSON on stdout). */
+export function fioCommand(dir: string, sz: ReplSizes): string[] {
+  return ['fio', '--name=randmix', `--directory=${dir}`, '--rw=randwrite', '--bs=4k', `--size=${sz.randFileMiB}M`, `--numjobs=${RAND_JOBS}`,
+    '--ioengine=psync', '--fsync=32', '--end_fsync=1', '--time_based', `--runtime=${sz.randSeconds}`, '--group_reporting', '--output-format=json'];
+}
+
+/** Writes a second of a fio JSON report (one group: the jobs together). */
+export function parseFio(out: string): number {
+  const start = out.indexOf('{');
+  if (start < 0) throw new Error(`fio printed no JSON report: ${out.slice(0, 200)}`);
+  const r = JSON.parse(out.slice(start)) as { jobs?: { write?: { iops?: number; total_ios?: number }; error?: number }[] };
+  const job = r.jobs?.[0];
+  if (!job?.write || typeof job.write.iops !== 'number') throw new Error('fio report without write figures');
+  if (job.error) throw new Error(`fio job error ${job.error}`);
+  if (!(job.write.total_ios! > 0)) throw new Error('fio wrote nothing');
+  return job.write.iops;
+}
 
 /**
  * A bare rfs child (`rfs-main.js --replicator local`) started inside a testbed host, so that its
@@ -179,8 +206,19 @@ export const replicatedWrites: Figure = {
         ...(w.key === 'repl' ? { goal: { ratioAtLeast: 0.1, text: 'replicated/local >= 1/10 (floor 1/60)' } } : {}),
       }));
     }
+    const rand = new Map<string, Metric>();
+    for (const w of WAYS) {
+      rand.set(w.key, add({
+        id: `rand.${w.key}`, title: `random 4 KiB writes, ${RAND_JOBS} writers for ${sz.randSeconds} s, fsync every 32 (fio psync), ${w.what}`, unit: 'writes/s',
+        ...(w.key === 'local' ? {} : { peer: 'rand.local' }),
+      }));
+    }
     const rss = new Map<string, Metric>();
     const cpu = new Map<string, Metric>();
+    const cpuDaemon = new Map<string, Metric>();
+    for (const n of ['n1', 'n2']) {
+      cpuDaemon.set(n, add({ id: `cpu.daemon.${n}`, title: `CPU of the hakit daemon on ${n} (${n === 'n1' ? 'PRIM' : 'SECOND'}) during the replicated sequential write, % of one core`, unit: '%' }));
+    }
     for (const n of ['n1', 'n2']) {
       cpu.set(n, add({ id: `cpu.rfs.${n}`, title: `CPU of the module's rfs on ${n} (${n === 'n1' ? 'PRIM' : 'SECOND'}) during the replicated sequential write, % of one core`, unit: '%' }));
     }
@@ -217,6 +255,12 @@ export const replicatedWrites: Figure = {
         return pids[0]!;
       };
       const rfs = { n1: await rfsPid('n1'), n2: await rfsPid('n2') };
+      const daemonPid = async (node: string): Promise<number> => {
+        const pids = await pidsOf(c.tb.host(node), 'hakit.js', 'daemon');
+        if (pids.length !== 1) throw new Error(`expected one hakit daemon on ${node}, found ${pids.length}`);
+        return pids[0]!;
+      };
+      const daemons = { n1: await daemonPid('n1'), n2: await daemonPid('n2') };
 
       for (let run = 1; run <= ctx.runs; run++) {
         const tag = `run ${run}/${ctx.runs}`;
@@ -227,6 +271,7 @@ export const replicatedWrites: Figure = {
         for (const w of ways) {
           const f = `${w.dir}/seq.bin`;
           const ticks0 = { n1: cpuNs(rfs.n1), n2: cpuNs(rfs.n2) };
+          const daemon0 = { n1: cpuNs(daemons.n1), n2: cpuNs(daemons.n2) };
           const out = await sh(`rm -f ${f} && dd if=/dev/zero of=${f} bs=1M count=${sz.seqMiB} conv=fsync`, `dd on ${w.dir}`);
           const { bytes, seconds } = parseDd(out);
           if (bytes !== sz.seqMiB * 1024 * 1024) throw new Error(`dd on ${w.dir} wrote ${bytes} bytes, not ${sz.seqMiB} MiB`);
@@ -238,13 +283,14 @@ export const replicatedWrites: Figure = {
             for (const n of ['n1', 'n2'] as const) {
               rss.get(n)!.samples.push(hwmMiB(rfs[n]));
               cpu.get(n)!.samples.push(((cpuNs(rfs[n]) - ticks0[n]) / 1e9 / seconds) * 100);
+              cpuDaemon.get(n)!.samples.push(((cpuNs(daemons[n]) - daemon0[n]) / 1e9 / seconds) * 100);
             }
           }
           await sh(`rm -f ${f}`, `rm on ${w.dir}`);
           ctx.log(`${tag} seq ${w.key}: ${mbs.toFixed(1)} MB/s (${sz.seqMiB} MiB in ${seconds.toFixed(3)} s)`);
         }
         const last = (m: Map<string, Metric>, n: string, d: number): string => m.get(n)!.samples.at(-1)!.toFixed(d);
-        ctx.log(`${tag} rfs during the replicated write: n1 CPU ${last(cpu, 'n1', 0)} %, VmHWM ${last(rss, 'n1', 1)} MiB; n2 CPU ${last(cpu, 'n2', 0)} %, VmHWM ${last(rss, 'n2', 1)} MiB`);
+        ctx.log(`${tag} rfs during the replicated write: n1 CPU ${last(cpu, 'n1', 0)} %, VmHWM ${last(rss, 'n1', 1)} MiB; n2 CPU ${last(cpu, 'n2', 0)} %, VmHWM ${last(rss, 'n2', 1)} MiB; daemons n1 ${last(cpuDaemon, 'n1', 1)} %, n2 ${last(cpuDaemon, 'n2', 1)} %`);
 
         // Round trip on the replication network (the `lan`, the first heartbeat network).
         const pings = parsePing(await sh(`ping -n -c ${sz.pings} -i 0.05 ${n2addr}`, 'ping n1 -> n2'));
@@ -280,6 +326,16 @@ export const replicatedWrites: Figure = {
           small.get(w.key)!.samples.push(rate);
           await sh(`rm -rf ${d}`, `rm on ${w.dir}`);
           ctx.log(`${tag} small ${w.key}: ${rate.toFixed(0)} files/s`);
+        }
+
+        // Random 4 KiB writes, several writers.
+        for (const w of ways) {
+          const d = `${w.dir}/rand`;
+          const out = await sh(`rm -rf ${d} && mkdir ${d} && ${fioCommand(d, sz).join(' ')}`, `fio on ${w.dir}`);
+          const iops = parseFio(out);
+          rand.get(w.key)!.samples.push(iops);
+          await sh(`rm -rf ${d}`, `rm on ${w.dir}`);
+          ctx.log(`${tag} random writes ${w.key}: ${iops.toFixed(0)} writes/s`);
         }
 
         // The replicated figures only count if replication held all along.

@@ -2,7 +2,7 @@
 // trips it reports come from these lines, so a misread would put a wrong figure in the report.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDd, parsePing } from '../../bench/figures/replication.js';
+import { fioCommand, parseDd, parseFio, parsePing } from '../../bench/figures/replication.js';
 
 test('parseDd reads bytes and seconds of dd\'s transfer line (C locale), after the record counts', () => {
   const out = '256+0 records in\n256+0 records out\n268435456 bytes (268 MB, 256 MiB) copied, 1.23456 s, 217 MB/s\n';
@@ -28,4 +28,19 @@ test('parsePing reads every reply\'s round trip in ms and nothing from the summa
   ].join('\n');
   assert.deepEqual(parsePing(out), [0.034, 0.056, 120]);
   assert.deepEqual(parsePing('2 packets transmitted, 0 received, 100% packet loss'), []);
+});
+
+test('parseFio reads the writes a second of the jobs together, after any line fio prints before its JSON', () => {
+  const report = { jobs: [{ jobname: 'randmix', error: 0, write: { iops: 2173.4, total_ios: 2180, bw: 8693 } }] };
+  assert.equal(parseFio(`randmix: Laying out IO files (4 files / total 16MiB)\n${JSON.stringify(report)}\n`), 2173.4);
+  assert.throws(() => parseFio('fio: pid=1, err=30/file:filesetup.c:240, func=open, error=Read-only file system'), /no JSON report.*Read-only/);
+  assert.throws(() => parseFio(JSON.stringify({ jobs: [{ error: 5, write: { iops: 10, total_ios: 3 } }] })), /fio job error 5/);
+  assert.throws(() => parseFio(JSON.stringify({ jobs: [{ error: 0, write: { iops: 0, total_ios: 0 } }] })), /wrote nothing/);
+});
+
+test('the fio command writes 4 KiB at random offsets with 4 writers and fsyncs, for the figure\'s time', () => {
+  const cmd = fioCommand('/srv/x/rand', { seqMiB: 1, appends: 1, smallFiles: 1, pings: 1, randSeconds: 7, randFileMiB: 3 }).join(' ');
+  for (const want of ['--directory=/srv/x/rand', '--rw=randwrite', '--bs=4k', '--numjobs=4', '--fsync=32', '--runtime=7', '--size=3M', '--output-format=json']) {
+    assert.ok(cmd.includes(want), `${want} in ${cmd}`);
+  }
 });
