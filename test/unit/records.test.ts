@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type Record, type RecordBody, OP_CODES, MUTATING_OPS, RecordNumberer, RecordReader, decodeRecord, encodeRecord, payloadBytes,
+  type Record, type RecordBody, OP_CODES, MUTATING_OPS, RecordNumberer, RecordReader, decodeRecord, encodeRecord, encodeRecordAfter, payloadBytes,
 } from '../../src/core/replication/records.js';
 
 const bodies: RecordBody[] = [
@@ -136,3 +136,16 @@ function fixLen(b: Uint8Array): Uint8Array {
   new DataView(c.buffer).setUint32(0, c.length - 4);
   return c;
 }
+
+test('encodeRecord leaves headroom for a payload header, and decodeRecord gives write data as a view of the bytes', () => {
+  const data = new Uint8Array([1, 2, 3, 4, 5]);
+  const rec = { op: 'write', seq: 9, path: '/f', offset: 4096, data } as const;
+  const plain = encodeRecord(rec);
+  const roomy = encodeRecordAfter(3, rec);
+  assert.deepEqual(roomy.subarray(0, 3), new Uint8Array(3), 'the headroom is zeros for the caller to fill');
+  assert.deepEqual(roomy.subarray(3), plain, 'the record after the headroom is the same bytes');
+  const r = decodeRecord(plain);
+  assert.ok(r.ok && r.record.op === 'write');
+  assert.deepEqual(r.record.data, data);
+  assert.equal(r.record.data.buffer, plain.buffer, 'no copy of the data');
+});

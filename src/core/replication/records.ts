@@ -138,6 +138,14 @@ export class RecordNumberer {
 
 /** Encodes one record as described in the header. Throws RangeError on a value the format cannot hold. */
 export function encodeRecord(rec: Record): Uint8Array {
+  return encodeRecordAfter(0, rec);
+}
+
+/**
+ * `encodeRecord` after `headroom` zero bytes that the caller fills (a payload header: the data
+ * is then copied once, not twice).
+ */
+export function encodeRecordAfter(headroom: number, rec: Record): Uint8Array {
   const fields = FIELDS[rec.op];
   const values = rec as unknown as { readonly [k: string]: unknown };
   const parts: Uint8Array[] = [];
@@ -162,13 +170,13 @@ export function encodeRecord(rec: Record): Uint8Array {
     else if (kind === 'bool') size += 1;
     else size += 8;
   }
-  const out = new Uint8Array(4 + size);
+  const out = new Uint8Array(headroom + 4 + size);
   const dv = new DataView(out.buffer);
-  dv.setUint32(0, size);
-  dv.setUint8(4, RECORD_VERSION);
-  dv.setUint8(5, OP_CODES[rec.op]);
-  setU64(dv, 6, rec.seq, 'seq');
-  let at = 14;
+  dv.setUint32(headroom, size);
+  dv.setUint8(headroom + 4, RECORD_VERSION);
+  dv.setUint8(headroom + 5, OP_CODES[rec.op]);
+  setU64(dv, headroom + 6, rec.seq, 'seq');
+  let at = headroom + 14;
   let part = 0;
   for (const [name, kind] of fields) {
     const v = values[name];
@@ -207,7 +215,8 @@ export type DecodeResult = { readonly ok: true; readonly record: Record } | { re
 
 /**
  * Decodes exactly one encoded record (length prefix included). A malformed record is a result,
- * not an exception: the caller drops the stream and counts it.
+ * not an exception: the caller drops the stream and counts it. Byte fields (write data, xattr
+ * values) are views of `bytes`, not copies: the caller must not change `bytes` afterwards.
  */
 export function decodeRecord(bytes: Uint8Array): DecodeResult {
   const bad = (error: string): DecodeResult => ({ ok: false, error });
@@ -229,7 +238,9 @@ export function decodeRecord(bytes: Uint8Array): DecodeResult {
     if (kind === 'str' || kind === 'bytes' || kind === 'names') {
       const n = dv.getUint32(at);
       if (at + 4 + n > bytes.length) return bad(`${op}.${name} runs past the end of the record`);
-      const b = bytes.slice(at + 4, at + 4 + n);
+      // A view, not a copy: write data is most of the stream, and the caller's bytes are not
+      // reused (a decoded record may keep them alive as long as it lives).
+      const b = bytes.subarray(at + 4, at + 4 + n);
       if (kind === 'str' || kind === 'names') {
         let text: string;
         try {
