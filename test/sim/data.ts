@@ -103,8 +103,12 @@ interface Conn {
   readonly to: SimNode;
   readonly toLife: number;
   open: boolean;
+  closedAt: number;
   lastArrival: number;
   readonly pending: Set<Send>;
+  /** Sent, not arrived yet, in order (TCP: a cut delays what follows, never reorders it). */
+  readonly wire: { readonly s: Send; readonly at: number }[];
+  retrying: boolean;
   readonly inbox: Send[];
 }
 
@@ -139,6 +143,7 @@ class Rfs {
   recvConn: Conn | null = null;
   syncing: string | null = null;
   tolerant = false;
+  syncFull = true;
   expectToken = 0;
   constructor(readonly life: number) {}
 }
@@ -206,6 +211,15 @@ export class DataWorld {
   readonly expect = new Map<string, Map<number, Expect>>();
   /** A forced `prim` or a split-brain episode happened: acknowledged writes may be in a quarantine only. */
   diverged = false;
+  /**
+   * Known findings (docs/simulator.md) whose situation arose in this run, with the first time:
+   * 11: a secondary completed a resync its primary had given up already (no ack in time: it
+   *     closed the connection and went on alone, but the stream was still delivered);
+   * 12: a primary whose copy is suspect (its host crashed) served an incremental resync;
+   * 13: during an incremental resync, a live `create` found the secondary's stale file and
+   *     kept its content (the applier opens an existing file; the plan has no mark for it).
+   */
+  readonly findings = new Map<number, number>();
   /** Stops new application calls (end of the run: the stream drains). */
   frozen = false;
   readonly stats = {
@@ -403,6 +417,10 @@ export class DataWorld {
     const conn = this.openConn(n, r);
     r.mode = 'resync';
     const token = ++this.tokens;
+    if (incremental && n.state.persisted.suspect === true && !this.findings.has(12)) {
+      this.findings.set(12, this.w.now);
+      this.w.trace.note(this.w.now, n.name, 'rfs: an incremental resync served from a suspect copy (finding 12)');
+    }
     // The walker (fullsync.ts): the plan is a snapshot taken now (snapshotPlan); a full copy
     // walks the root. Live records update `listed`, `done` and `recopy` (noteLive).
     const plan: Item[] = incremental
@@ -487,13 +505,32 @@ export class DataWorld {
   private openConn(n: SimNode, r: Rfs): Conn {
     if (r.conn) this.close(r.conn, 'a new connection');
     const p = n.peer;
-    const c: Conn = { id: ++this.connIds, from: n, fromLife: n.life, to: p, toLife: p.life, open: true, lastArrival: this.w.now, pending: new Set(), inbox: [] };
+    const c: Conn = { id: ++this.connIds, from: n, fromLife: n.life, to: p, toLife: p.life, open: true, closedAt: Infinity, lastArrival: this.w.now, pending: new Set(), wire: [], retrying: false, inbox: [] };
     r.conn = c;
     return c;
   }
 
+  private ends(c: Conn): boolean { return c.from.up && c.from.life === c.fromLife && c.to.up && c.to.life === c.toLife; }
+
   private pathOk(c: Conn): boolean {
-    return c.from.up && c.from.life === c.fromLife && c.to.up && c.to.life === c.toLife && !this.w.link('lan', c.from).cut && !this.w.link('lan', c.to).cut;
+    return this.ends(c) && !this.w.link('lan', c.from).cut && !this.w.link('lan', c.to).cut;
+  }
+
+  /**
+   * Moves what has arrived into the receiver's inbox, in order. While `lan` is cut the stream
+   * waits (retried every 50 ms); a host that died, or a connection closed for longer than the
+   * timeout, loses what was still on the way.
+   */
+  private flushWire(c: Conn): void {
+    while (c.wire.length > 0 && (c.wire[0]?.at ?? Infinity) <= this.w.now) {
+      if (!this.ends(c) || this.w.now > c.closedAt + this.repTimeoutMs) { c.wire.length = 0; return; }
+      if (!this.pathOk(c)) {
+        if (!c.retrying) { c.retrying = true; this.w.later(null, 50, () => { c.retrying = false; this.flushWire(c); }); }
+        return;
+      }
+      c.inbox.push((c.wire.shift() as { s: Send }).s);
+    }
+    this.pump(c);
   }
 
   /** Sends on `c`: `ok` once the receiver applied it, `fail` if the connection fails first. */
@@ -503,11 +540,8 @@ export class DataWorld {
     c.pending.add(s);
     const at = Math.max(c.lastArrival, this.w.now + this.rand.int(1, 4));
     c.lastArrival = at;
-    this.w.later(null, at - this.w.now, () => {
-      if (!this.pathOk(c)) return; // lost on the way: the sender times out
-      c.inbox.push(s);
-      this.pump(c);
-    });
+    c.wire.push({ s, at });
+    this.w.later(null, at - this.w.now, () => this.flushWire(c));
     this.w.later(null, this.repTimeoutMs, () => { if (!s.settled && c.open) this.close(c, `no ack within ${this.repTimeoutMs} ms`); });
   }
 
@@ -515,6 +549,7 @@ export class DataWorld {
   private close(c: Conn, why: string): void {
     if (!c.open) return;
     c.open = false;
+    c.closedAt = this.w.now;
     const from = this.rfs.get(c.from);
     if (from?.conn === c) from.conn = null;
     const pending = [...c.pending];
@@ -542,6 +577,10 @@ export class DataWorld {
     }
     while (r.accepting && c.inbox.length > 0) {
       const s = c.inbox.shift() as Send;
+      if (s.msg.k === 'sync-complete' && !c.open && r.syncing === s.msg.gen) {
+        if (!this.findings.has(11)) this.findings.set(11, this.w.now);
+        this.w.trace.note(this.w.now, c.to.name, `rfs: sync-complete of ${s.msg.gen} applied after ${c.from.name} gave the resync up (finding 11)`);
+      }
       const err = this.receive(c.to, r, s.msg);
       if (err !== null) {
         this.stats.applyErrors++;
@@ -553,13 +592,19 @@ export class DataWorld {
         this.w.later(null, this.rand.int(1, 4), () => this.close(c, `the peer refused a record: ${err}`));
         return;
       }
-      this.w.later(null, this.rand.int(1, 4), () => {
-        if (s.settled || !c.open || !this.pathOk(c)) return;
-        s.settled = true;
-        c.pending.delete(s);
-        s.ok();
-      });
+      this.ackLater(c, s, this.rand.int(1, 4));
     }
+  }
+
+  /** The ack of `s` reaches the sender (delayed, not lost, while `lan` is cut). */
+  private ackLater(c: Conn, s: Send, ms: number): void {
+    this.w.later(null, ms, () => {
+      if (s.settled || !c.open || !this.ends(c)) return;
+      if (!this.pathOk(c)) { this.ackLater(c, s, 50); return; }
+      s.settled = true;
+      c.pending.delete(s);
+      s.ok();
+    });
   }
 
   /** ReplicaReceiver.accept. */
@@ -587,10 +632,16 @@ export class DataWorld {
   private receive(n: SimNode, r: Rfs, m: Msg): string | null {
     const d = this.d(n);
     switch (m.k) {
-      case 'op': return applyOp(d.cache, d.disk, m.op, r.tolerant);
+      case 'op':
+        if (m.op.kind === 'create' && r.tolerant && !r.syncFull && (d.cache.get(m.op.path)?.length ?? 0) > 0 && !this.findings.has(13)) {
+          this.findings.set(13, this.w.now);
+          this.w.trace.note(this.w.now, n.name, `rfs: a live create of ${m.op.path} keeps this copy's old content during an incremental resync (finding 13)`);
+        }
+        return applyOp(d.cache, d.disk, m.op, r.tolerant);
       case 'sync-start':
         r.expectToken++;
         r.syncing = m.gen;
+        r.syncFull = m.full;
         r.tolerant = true;
         // rfs-main onSyncStart: a full copy overwrites this node's changes: keep them first.
         if (m.full && d.log.paths > 0) {

@@ -36,7 +36,8 @@
  *      or a later one). Excused: a write never covered by an fsync that a power loss took from
  *      every copy holding it, or from both nodes (page cache: the peer acknowledges once applied,
  *      DESIGN.md 3.2 promises disks only for fsync; counted `lostExcusedCrash`). After a forced
- *      `prim` or a split-brain episode (`data.diverged`) the check waits for the end of the run,
+ *      `prim`, a split-brain episode or a primary behind what its peer stored unknown to it
+ *      (staleUnknowable) (`data.diverged`) the check waits for the end of the run,
  *      where the write must be on the final primary or in a quarantine of either node
  *      ("divergent data kept", counted `keptInQuarantine`); also checked at the end of every run.
  *    - Converged replicas (3.4): when a secondary applies `sync-complete`, its copy equals the
@@ -48,6 +49,17 @@ import { DataWorld, treeText, treesEqual, type Tree } from './data.js';
 import { Violation, type SimNode, type World } from './world.js';
 
 const PRIMARY = new Set(['PRIM', 'ALONE']);
+
+const DATA_FINDINGS: Readonly<Record<number, string>> = {
+  11: 'a resync given up by the primary completed on the secondary',
+  12: 'an incremental resync was served from a suspect copy',
+  13: 'a live create kept a stale file during an incremental resync',
+};
+
+/** The tags of the known data findings (docs/simulator.md) whose situation arose in this run. */
+function lateResync(data: DataWorld): string {
+  return [...data.findings].map(([k, at]) => ` [finding ${k}: ${DATA_FINDINGS[k] ?? ''} at ${at}]`).join('');
+}
 
 export class Invariants {
   /** Start of the current split-brain episode, null if none. */
@@ -84,7 +96,7 @@ export class Invariants {
         }
         // Finding 9 (docs/simulator.md): this copy lost the write in a power loss of its host
         // (page cache) while the peer still holds it, and takes the primary role anyway.
-        const f9 = crashedSince.includes(n) && nodes.some((x) => x !== n && DataWorld.at(data.d(x).cache, path, z) >= e.wid) ? ` [finding 9: ${n.name} lost it in a power loss, ${n.peer.name} holds it]` : '';
+        const f9 = crashedSince.includes(n) && nodes.some((x) => x !== n && DataWorld.at(data.d(x).cache, path, z) >= e.wid) ? ` [finding 9: ${n.name} lost it in a power loss, ${n.peer.name} holds it]` : lateResync(data);
         throw new Violation('acked-write-lost', `${n.name} (${n.label()})${f9} ${final ? 'is primary at the end' : 'starts the application'} without write ${e.wid} (${path} zone ${z}, acknowledged by ${e.by} at ${e.ackedAt}${e.fsynced ? ', fsynced' : ''}): it has ${DataWorld.at(mine, path, z) || 'nothing'} there; copies: ${nodes.map((x) => `${x.name} ${treeText(data.d(x).cache)}`).join('; ')}${data.diverged ? '; quarantines: ' + nodes.map((x) => `${x.name} [${data.d(x).quarantines.map(treeText).join(' | ')}]`).join(' ') : ''}`, this.w.now);
       }
     }
@@ -95,7 +107,7 @@ export class Invariants {
     data.stats.replicaChecks++;
     const mine = data.d(n).cache;
     if (treesEqual(mine, primaryCopy)) return;
-    throw new Violation('replicas-differ', `${n.name} completed the resync of ${gen} but its copy differs from ${n.peer.name}'s at sync-complete: ${n.name} ${treeText(mine)}; ${n.peer.name} ${treeText(primaryCopy)}`, this.w.now);
+    throw new Violation('replicas-differ', `${n.name}${lateResync(data)} completed the resync of ${gen} but its copy differs from ${n.peer.name}'s at sync-complete: ${n.name} ${treeText(mine)}; ${n.peer.name} ${treeText(primaryCopy)}`, this.w.now);
   }
 
   /** 5, at the end of a run (the stream drained): the PRIM's and the SECOND's copies are equal. */
@@ -105,7 +117,7 @@ export class Invariants {
     const a = data.d(prim).cache;
     const b = data.d(prim.peer).cache;
     if (treesEqual(a, b)) return;
-    throw new Violation('replicas-differ', `at the end, PRIM ${prim.name} and SECOND ${prim.peer.name} differ: ${prim.name} ${treeText(a)}; ${prim.peer.name} ${treeText(b)}`, this.w.now);
+    throw new Violation('replicas-differ', `at the end${lateResync(data)}, PRIM ${prim.name} and SECOND ${prim.peer.name} differ: ${prim.name} ${treeText(a)}; ${prim.peer.name} ${treeText(b)}`, this.w.now);
   }
 
   /**
@@ -221,6 +233,8 @@ export class Invariants {
       const peerDisk = n.peer.disk;
       if (peerDisk && compareGenerations(mine.generation, peerDisk.generation) === 'behind') {
         this.counts.staleUnknowable++;
+        // Its writes since are on the peer's disk only: at the end they must be kept (quarantine).
+        if (this.w.data) this.w.data.diverged = true;
         this.w.trace.note(this.w.now, n.name, `becomes ${a.to} behind ${n.peer.name}'s stored ${peerDisk.generation.current}, which it never heard of (limitation)`);
       }
     }

@@ -395,6 +395,12 @@ export function knownFinding(r: RunResult): string | null {
   if (f && f.kind === 'two-writers' && f.message.includes('decided on a stale echo')) {
     return 'finding 6: the `sees` echo of a change counter that restarts at 0 matches a view made for the previous life of a restarted node';
   }
+  const data: Record<string, string> = {
+    '[finding 11:': 'finding 11: a resync the primary gave up (no ack in time) still completes on the secondary: it reports up to date, the core goes PRIM, but the rfs replicates alone',
+    '[finding 12:': 'finding 12: a primary whose copy is suspect (host crash) serves an incremental resync, but the crash rolled its copy back where the change log says nothing',
+    '[finding 13:': 'finding 13: a file created again during an incremental resync, before the root listing, keeps the secondary\'s old content',
+  };
+  for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ') && f.message.includes(tag)) return text;
   if (f && f.kind === 'acked-write-lost' && f.message.includes('[finding 9:')) {
     return 'finding 9: a copy that lost acknowledged writes in a power loss of its host (page cache) takes the primary role while its peer still holds them';
   }
