@@ -1188,15 +1188,25 @@ function evalSecond(c: Ctx, role: PeerRole): void {
     return;
   }
   if (s.wantSwap) { s.wantSwap = false; c.out.push({ type: 'send-heartbeat' }); }
-  if (role === 'handover') { log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`); becomePrimary(c, 'PRIM', 'swap'); return; }
+  if (role === 'handover') {
+    // Only with the peer's data: a primary that lost the link during its swap started a new
+    // generation this node lacks (simulator finding 14). It gives the swap up and serves a resync.
+    if (c.params.hasReplication && !(s.persisted.upToDate && cmp === 'equal')) return;
+    log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`);
+    becomePrimary(c, 'PRIM', 'swap');
+    return;
+  }
   if (s.swapOut) {
     // Our own handover: wait for the peer to take over (or fall silent). It goes to a SECOND only
     // (validateCommand); a peer that left SECOND meanwhile (told `failover off`, stopped, held by
     // a checker) will never take it (simulator finding 7): give the handover up and decide as any
     // SECOND does, so that one of the two becomes primary again.
-    if (v.state === 'SECOND') return;
+    // A SECOND without this node's data (finding 14: the link was lost during the swap, this
+    // node began a new generation) will not take it either.
+    const peerReady = v.state === 'SECOND' && (!c.params.hasReplication || (v.upToDate && cmp === 'equal'));
+    if (peerReady) return;
     s.swapOut = false;
-    log(c, 'warn', `swap abandoned: ${c.params.peer} is ${v.state}${v.reason ? ` ${v.reason}` : ''}, not SECOND`);
+    log(c, 'warn', `swap abandoned: ${c.params.peer} is ${v.state}${v.reason ? ` ${v.reason}` : ''}${v.state === 'SECOND' ? ' without this node\'s data' : ', not SECOND'}`);
     setState(c, 'SECOND', true, null, false);
   }
   if (role === 'candidate') {
