@@ -217,7 +217,9 @@ export class DataWorld {
    *     closed the connection and went on alone, but the stream was still delivered);
    * 12: a primary whose copy is suspect (its host crashed) served an incremental resync;
    * 13: during an incremental resync, a live `create` found the secondary's stale file and
-   *     kept its content (the applier opens an existing file; the plan has no mark for it).
+   *     kept its content (the applier opens an existing file; the plan has no mark for it);
+   * 15: a live record of a resync failed when this node let go: it is a success for the
+   *     application and no `unacked-write` is sent (the peer may be up to date already).
    */
   readonly findings = new Map<number, number>();
   /** Stops new application calls (end of the run: the stream drains). */
@@ -748,6 +750,12 @@ export class DataWorld {
       // Not acknowledged: the peer may lack it; the log names it before anything else happens.
       if (op.kind !== 'fsync') this.mark(d, op);
       if (mode === 'resync') {
+        // As LinkReplicator.submit: a resync-mode failure resolves (success), also when the node
+        // lets go (no unacked-write event): finding 15 when the peer may be up to date already.
+        if (r.leaving && !this.findings.has(15)) {
+          this.findings.set(15, this.w.now);
+          this.w.trace.note(this.w.now, n.name, `rfs: a live ${op.kind} of the resync failed as this node let go: acknowledged, no unacked-write (finding 15)`);
+        }
         if (r.resync !== null) {
           this.stats.resyncsInterrupted++;
           r.resync = null;
@@ -838,6 +846,12 @@ export class DataWorld {
     for (const op of this.busy.values()) if (op !== null) return false;
     for (const r of this.rfs.values()) if (r.conn && r.conn.pending.size > 0) return false;
     return true;
+  }
+
+  /** Write `wid` is somewhere in `t`. */
+  static holds(t: Tree, wid: number): boolean {
+    for (const f of t.values()) if (f.includes(wid)) return true;
+    return false;
   }
 
   /** Zone `z` of `path` in `t` (0: missing). */

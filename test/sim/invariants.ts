@@ -54,6 +54,7 @@ const DATA_FINDINGS: Readonly<Record<number, string>> = {
   11: 'a resync given up by the primary completed on the secondary',
   12: 'an incremental resync was served from a suspect copy',
   13: 'a live create kept a stale file during an incremental resync',
+  15: 'a live record of a resync failed as the primary let go, without an unacked-write',
 };
 
 /** The tags of the known data findings (docs/simulator.md) whose situation arose in this run. */
@@ -92,7 +93,10 @@ export class Invariants {
         if (!e.fsynced && crashedSince.length > 0 && (!held || crashedSince.length === nodes.length)) { data.stats.lostExcusedCrash++; continue; }
         if (data.diverged) {
           if (!final) continue;
-          if (nodes.some((x) => data.d(x).quarantines.some((q) => DataWorld.at(q, path, z) >= e.wid))) { data.stats.keptInQuarantine++; continue; }
+          // The two sides' files went separate ways (a rename on one side moves what the
+          // application knew): the write itself, under any name, counts.
+          if (nodes.some((x) => data.d(x).quarantines.some((q) => DataWorld.at(q, path, z) >= e.wid || DataWorld.holds(q, e.wid)))) { data.stats.keptInQuarantine++; continue; }
+          if (DataWorld.holds(mine, e.wid)) continue;
         }
         // Finding 9 (docs/simulator.md): this copy lost the write in a power loss of its host
         // (page cache) while the peer still holds it, and takes the primary role anyway.
