@@ -219,7 +219,9 @@ export class DataWorld {
    * 13: during an incremental resync, a live `create` found the secondary's stale file and
    *     kept its content (the applier opens an existing file; the plan has no mark for it);
    * 15: a live record of a resync failed when this node let go: it is a success for the
-   *     application and no `unacked-write` is sent (the peer may be up to date already).
+   *     application and no `unacked-write` is sent (the peer may be up to date already);
+   * 16: a call sent in sync mode failed after the rfs left sync mode for a resync (the old
+   *     connection closed): it is held, and nothing answers it until the node lets go.
    */
   readonly findings = new Map<number, number>();
   /** Stops new application calls (end of the run: the stream drains). */
@@ -556,7 +558,8 @@ export class DataWorld {
     if (from?.conn === c) from.conn = null;
     const pending = [...c.pending];
     c.pending.clear();
-    for (const s of pending) if (!s.settled) { s.settled = true; s.fail(why); }
+    // The pending sends reject a moment later (promise callbacks), after the caller's mode change.
+    if (pending.length > 0) this.w.later(null, 0, () => { for (const s of pending) if (!s.settled) { s.settled = true; s.fail(why); } });
     const ms = this.pathOk(c) ? Math.max(0, c.lastArrival - this.w.now) + this.rand.int(1, 4) : this.repTimeoutMs;
     this.w.later(null, ms, () => {
       const r = this.rfs.get(c.to);
@@ -777,6 +780,11 @@ export class DataWorld {
         if (r.conn) this.close(r.conn, why);
         this.stats.replicationLost++;
         this.deliver(n, { type: 'replication-lost', now: this.w.now, detail: why });
+      } else if (r.mode !== 'lost' && !this.findings.has(16)) {
+        // As LinkReplicator.submit: enterLost does nothing outside sync mode, the call is held;
+        // nothing but setAlone or failHeld answers it (finding 16).
+        this.findings.set(16, this.w.now);
+        this.w.trace.note(this.w.now, n.name, `rfs: call ${op.wid} sent in sync mode failed (${why}) while the rfs is ${r.mode}: held (finding 16)`);
       }
       r.held.push(op);
       this.stats.heldOps++;
@@ -839,6 +847,17 @@ export class DataWorld {
   /** A delete or rename that may or may not have happened: what the application knew of those files is unknown now. */
   private uncertain(op: AppOp): void {
     if (op.kind === 'delete' || op.kind === 'rename') { this.expect.delete(op.path); if (op.from) this.expect.delete(op.from); }
+  }
+
+  /** The application's calls still waiting for an answer, described. */
+  pendingCalls(): string[] {
+    const out: string[] = [];
+    for (const op of this.busy.values()) {
+      if (op === null) continue;
+      const r = this.r(op.node);
+      out.push(`call ${op.wid} (${op.kind} ${op.path}) on ${op.node.name} since ${op.at}, rfs ${r ? `${r.mode}${r.held.includes(op) ? ', held' : ''}` : 'gone'}`);
+    }
+    return out;
   }
 
   /** Calls in progress or held anywhere, or records not yet applied by the receiver. */

@@ -78,3 +78,11 @@ test('finding 15 (seed 9585): a live write of a resync that fails when the prima
   // next PRIM + SECOND differ by that write. The sync-mode twin was fixed in e94331d.
   { todo: 'open: the resync-mode failure path should check `leaving` first (onUnacked + EIO), as sync mode does' },
   () => holds(9585, {}));
+
+test('finding 16 (seed 332): a call in flight in sync mode when the primary starts serving a resync returns (DESIGN.md 3.2)',
+  // Open (LinkReplicator.submit): `replicate resync` closes the sync connection; the pending send
+  // fails after the mode became `resync`, enterLost does nothing outside sync mode, and the call is
+  // held: nothing answers it (the resync's end switches to sync without releasing held calls)
+  // until the node lets go. The application hangs on that call.
+  { todo: 'open: a failure after the mode left sync should be marked and answered (alone) or resent, not held' },
+  () => holds(332, {}));

@@ -55,10 +55,11 @@ const DATA_FINDINGS: Readonly<Record<number, string>> = {
   12: 'an incremental resync was served from a suspect copy',
   13: 'a live create kept a stale file during an incremental resync',
   15: 'a live record of a resync failed as the primary let go, without an unacked-write',
+  16: 'a sync-mode call failed as a resync began: held',
 };
 
 /** The tags of the known data findings (docs/simulator.md) whose situation arose in this run. */
-function lateResync(data: DataWorld): string {
+export function findingTags(data: DataWorld): string {
   return [...data.findings].map(([k, at]) => ` [finding ${k}: ${DATA_FINDINGS[k] ?? ''} at ${at}]`).join('');
 }
 
@@ -100,7 +101,7 @@ export class Invariants {
         }
         // Finding 9 (docs/simulator.md): this copy lost the write in a power loss of its host
         // (page cache) while the peer still holds it, and takes the primary role anyway.
-        const f9 = crashedSince.includes(n) && nodes.some((x) => x !== n && DataWorld.at(data.d(x).cache, path, z) >= e.wid) ? ` [finding 9: ${n.name} lost it in a power loss, ${n.peer.name} holds it]` : lateResync(data);
+        const f9 = crashedSince.includes(n) && nodes.some((x) => x !== n && DataWorld.at(data.d(x).cache, path, z) >= e.wid) ? ` [finding 9: ${n.name} lost it in a power loss, ${n.peer.name} holds it]` : findingTags(data);
         throw new Violation('acked-write-lost', `${n.name} (${n.label()})${f9} ${final ? 'is primary at the end' : 'starts the application'} without write ${e.wid} (${path} zone ${z}, acknowledged by ${e.by} at ${e.ackedAt}${e.fsynced ? ', fsynced' : ''}): it has ${DataWorld.at(mine, path, z) || 'nothing'} there; copies: ${nodes.map((x) => `${x.name} ${treeText(data.d(x).cache)}`).join('; ')}${data.diverged ? '; quarantines: ' + nodes.map((x) => `${x.name} [${data.d(x).quarantines.map(treeText).join(' | ')}]`).join(' ') : ''}`, this.w.now);
       }
     }
@@ -111,7 +112,7 @@ export class Invariants {
     data.stats.replicaChecks++;
     const mine = data.d(n).cache;
     if (treesEqual(mine, primaryCopy)) return;
-    throw new Violation('replicas-differ', `${n.name}${lateResync(data)} completed the resync of ${gen} but its copy differs from ${n.peer.name}'s at sync-complete: ${n.name} ${treeText(mine)}; ${n.peer.name} ${treeText(primaryCopy)}`, this.w.now);
+    throw new Violation('replicas-differ', `${n.name}${findingTags(data)} completed the resync of ${gen} but its copy differs from ${n.peer.name}'s at sync-complete: ${n.name} ${treeText(mine)}; ${n.peer.name} ${treeText(primaryCopy)}`, this.w.now);
   }
 
   /** 5, at the end of a run (the stream drained): the PRIM's and the SECOND's copies are equal. */
@@ -121,7 +122,7 @@ export class Invariants {
     const a = data.d(prim).cache;
     const b = data.d(prim.peer).cache;
     if (treesEqual(a, b)) return;
-    throw new Violation('replicas-differ', `at the end${lateResync(data)}, PRIM ${prim.name} and SECOND ${prim.peer.name} differ: ${prim.name} ${treeText(a)}; ${prim.peer.name} ${treeText(b)}`, this.w.now);
+    throw new Violation('replicas-differ', `at the end${findingTags(data)}, PRIM ${prim.name} and SECOND ${prim.peer.name} differ: ${prim.name} ${treeText(a)}; ${prim.peer.name} ${treeText(b)}`, this.w.now);
   }
 
   /**

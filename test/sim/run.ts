@@ -10,7 +10,7 @@ import {
 } from '../../src/core/mirror/index.js';
 import type { CheckerAction } from '../../src/core/config/types.js';
 import { DataWorld } from './data.js';
-import { Invariants } from './invariants.js';
+import { Invariants, findingTags } from './invariants.js';
 import { Random, rng } from './prng.js';
 import { Trace, label } from './trace.js';
 import { CALM, CLEAN_LINK, Violation, World, type Behaviour, type SimNode, type SimSplitBrain } from './world.js';
@@ -371,6 +371,9 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
       const prim = w.nodes.find((n) => n.state.name === 'PRIM');
       trace.note(w.now, '--', `END: data check (${data.quiet() ? 'stream drained' : 'NOT drained'}), PRIM ${prim?.name ?? 'none'}`);
       if (prim && prim.peer.state.name === 'SECOND') inv.checkFinalData(data, prim);
+      // The application's last call must have returned (or failed): a call held forever hangs it.
+      const stuck = data.pendingCalls();
+      if (stuck.length > 0) throw new Violation('call-never-returns', `${findingTags(data)} after convergence and 5 s without new calls, still waiting: ${stuck.join('; ')}`, w.now);
     }
   } catch (e) {
     if (!(e instanceof Violation)) throw e;
@@ -399,9 +402,10 @@ export function knownFinding(r: RunResult): string | null {
     '[finding 11:': 'finding 11: a resync the primary gave up (no ack in time) still completes on the secondary: it reports up to date, the core goes PRIM, but the rfs replicates alone',
     '[finding 12:': 'finding 12: a primary whose copy is suspect (host crash) serves an incremental resync, but the crash rolled its copy back where the change log says nothing',
     '[finding 13:': 'finding 13: a file created again during an incremental resync, before the root listing, keeps the secondary\'s old content',
+    '[finding 16:': 'finding 16: a call in flight in sync mode when the primary starts serving a resync is held until the node lets go (the application hangs)',
     '[finding 15:': 'finding 15: a live write of a resync that fails when the primary lets go succeeds, without an unacked-write event: the copies may differ silently',
   };
-  for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ') && f.message.includes(tag)) return text;
+  for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ' || f.kind === 'call-never-returns') && f.message.includes(tag)) return text;
   if (f && f.kind === 'acked-write-lost' && f.message.includes('[finding 9:')) {
     return 'finding 9: a copy that lost acknowledged writes in a power loss of its host (page cache) takes the primary role while its peer still holds them';
   }
