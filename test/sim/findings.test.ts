@@ -1,5 +1,5 @@
 // Core findings of the simulator (docs/simulator.md), one seed each, kept as regression tests.
-// Each is `todo` until the core (or daemon) is fixed; findings 9, 11, 12, 13 and 15 (the data model's)
+// Each is `todo` until the core (or daemon) is fixed; findings 9, 11, 12, 13, 15 and 16 (the data model's)
 // are open.
 // Findings 4, 6 and 7 have no failing seed since main's duplicate-address check (vip-added): see
 // docs/simulator.md.
