@@ -36,6 +36,11 @@
  * actions: request and reply take 1-20 ms each way and need the path open both times, else the
  * answer is an error at the client's 1 s timeout. `mount blocked` is not a writer resource.
  *
+ * Data (runs with replication, `World.data`): test/sim/data.ts models the copies, the
+ * application, the change log, the link and the resyncs; the executor hands it `mount`,
+ * `replicate`, `start-resync`/`stop-resync` and `transition`, and crash, boot and shutdown tell it
+ * (a resync then ends when the primary's rfs has served it, not after a random delay).
+ *
  * The writer resources a node holds are tracked from the EXECUTED effects, conservatively: the VIP
  * from the end of a successful `vip add` to the end of `vip remove`; the application from the start of
  * `start_prim` to the end of `stop_prim` (whatever its result: a failed stop script is assumed to
