@@ -30,11 +30,38 @@
  *      `arbitratorNoLease` before the run fails.
  *    Two writers with ping witnesses alone stay excused during an episode (residual risk 1: both
  *    nodes reach the witness), counted as before.
+ * 5. Data (runs with replication; the model is test/sim/data.ts):
+ *    - No acknowledged write lost (3.2, 3.3): when a node starts the application (`start_prim`),
+ *      every zone's newest write the application got an answer for is on its copy (that write
+ *      or a later one). Excused: a write never covered by an fsync that a power loss took from
+ *      every copy holding it, or from both nodes (page cache: the peer acknowledges once applied,
+ *      DESIGN.md 3.2 promises disks only for fsync; counted `lostExcusedCrash`). After a forced
+ *      `prim`, a split-brain episode or a primary behind what its peer stored unknown to it
+ *      (staleUnknowable) (`data.diverged`) the check waits for the end of the run,
+ *      where the write must be on the final primary or in a quarantine of either node
+ *      ("divergent data kept", counted `keptInQuarantine`); also checked at the end of every run.
+ *    - Converged replicas (3.4): when a secondary applies `sync-complete`, its copy equals the
+ *      primary's copy at that point of the stream (`replicas-differ`); at the end of the run, the
+ *      stream drained, the PRIM's and the SECOND's copies are equal.
  */
 import { compareGenerations, type MirrorAction, type MirrorEvent, type MirrorState } from '../../src/core/mirror/index.js';
+import { DataWorld, treeText, treesEqual, type Tree } from './data.js';
 import { Violation, type SimNode, type World } from './world.js';
 
 const PRIMARY = new Set(['PRIM', 'ALONE']);
+
+const DATA_FINDINGS: Readonly<Record<number, string>> = {
+  11: 'a resync given up by the primary completed on the secondary',
+  12: 'an incremental resync was served from a suspect copy',
+  13: 'a live create kept a stale file during an incremental resync',
+  15: 'a live record of a resync failed as the primary let go, without an unacked-write',
+  16: 'a sync-mode call failed as a resync began: held',
+};
+
+/** The tags of the known data findings (docs/simulator.md) whose situation arose in this run. */
+export function findingTags(data: DataWorld): string {
+  return [...data.findings].map(([k, at]) => ` [finding ${k}: ${DATA_FINDINGS[k] ?? ''} at ${at}]`).join('');
+}
 
 export class Invariants {
   /** Start of the current split-brain episode, null if none. */
@@ -44,6 +71,58 @@ export class Invariants {
   constructor(private readonly w: World) {
     w.onStep = (n, e, before, actions) => this.afterStep(n, e, before, actions);
     w.onResources = () => this.checkWriters();
+    const data = w.data;
+    if (data) {
+      data.onAppStart = (n) => this.checkAcked(data, n, false);
+      data.onResynced = (n, primaryCopy, gen) => this.checkResynced(data, n, primaryCopy, gen);
+    }
+  }
+
+  /**
+   * 5: every acknowledged write is on `n`'s copy, where the application starts (or, `final`, on
+   * the primary at the end of the run: then also kept in a quarantine counts after divergence).
+   */
+  checkAcked(data: DataWorld, n: SimNode, final: boolean): void {
+    const mine = data.d(n).cache;
+    const nodes = this.w.nodes;
+    for (const [path, zones] of data.expect) {
+      for (const [z, e] of zones) {
+        data.stats.ackedChecks++;
+        if (DataWorld.at(mine, path, z) >= e.wid) continue;
+        const crashedSince = nodes.filter((x) => data.d(x).lastCrash >= e.ackedAt);
+        const held = nodes.some((x) => DataWorld.at(data.d(x).cache, path, z) >= e.wid);
+        if (!e.fsynced && crashedSince.length > 0 && (!held || crashedSince.length === nodes.length)) { data.stats.lostExcusedCrash++; continue; }
+        if (data.diverged) {
+          if (!final) continue;
+          // The two sides' files went separate ways (a rename on one side moves what the
+          // application knew): the write itself, under any name, counts.
+          if (nodes.some((x) => data.d(x).quarantines.some((q) => DataWorld.at(q, path, z) >= e.wid || DataWorld.holds(q, e.wid)))) { data.stats.keptInQuarantine++; continue; }
+          if (DataWorld.holds(mine, e.wid)) continue;
+        }
+        // Finding 9 (docs/simulator.md): this copy lost the write in a power loss of its host
+        // (page cache) while the peer still holds it, and takes the primary role anyway.
+        const f9 = crashedSince.includes(n) && nodes.some((x) => x !== n && DataWorld.at(data.d(x).cache, path, z) >= e.wid) ? ` [finding 9: ${n.name} lost it in a power loss, ${n.peer.name} holds it]` : findingTags(data);
+        throw new Violation('acked-write-lost', `${n.name} (${n.label()})${f9} ${final ? 'is primary at the end' : 'starts the application'} without write ${e.wid} (${path} zone ${z}, acknowledged by ${e.by} at ${e.ackedAt}${e.fsynced ? ', fsynced' : ''}): it has ${DataWorld.at(mine, path, z) || 'nothing'} there; copies: ${nodes.map((x) => `${x.name} ${treeText(data.d(x).cache)}`).join('; ')}${data.diverged ? '; quarantines: ' + nodes.map((x) => `${x.name} [${data.d(x).quarantines.map(treeText).join(' | ')}]`).join(' ') : ''}`, this.w.now);
+      }
+    }
+  }
+
+  /** 5: a completed resync leaves the secondary's copy equal to the primary's at the same point of the stream. */
+  private checkResynced(data: DataWorld, n: SimNode, primaryCopy: Tree, gen: string): void {
+    data.stats.replicaChecks++;
+    const mine = data.d(n).cache;
+    if (treesEqual(mine, primaryCopy)) return;
+    throw new Violation('replicas-differ', `${n.name}${findingTags(data)} completed the resync of ${gen} but its copy differs from ${n.peer.name}'s at sync-complete: ${n.name} ${treeText(mine)}; ${n.peer.name} ${treeText(primaryCopy)}`, this.w.now);
+  }
+
+  /** 5, at the end of a run (the stream drained): the PRIM's and the SECOND's copies are equal. */
+  checkFinalData(data: DataWorld, prim: SimNode): void {
+    this.checkAcked(data, prim, true);
+    data.stats.replicaChecks++;
+    const a = data.d(prim).cache;
+    const b = data.d(prim.peer).cache;
+    if (treesEqual(a, b)) return;
+    throw new Violation('replicas-differ', `at the end${findingTags(data)}, PRIM ${prim.name} and SECOND ${prim.peer.name} differ: ${prim.name} ${treeText(a)}; ${prim.peer.name} ${treeText(b)}`, this.w.now);
   }
 
   /**
@@ -63,6 +142,7 @@ export class Invariants {
       if (this.episode === null) {
         this.episode = this.w.now;
         this.counts.episodes++;
+        if (this.w.data) this.w.data.diverged = true;
         this.w.trace.note(this.w.now, '--', `split-brain episode starts: ${this.falselySilent(a) ? a.name : b.name} hears nothing from its running peer`);
       }
       return;
@@ -128,6 +208,7 @@ export class Invariants {
       }
       if (e.type === 'command' && e.command.cmd === 'prim') {
         this.counts.forcedPrim++;
+        if (this.w.data) this.w.data.diverged = true;
         // Forcing a node that cannot hear its running peer is the admin's risk (like DRBD --force).
         const p = n.peer;
         const deaf = n.lastHeard === null || this.w.now - n.lastHeard >= n.params.heartbeatTimeoutMs;
@@ -157,6 +238,8 @@ export class Invariants {
       const peerDisk = n.peer.disk;
       if (peerDisk && compareGenerations(mine.generation, peerDisk.generation) === 'behind') {
         this.counts.staleUnknowable++;
+        // Its writes since are on the peer's disk only: at the end they must be kept (quarantine).
+        if (this.w.data) this.w.data.diverged = true;
         this.w.trace.note(this.w.now, n.name, `becomes ${a.to} behind ${n.peer.name}'s stored ${peerDisk.generation.current}, which it never heard of (limitation)`);
       }
     }

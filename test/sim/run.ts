@@ -9,7 +9,8 @@ import {
   step, validateCommand, type MirrorAction, type MirrorCommand, type MirrorParams,
 } from '../../src/core/mirror/index.js';
 import type { CheckerAction } from '../../src/core/config/types.js';
-import { Invariants } from './invariants.js';
+import { DataWorld } from './data.js';
+import { Invariants, findingTags } from './invariants.js';
 import { Random, rng } from './prng.js';
 import { Trace, label } from './trace.js';
 import { CALM, CLEAN_LINK, Violation, World, type Behaviour, type SimNode, type SimSplitBrain } from './world.js';
@@ -35,7 +36,7 @@ export interface RunResult {
   readonly failure: { readonly kind: string; readonly message: string; readonly at: number } | null;
   /** What the run drew (for the report header). */
   readonly setup: string;
-  readonly stats: World['stats'] & Invariants['counts'] & {
+  readonly stats: World['stats'] & Invariants['counts'] & Partial<DataWorld['stats']> & {
     steps: number; simMs: number; convergedAfterMs: number | null; adminAtHeal: number; knownRemedies: number; primaryPulses: number;
   };
   readonly trace: Trace;
@@ -288,6 +289,11 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
   const trace = new Trace(opts.traceSize ?? 200);
   const w = new World(root.fork(), ps, beh, trace);
   w.sb = sb;
+  // The data model (runs with replication), on a stream of its own drawn after the others.
+  const dataRand = root.fork();
+  if (ps[0].hasReplication) {
+    w.data = new DataWorld(w, dataRand, dataRand.pick([1000, 3000]), dataRand.pick([30, 80, 200]), dataRand.pick([0.02, 0.1, 0.3]));
+  }
   w.restartWitness(false);
   if (sb) w.stats.splitBrainRuns = 1;
   // The daemon keeps the newest view (finding 1 fixed in MirrorRuntime), in every mode.
@@ -299,7 +305,9 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
   let knownRemedies = 0;
   let primaryPulses = 0;
   const healAt = faultMs;
+  let dataSetup = '';
   try {
+    if (w.data) { w.data.start(); dataSetup = ` | data: repl timeout=${w.data.repTimeoutMs}ms`; }
     for (const n of w.nodes) w.boot(n);
     // First start: the admin starts both nodes (an empty store means a stopped module).
     for (const n of w.nodes) {
@@ -354,28 +362,52 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
     if (convergedAt === null) {
       throw new Violation('no-convergence', `no PRIM + SECOND within ${healMs} ms after healing: ${w.nodes.map((n) => `${n.name} ${label(n.state)} holds ${n.resources()}${n.up ? '' : ' (down)'}`).join(', ')}`, w.now);
     }
+    const data = w.data;
+    if (data) {
+      // The application stops calling; the stream drains (bounded); then the copies are compared.
+      data.frozen = true;
+      const until = w.now + 5_000;
+      w.runUntil(until, () => data.quiet());
+      const prim = w.nodes.find((n) => n.state.name === 'PRIM');
+      trace.note(w.now, '--', `END: data check (${data.quiet() ? 'stream drained' : 'NOT drained'}), PRIM ${prim?.name ?? 'none'}`);
+      if (prim && prim.peer.state.name === 'SECOND') inv.checkFinalData(data, prim);
+      // The application's last call must have returned (or failed): a call held forever hangs it.
+      const stuck = data.pendingCalls();
+      if (stuck.length > 0) throw new Violation('call-never-returns', `${findingTags(data)} after convergence and 5 s without new calls, still waiting: ${stuck.join('; ')}`, w.now);
+    }
   } catch (e) {
     if (!(e instanceof Violation)) throw e;
     failure = { kind: e.kind, message: e.message, at: e.at };
     trace.note(e.at, '!!', `VIOLATION ${e.kind}: ${e.message}`);
   }
   return {
-    seed, ok: failure === null, failure, setup: describe(ps[0], beh, sb), trace, world: w,
+    seed, ok: failure === null, failure, setup: describe(ps[0], beh, sb) + dataSetup, trace, world: w,
     stats: {
-      ...w.stats, ...inv.counts, steps: w.nodes[0].steps + w.nodes[1].steps, simMs: w.now,
+      ...w.stats, ...inv.counts, ...(w.data?.stats ?? {}), steps: w.nodes[0].steps + w.nodes[1].steps, simMs: w.now,
       convergedAfterMs: convergedAt === null ? null : convergedAt - healAt, adminAtHeal, knownRemedies, primaryPulses,
     },
   };
 }
 
 /**
- * Which known core finding (docs/simulator.md) a failure is, or null for a new one. Only finding 5
- * and 6 are classified this way: the others are kept out of default runs (see exposeKnownBugs).
+ * Which known core finding (docs/simulator.md) a failure is, or null for a new one. Only findings 5,
+ * 6 and 9 are classified this way: the others are kept out of default runs (see exposeKnownBugs).
  */
 export function knownFinding(r: RunResult): string | null {
   const f = r.failure;
   if (f && f.kind === 'two-writers' && f.message.includes('decided on a stale echo')) {
     return 'finding 6: the `sees` echo of a change counter that restarts at 0 matches a view made for the previous life of a restarted node';
+  }
+  const data: Record<string, string> = {
+    '[finding 11:': 'finding 11: a resync the primary gave up (no ack in time) still completes on the secondary: it reports up to date, the core goes PRIM, but the rfs replicates alone',
+    '[finding 12:': 'finding 12: a primary whose copy is suspect (host crash) serves an incremental resync, but the crash rolled its copy back where the change log says nothing',
+    '[finding 13:': 'finding 13: a file created again during an incremental resync, before the root listing, keeps the secondary\'s old content',
+    '[finding 16:': 'finding 16: a call in flight in sync mode when the primary starts serving a resync is held until the node lets go (the application hangs)',
+    '[finding 15:': 'finding 15: a live write of a resync that fails when the primary lets go succeeds, without an unacked-write event: the copies may differ silently',
+  };
+  for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ' || f.kind === 'call-never-returns') && f.message.includes(tag)) return text;
+  if (f && f.kind === 'acked-write-lost' && f.message.includes('[finding 9:')) {
+    return 'finding 9: a copy that lost acknowledged writes in a power loss of its host (page cache) takes the primary role while its peer still holds them';
   }
   if (f && f.kind === 'stale-primary' && / \(SECOND\) becomes ALONE .* that it last heard/.test(f.message)) {
     return 'finding 5: a SECOND believes it is in sync after seeing a transient ALONE view, then takes over on older data';

@@ -37,4 +37,11 @@ export function assertCoverage(s: SweepResult): void {
   need('staleChecks', s.runs / 20);
   need('refused', s.runs);
   need('hangs', s.runs / 20);
+  // The data model (runs with replication, test/sim/data.ts).
+  need('ackedChecks', s.runs);
+  need('resyncsCompleted', s.runs / 10);
+  need('resyncsIncremental', s.runs / 50);
+  need('resyncsInterrupted', s.runs / 100);
+  need('quarantines', s.runs / 500);
+  need('replicationLost', s.runs / 200);
 }

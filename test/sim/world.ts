@@ -36,6 +36,11 @@
  * actions: request and reply take 1-20 ms each way and need the path open both times, else the
  * answer is an error at the client's 1 s timeout. `mount blocked` is not a writer resource.
  *
+ * Data (runs with replication, `World.data`): test/sim/data.ts models the copies, the
+ * application, the change log, the link and the resyncs; the executor hands it `mount`,
+ * `replicate`, `start-resync`/`stop-resync` and `transition`, and crash, boot and shutdown tell it
+ * (a resync then ends when the primary's rfs has served it, not after a random delay).
+ *
  * The writer resources a node holds are tracked from the EXECUTED effects, conservatively: the VIP
  * from the end of a successful `vip add` to the end of `vip remove`; the application from the start of
  * `start_prim` to the end of `stop_prim` (whatever its result: a failed stop script is assumed to
@@ -50,6 +55,7 @@ import {
 } from '../../src/core/mirror/index.js';
 import type { CheckerAction } from '../../src/core/config/types.js';
 import { LeaseTable } from '../../src/core/witness/lease.js';
+import type { DataWorld } from './data.js';
 import { Random } from './prng.js';
 import { Trace } from './trace.js';
 
@@ -245,6 +251,8 @@ export class World {
   sb: SimSplitBrain | null = null;
   /** The witness host: down, restarted (a fresh lease table), and the cut paths (node names). */
   readonly witness = { down: false, cut: new Set<string>(), table: null as LeaseTable | null };
+  /** The data model (runs with replication only; data.ts), null otherwise. */
+  data: DataWorld | null = null;
   onStep: (n: SimNode, e: MirrorEvent, before: MirrorState, actions: readonly MirrorAction[]) => void = () => {};
   onResources: (n: SimNode) => void = () => {};
 
@@ -302,7 +310,10 @@ export class World {
     this.trace.note(this.now, n.name, `BOOT disk=${n.disk ? `gen=${n.disk.generation.current} up=${+n.disk.upToDate} en=${+n.disk.enabled} last=${n.disk.lastPrimary ?? '-'}` : 'empty'}`);
     const go = (): void => {
       n.starting = false;
-      this.deliver(n, { type: 'init', now: this.now, persisted: n.disk, idSeed: `${n.name}-${this.rand.hex()}` });
+      // MirrorRuntime.start: a host restart without a clean stop makes the copy suspect (data.ts).
+      const persisted = this.data ? this.data.boot(n, n.disk) : n.disk;
+      if (persisted !== n.disk) n.disk = persisted;
+      this.deliver(n, { type: 'init', now: this.now, persisted, idSeed: `${n.name}-${this.rand.hex()}` });
       const pulse = (): void => { if (n.up) { this.pulse(n); this.later(n, n.params.pulseMs, pulse); } };
       const tick = (): void => { if (n.up) { this.deliver(n, { type: 'tick', now: this.now }); this.later(n, n.params.pulseMs, tick); } };
       this.later(n, n.params.pulseMs, pulse);
@@ -313,7 +324,7 @@ export class World {
       // MirrorRuntime.start: stop_prim cleanup, awaited, before init.
       const ms = this.rand.int(0, this.behaviour.scriptMaxMs);
       this.later(n, ms, () => {
-        if (n.app) { n.app = false; this.onResources(n); }
+        if (n.app) { n.app = false; this.data?.abandon(n); this.onResources(n); }
         this.trace.note(this.now, n.name, 'stop_prim (cleanup at start) ended');
         go();
       });
@@ -329,6 +340,7 @@ export class World {
     n.up = false; n.closing = false; n.life++;
     n.vip = 'none'; n.app = false; n.mount = 'none'; n.scripts = 0; n.resync = null; n.queue = []; n.busy = false;
     this.trace.note(this.now, n.name, 'CRASH (power loss)');
+    this.data?.crash(n);
     this.onResources(n);
   }
 
@@ -345,6 +357,7 @@ export class World {
       if (!quiet && this.now < limit) { this.later(n, 20, poll); return; }
       this.pulse(n);
       n.up = false; n.closing = false; n.life++;
+      this.data?.closed(n);
       this.trace.note(this.now, n.name, `daemon closed${quiet ? '' : ' (NOT quiet: limit reached)'} holding ${n.resources()}`);
     };
     this.later(n, 20, poll);
@@ -395,6 +408,7 @@ export class World {
         if (a.op === 'add') n.vip = 'adding'; else if (n.vip !== 'none') n.vip = 'removing';
         return this.rand.int(2, 60);
       case 'mount':
+        this.data?.mountStart(n, a.mode);
         if (a.mode === 'rw') { n.mount = 'rw'; this.onResources(n); }
         return this.rand.int(1, 10);
       case 'lease': this.lease(n, a.op); return null;
@@ -402,11 +416,16 @@ export class World {
       case 'unfence': return null;
       case 'announce-vip': return this.rand.int(1, 5);
       case 'run-script': this.startScript(n, a.script, a.args); return null;
-      case 'start-resync': this.startResync(n, a.full); return null;
-      case 'stop-resync': n.resync = null; return null;
-      // The simulated secondary resyncs by itself (startResync); the link is not modelled yet.
-      case 'replicate': return null;
-      case 'send-heartbeat': case 'transition': case 'log': return null;
+      case 'start-resync':
+        // With the data model the primary's rfs serves it (data.ts); else a random delay.
+        if (this.data) { this.stats.resyncs++; this.data.expectSync(n); } else this.startResync(n, a.full);
+        return null;
+      case 'stop-resync': n.resync = null; this.data?.stopExpect(n); return null;
+      case 'replicate':
+        this.data?.replicate(n, a.mode, a.mode === 'resync' ? a.generation : undefined, a.mode === 'resync' ? a.full : undefined);
+        return null;
+      case 'transition': this.data?.transition(n, a.from, a.to, a.ready); return null;
+      case 'send-heartbeat': case 'log': return null;
     }
   }
 
@@ -434,6 +453,7 @@ export class World {
       }
       case 'mount':
         if (a.mode !== 'rw') { n.mount = a.mode; this.onResources(n); }
+        this.data?.mountDone(n, a.mode);
         return;
       default:
         return;
@@ -445,6 +465,7 @@ export class World {
     this.stats.scripts++;
     if (script === 'start_prim') {
       n.app = true; this.onResources(n);
+      this.data?.onAppStart(n);
       if (args[2] === 'takeover') this.stats.takeovers++;
       if (args[2] === 'swap') this.stats.swaps++;
     }
@@ -465,7 +486,7 @@ export class World {
     }
     this.later(n, ms, () => {
       n.scripts--;
-      if (script === 'stop_prim') { n.app = false; this.onResources(n); }
+      if (script === 'stop_prim') { n.app = false; this.data?.abandon(n); this.onResources(n); }
       this.trace.note(this.now, n.name, `script ${script} ended: ${detail}`);
       this.deliver(n, { type: 'script-done', now: this.now, script, ok, detail });
     });

@@ -213,6 +213,13 @@ interface S {
   changes: number;
   /** Primary: the rfs holds writes after `replication-lost` until the peer is known to be behind. */
   holdWrites: boolean;
+  /**
+   * Primary: Persisted.unacked was set already when this node took the primary role (older
+   * unacknowledged writes: a crash, a failed write after an earlier release) and no new
+   * generation began since. A release with nothing held then keeps the mark: it clears only the
+   * mark of this stint's own writes (simulator finding 10).
+   */
+  unackedBefore: boolean;
   /** Secondary: number of resync requests made (msg.resyncReq). */
   resyncReq: number;
   /** Primary: the peer's request (`life:resyncReq`) served last. */
@@ -256,7 +263,7 @@ export function initialState(params: MirrorParams): MirrorState {
     peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false, resyncIncremental: false,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false, swapBackDeferred: false,
-    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, resyncReq: 0, served: null,
+    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, unackedBefore: false, resyncReq: 0, served: null,
     witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
   };
 }
@@ -540,7 +547,8 @@ function advance(c: Ctx): void {
           const held = s.writesBlocked || s.fencedAt !== null;
           if (a.mode === 'ro' || a.mode === 'none') { s.writesBlocked = false; s.fencedAt = null; }
           s.mounted = a.mode;
-          if (st.release && !held && s.persisted.unacked === true) { c.out.push(a); persist(c, { unacked: false }); break; }
+          // A mark older than this stint (unackedBefore) stays: those writes were never acknowledged by the peer.
+          if (st.release && !held && !s.unackedBefore && s.persisted.unacked === true) { c.out.push(a); persist(c, { unacked: false }); break; }
         }
         if (a.type === 'lease' && a.op === 'release') { s.leaseDeadline = null; s.leaseRefused = null; }
         c.out.push(a);
@@ -579,6 +587,9 @@ function newGeneration(c: Ctx, absorb: readonly string[]): void {
     upToDate: true, lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true } : {}),
   });
   s.inSync = false;
+  // From a new generation on, the peer resyncs from this copy (its change log names what this
+  // copy holds that the peer may lack): an older mark has done its work.
+  s.unackedBefore = false;
 }
 
 function script(script: ScriptName, args: readonly [string, string, string], role: Role | 'none'): Step {
@@ -616,6 +627,7 @@ function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb:
   if (c.params.hasReplication) steps.push(act({ type: 'replicate', mode: target === 'PRIM' ? 'sync' : 'alone' }));
   steps.push(act({ type: 'mount', mode: 'rw' }), script('start_prim', args, 'prim'), { k: 'done', name: target, reason: null });
   c.s.holdWrites = false;
+  c.s.unackedBefore = c.s.persisted.unacked === true;
   c.s.wantSwap = false;
   c.s.swapBackAsked = false;
   c.s.swapBackDeferred = false;
@@ -1176,15 +1188,25 @@ function evalSecond(c: Ctx, role: PeerRole): void {
     return;
   }
   if (s.wantSwap) { s.wantSwap = false; c.out.push({ type: 'send-heartbeat' }); }
-  if (role === 'handover') { log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`); becomePrimary(c, 'PRIM', 'swap'); return; }
+  if (role === 'handover') {
+    // Only with the peer's data: a primary that lost the link during its swap started a new
+    // generation this node lacks (simulator finding 14). It gives the swap up and serves a resync.
+    if (c.params.hasReplication && !(s.persisted.upToDate && cmp === 'equal')) return;
+    log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`);
+    becomePrimary(c, 'PRIM', 'swap');
+    return;
+  }
   if (s.swapOut) {
     // Our own handover: wait for the peer to take over (or fall silent). It goes to a SECOND only
     // (validateCommand); a peer that left SECOND meanwhile (told `failover off`, stopped, held by
     // a checker) will never take it (simulator finding 7): give the handover up and decide as any
     // SECOND does, so that one of the two becomes primary again.
-    if (v.state === 'SECOND') return;
+    // A SECOND without this node's data (finding 14: the link was lost during the swap, this
+    // node began a new generation) will not take it either.
+    const peerReady = v.state === 'SECOND' && (!c.params.hasReplication || (v.upToDate && cmp === 'equal'));
+    if (peerReady) return;
     s.swapOut = false;
-    log(c, 'warn', `swap abandoned: ${c.params.peer} is ${v.state}${v.reason ? ` ${v.reason}` : ''}, not SECOND`);
+    log(c, 'warn', `swap abandoned: ${c.params.peer} is ${v.state}${v.reason ? ` ${v.reason}` : ''}${v.state === 'SECOND' ? ' without this node\'s data' : ', not SECOND'}`);
     setState(c, 'SECOND', true, null, false);
   }
   if (role === 'candidate') {
