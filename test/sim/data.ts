@@ -11,7 +11,8 @@
  *   writeback (the kernel's) copies everything, and so does the daemon's flush at a clean STOP
  *   (mirror-runtime.ts `cleanStop`). A crash sets `cache` back to `disk`.
  * - **The daemon's suspect copy** (mirror-runtime.ts start): a host that lost power while its
- *   module was not cleanly stopped starts with `suspect` and `unacked` set in its store.
+ *   module was not cleanly stopped starts with `suspect` and `unacked` set in its store, and
+ *   its change log incomplete.
  * - **The change log**: the REAL `ChangeSet` (src/core/replication/changes.ts) with the
  *   complete/incomplete state of adapters/store/changelog.ts, durable (a mark is durable before
  *   the change it covers is made; the log survives crashes).
@@ -215,11 +216,8 @@ export class DataWorld {
    * Known findings (docs/simulator.md) whose situation arose in this run, with the first time:
    * 11: a secondary completed a resync its primary had given up already (no ack in time: it
    *     closed the connection and went on alone, but the stream was still delivered);
-   * 12: a primary whose copy is suspect (its host crashed) served an incremental resync;
    * 13: during an incremental resync, a live `create` found the secondary's stale file and
    *     kept its content (the applier opens an existing file; the plan has no mark for it);
-   * 15: a live record of a resync failed when this node let go: it is a success for the
-   *     application and no `unacked-write` is sent (the peer may be up to date already);
    * 16: a call sent in sync mode failed after the rfs left sync mode for a resync (the old
    *     connection closed): it is held, and nothing answers it until the node lets go.
    */
@@ -286,7 +284,10 @@ export class DataWorld {
     d.crashedDirty = false;
     if (persisted === null) return null;
     this.stats.suspectBoots++;
-    this.w.trace.note(this.w.now, n.name, 'host restarted without a clean stop: copy marked suspect + unacked');
+    // The crash may have rolled the copy back where the log says nothing: the log is made
+    // incomplete, so the next resync this node serves is a full one (MirrorRuntime.start).
+    d.logComplete = false;
+    this.w.trace.note(this.w.now, n.name, 'host restarted without a clean stop: copy marked suspect + unacked, change log incomplete');
     return { ...persisted, suspect: true, unacked: true };
   }
 
@@ -421,10 +422,6 @@ export class DataWorld {
     const conn = this.openConn(n, r);
     r.mode = 'resync';
     const token = ++this.tokens;
-    if (incremental && n.state.persisted.suspect === true && !this.findings.has(12)) {
-      this.findings.set(12, this.w.now);
-      this.w.trace.note(this.w.now, n.name, 'rfs: an incremental resync served from a suspect copy (finding 12)');
-    }
     // The walker (fullsync.ts): the plan is a snapshot taken now (snapshotPlan); a full copy
     // walks the root. Live records update `listed`, `done` and `recopy` (noteLive).
     const plan: Item[] = incremental
@@ -752,13 +749,15 @@ export class DataWorld {
       if (this.r(n) !== r) return;
       // Not acknowledged: the peer may lack it; the log names it before anything else happens.
       if (op.kind !== 'fsync') this.mark(d, op);
+      // As LinkReplicator.submit: the node let go first, in any mode: EIO and unacked-write
+      // (finding 15 was the resync-mode case, acknowledged without the event).
+      if (r.leaving) {
+        this.stats.unackedEvents++;
+        this.deliver(n, { type: 'unacked-write', now: this.w.now, detail: `${op.kind} ${op.path}: ${why}` });
+        this.fail(op);
+        return;
+      }
       if (mode === 'resync') {
-        // As LinkReplicator.submit: a resync-mode failure resolves (success), also when the node
-        // lets go (no unacked-write event): finding 15 when the peer may be up to date already.
-        if (r.leaving && !this.findings.has(15)) {
-          this.findings.set(15, this.w.now);
-          this.w.trace.note(this.w.now, n.name, `rfs: a live ${op.kind} of the resync failed as this node let go: acknowledged, no unacked-write (finding 15)`);
-        }
         if (r.resync !== null) {
           this.stats.resyncsInterrupted++;
           r.resync = null;
@@ -766,12 +765,6 @@ export class DataWorld {
           r.mode = 'alone';
         }
         this.ack(op, 'alone');
-        return;
-      }
-      if (r.leaving) {
-        this.stats.unackedEvents++;
-        this.deliver(n, { type: 'unacked-write', now: this.w.now, detail: `${op.kind} ${op.path}: ${why}` });
-        this.fail(op);
         return;
       }
       if (r.mode === 'alone') { this.ack(op, 'alone'); return; }

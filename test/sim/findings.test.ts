@@ -1,5 +1,5 @@
 // Core findings of the simulator (docs/simulator.md), one seed each, kept as regression tests.
-// Each is `todo` until the core (or daemon) is fixed; findings 9, 11, 12, 13, 15 and 16 (the data model's)
+// Each is `todo` until the core (or daemon) is fixed; findings 9, 11, 13 and 16 (the data model's)
 // are open.
 // Findings 4, 6 and 7 have no failing seed since main's duplicate-address check (vip-added): see
 // docs/simulator.md.
@@ -56,9 +56,8 @@ test('finding 11 (seed 1425): a resync the primary gave up does not leave a PRIM
   () => holds(1425, {}));
 
 test('finding 12 (seed 4422): a primary whose copy is suspect (host crash) does not serve an incremental resync (DESIGN.md 3.4)',
-  // Open. The crash rolled the copy back where its change log says nothing (changes received as a
-  // SECOND, or logged before the last reset); the log stayed complete, so the resync missed them.
-  { todo: 'open: a host crash should make the change log incomplete (daemon start)' },
+  // Fixed in MirrorRuntime.start: a start after a host crash makes the change log incomplete, so
+  // the next resync this node serves is full (test/unit/daemon.test.ts), modelled by test/sim/data.ts.
   () => holds(4422, {}));
 
 test('finding 13 (seed 3027): a file deleted while apart and created again during an incremental resync does not keep the secondary\'s old content (DESIGN.md 3.4)',
@@ -72,11 +71,8 @@ test('finding 14 (seed 7192): a SECOND that is behind does not take a swap hando
   () => holds(7192, {}));
 
 test('finding 15 (seed 9585): a live write of a resync that fails when the primary lets go does not leave the copies different unbeknown to the core (DESIGN.md 3.4)',
-  // Open (LinkReplicator.submit): in resync mode a failed send resolves (success) even when the
-  // node lets go (failHeld), and no unacked-write is sent; the secondary had applied sync-complete
-  // already (up to date, same generation), the clean release cleared the unacked mark, and the
-  // next PRIM + SECOND differ by that write. The sync-mode twin was fixed in e94331d.
-  { todo: 'open: the resync-mode failure path should check `leaving` first (onUnacked + EIO), as sync mode does' },
+  // Fixed in LinkReplicator.submit: a failed send after the node let go is EIO + unacked-write in
+  // every mode (test/unit/replication-link.test.ts), modelled by test/sim/data.ts.
   () => holds(9585, {}));
 
 test('finding 16 (seed 332): a call in flight in sync mode when the primary starts serving a resync returns (DESIGN.md 3.2)',

@@ -171,6 +171,22 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     } finally { r.net.faults.resume(); await r.close(); }
   });
 
+  test('a live record of a resync in flight when the node lets go fails later too: EIO and onUnacked (simulator finding 15)', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      r.replica.expectSync(5000);
+      r.link.startResync('gen.9');
+      assert.equal(r.link.mode, 'resync');
+      r.net.faults.pause();
+      const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
+      r.link.failHeld('released');
+      assert.equal(await settled(b, 1000), 'rejected', 'acknowledged to the application although the peer never applied it');
+      assert.equal(r.unacked.length, 1);
+      assert.match(r.unacked[0] ?? '', /^write \/b: /);
+    } finally { r.net.faults.resume(); await r.close(); }
+  });
+
   test('alone: nothing is sent, calls complete at once', async () => {
     const log = new ChangeLog(new MemoryLogMedium());
     await log.reset(true);

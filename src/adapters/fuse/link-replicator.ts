@@ -657,6 +657,13 @@ export class LinkReplicator {
     return all.then(() => undefined, async (e: unknown) => {
       // Not acknowledged: the peer may lack it; the log names it before anything else happens.
       await Promise.all(bodies.map((b) => this.markRecord(dir, b)));
+      // The node let go first (failHeld): whatever mode the record was sent in, the peer may lack
+      // it and the peer may be up to date already (a resync's sync-complete went before it):
+      // EIO, and the core marks this copy (simulator finding 15; the sync-mode case was e94331d).
+      if (this.leaving) {
+        this.opts.onUnacked?.(`${rec.op} ${rec.path}: ${(e as Error).message ?? String(e)}`);
+        throw new HakitError('RFS', { dir: '(replication)', detail: 'this node left the primary role before the peer acknowledged the write' });
+      }
       if (mode === 'resync') {
         // The peer is not up to date during a resync: go on alone, it will ask again.
         if (this.resyncAbort !== null) {
@@ -666,10 +673,6 @@ export class LinkReplicator {
           this.failedResync(this.incremental, e);
         }
         return undefined;
-      }
-      if (this.leaving) {
-        this.opts.onUnacked?.(`${rec.op} ${rec.path}: ${(e as Error).message ?? String(e)}`);
-        throw new HakitError('RFS', { dir: '(replication)', detail: 'this node left the primary role before the peer acknowledged the write' });
       }
       if (this.modeNow === 'alone') return undefined; // released meanwhile (setAlone waits for this mark)
       this.enterLost((e as Error).message ?? String(e));
