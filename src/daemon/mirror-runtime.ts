@@ -17,7 +17,6 @@ import type { ModuleRfs, RfsConfig } from '../adapters/fuse/rfs.js';
 import { probeFor as realProbeFor, type Probe, type ProbeContext, type ProbeFactory } from '../adapters/probes/index.js';
 import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
-import { openFileChangeLog } from '../adapters/store/changelog.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import type { VipManager } from '../adapters/vip/index.js';
 import type { WitnessClient } from '../adapters/witness/index.js';
@@ -194,10 +193,6 @@ export class MirrorRuntime {
     }
   }
 
-  private changeLogPath(): string {
-    return `${this.cfg.moduleStateDir}/changes.log`;
-  }
-
   /** The rfs child's configuration: dirs, and both ends of the replication link. */
   private rfsConfig(): RfsConfig {
     const m = this.cfg.module;
@@ -217,7 +212,7 @@ export class MirrorRuntime {
       // keepalives (one per pulse); its rw mounts block by stall + T/2, before the peer may take
       // over (stall - pulse + T at the earliest) as long as pulse < T/2.
       fenceMs: Math.floor(this.params.heartbeatTimeoutMs / 2),
-      changeLog: this.changeLogPath(),
+      changeLog: `${this.cfg.moduleStateDir}/changes.log`,
       quarantineDir: `${this.cfg.moduleStateDir}/quarantine`,
       zoneBytes: m.replication.zoneSizeBytes,
       ...(m.replication.resyncBandwidthBytesPerSec !== undefined ? { resyncBytesPerSec: m.replication.resyncBandwidthBytesPerSec } : {}),
@@ -253,11 +248,6 @@ export class MirrorRuntime {
       if (crashed) {
         this.log('warn', 'the host restarted without a clean stop of this module: its copy may have lost recent writes; it gets a full resync that compares every block before it is a secondary in sync again');
         persisted = { ...persisted, suspect: true, unacked: true };
-        // The crash may also have rolled this copy back where the change log names nothing
-        // (what it received as a SECOND, writes before the log's last reset): the log is made
-        // incomplete, so a resync this node serves is a full one (simulator finding 12). The
-        // rfs child opens the log only after this (rfs.start below).
-        await markChangeLogIncomplete(this.changeLogPath());
       }
       this.cleanStop = persisted.cleanStop === true && !crashed;
       await this.writeState(persisted);
@@ -735,17 +725,6 @@ export class MirrorRuntime {
 
   private log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
     this.deps.logbook.log(this.name, level, message, { node: this.params.node, ...fields });
-  }
-}
-
-/** Records `S incomplete` in a change log file, durably (marks kept); creates the file if missing. */
-async function markChangeLogIncomplete(file: string): Promise<void> {
-  const log = openFileChangeLog(file);
-  try {
-    await log.setComplete(false);
-    await log.flush();
-  } finally {
-    log.close();
   }
 }
 

@@ -11,8 +11,7 @@
  *   writeback (the kernel's) copies everything, and so does the daemon's flush at a clean STOP
  *   (mirror-runtime.ts `cleanStop`). A crash sets `cache` back to `disk`.
  * - **The daemon's suspect copy** (mirror-runtime.ts start): a host that lost power while its
- *   module was not cleanly stopped starts with `suspect` and `unacked` set in its store, and
- *   its change log incomplete.
+ *   module was not cleanly stopped starts with `suspect` and `unacked` set in its store.
  * - **The change log**: the REAL `ChangeSet` (src/core/replication/changes.ts) with the
  *   complete/incomplete state of adapters/store/changelog.ts, durable (a mark is durable before
  *   the change it covers is made; the log survives crashes).
@@ -216,6 +215,7 @@ export class DataWorld {
    * Known findings (docs/simulator.md) whose situation arose in this run, with the first time:
    * 11: a secondary completed a resync its primary had given up already (no ack in time: it
    *     closed the connection and went on alone, but the stream was still delivered);
+   * 12: a primary whose copy is suspect (its host crashed) served an incremental resync;
    * 13: during an incremental resync, a live `create` found the secondary's stale file and
    *     kept its content (the applier opens an existing file; the plan has no mark for it);
    * 16: a call sent in sync mode failed after the rfs left sync mode for a resync (the old
@@ -284,10 +284,7 @@ export class DataWorld {
     d.crashedDirty = false;
     if (persisted === null) return null;
     this.stats.suspectBoots++;
-    // The crash may have rolled the copy back where the log says nothing: the log is made
-    // incomplete, so the next resync this node serves is a full one (MirrorRuntime.start).
-    d.logComplete = false;
-    this.w.trace.note(this.w.now, n.name, 'host restarted without a clean stop: copy marked suspect + unacked, change log incomplete');
+    this.w.trace.note(this.w.now, n.name, 'host restarted without a clean stop: copy marked suspect + unacked');
     return { ...persisted, suspect: true, unacked: true };
   }
 
@@ -422,6 +419,10 @@ export class DataWorld {
     const conn = this.openConn(n, r);
     r.mode = 'resync';
     const token = ++this.tokens;
+    if (incremental && n.state.persisted.suspect === true && !this.findings.has(12)) {
+      this.findings.set(12, this.w.now);
+      this.w.trace.note(this.w.now, n.name, 'rfs: an incremental resync served from a suspect copy (finding 12)');
+    }
     // The walker (fullsync.ts): the plan is a snapshot taken now (snapshotPlan); a full copy
     // walks the root. Live records update `listed`, `done` and `recopy` (noteLive).
     const plan: Item[] = incremental
