@@ -17,6 +17,7 @@ import type { ModuleRfs, RfsConfig } from '../adapters/fuse/rfs.js';
 import { probeFor as realProbeFor, type Probe, type ProbeContext, type ProbeFactory } from '../adapters/probes/index.js';
 import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
+import { openFileChangeLog } from '../adapters/store/changelog.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import type { VipManager } from '../adapters/vip/index.js';
 import type { WitnessClient } from '../adapters/witness/index.js';
@@ -128,6 +129,9 @@ export class MirrorRuntime {
   private readonly queue: Batch[] = [];
   private draining: Promise<void> | null = null;
   private stopPulse: (() => void) | null = null;
+  /** Persisted.unlogged as this daemon knows it, and a counter that cancels a flush in flight. */
+  private unlogged = true;
+  private unloggedEpoch = 0;
   private silenceTimer: TimerHandle | null = null;
   /** When the silence tick is due: just after the heartbeat timeout that follows the last heartbeat. */
   private silenceDue = 0;
@@ -193,6 +197,10 @@ export class MirrorRuntime {
     }
   }
 
+  private changeLogPath(): string {
+    return `${this.cfg.moduleStateDir}/changes.log`;
+  }
+
   /** The rfs child's configuration: dirs, and both ends of the replication link. */
   private rfsConfig(): RfsConfig {
     const m = this.cfg.module;
@@ -212,7 +220,7 @@ export class MirrorRuntime {
       // keepalives (one per pulse); its rw mounts block by stall + T/2, before the peer may take
       // over (stall - pulse + T at the earliest) as long as pulse < T/2.
       fenceMs: Math.floor(this.params.heartbeatTimeoutMs / 2),
-      changeLog: `${this.cfg.moduleStateDir}/changes.log`,
+      changeLog: this.changeLogPath(),
       quarantineDir: `${this.cfg.moduleStateDir}/quarantine`,
       zoneBytes: m.replication.zoneSizeBytes,
       ...(m.replication.resyncBandwidthBytesPerSec !== undefined ? { resyncBytesPerSec: m.replication.resyncBandwidthBytesPerSec } : {}),
@@ -248,7 +256,14 @@ export class MirrorRuntime {
       if (crashed) {
         this.log('warn', 'the host restarted without a clean stop of this module: its copy may have lost recent writes; it gets a full resync that compares every block before it is a secondary in sync again');
         persisted = { ...persisted, suspect: true, unacked: true };
+        if (persisted.unlogged !== false) {
+          // Finding 12: the crash may have rolled back what no mark names; the rfs child opens
+          // the log only after this (rfs.start below).
+          this.log('warn', 'the copy may have lost changes its change log does not name: the next resync this node serves is a full one (by comparison)');
+          await markChangeLogIncomplete(this.changeLogPath());
+        }
       }
+      this.unlogged = persisted.unlogged !== false;
       this.cleanStop = persisted.cleanStop === true && !crashed;
       await this.writeState(persisted);
     }
@@ -453,6 +468,7 @@ export class MirrorRuntime {
           return;
         case 'mount':
           if (!this.rfs) return;
+          if (a.mode === 'ro') await this.setUnlogged(); // a SECOND's records are not marked
           // Logged before rw is requested and after it is left, so that the log brackets every
           // moment this node could write (the chaos suite checks that from the logs).
           if (a.mode === 'rw') this.log('info', 'replicated dirs: mounting read-write', { event: 'mount', mode: a.mode });
@@ -466,7 +482,10 @@ export class MirrorRuntime {
           this.lease(a.op);
           return;
         case 'replicate':
+          // Writes in sync mode are not marked, and a resync this node serves ends in sync mode.
+          if (a.mode === 'sync' || a.mode === 'resync') await this.setUnlogged();
           await this.rfs?.replicate(a.mode, a.mode === 'resync' ? a.generation : undefined, a.mode === 'resync' ? a.full : undefined);
+          if (a.mode === 'alone') this.flushWhenAlone();
           return;
         case 'start-resync':
           // The primary serves the request within a few pulses; the deadline only ends a
@@ -494,7 +513,9 @@ export class MirrorRuntime {
 
   /** Writes the module's state with the daemon-owned fields (boot id, clean stop). */
   private async writeState(p: Persisted): Promise<void> {
-    const full: Persisted = { ...p, ...(this.bootId !== '' ? { bootId: this.bootId } : {}), cleanStop: this.cleanStop };
+    const full: Persisted = {
+      ...p, ...(this.bootId !== '' ? { bootId: this.bootId } : {}), cleanStop: this.cleanStop, ...(this.params.hasReplication ? { unlogged: this.unlogged } : {}),
+    };
     await this.deps.store.write(MIRROR_STATE_NAME, full);
     this.lastWritten = full;
   }
@@ -519,8 +540,36 @@ export class MirrorRuntime {
         return;
       }
       this.cleanStop = true;
+      this.unlogged = false;
+      this.unloggedEpoch++;
       await this.writeState(this.lastWritten);
     }
+  }
+
+  /** Persists `unlogged` before what it covers can happen (see Persisted.unlogged). */
+  private async setUnlogged(): Promise<void> {
+    this.unloggedEpoch++;
+    if (this.unlogged || !this.params.hasReplication || this.lastWritten === null) return;
+    this.unlogged = true;
+    await this.writeState(this.lastWritten);
+  }
+
+  /**
+   * `replicate alone`: from now on every change is marked before it is written, so once what the
+   * page cache holds is on disk, a host crash cannot roll back anything the log does not name.
+   * The flush runs beside the actions (a takeover never waits for it); a `sync` or `ro` mount
+   * before it ends keeps the flag.
+   */
+  private flushWhenAlone(): void {
+    if (!this.unlogged || !this.params.hasReplication) return;
+    const epoch = ++this.unloggedEpoch;
+    const flush = this.deps.flushDir ?? syncDir;
+    void (async () => {
+      for (const d of this.cfg.module.replication.dirs) await flush(d.path);
+      if (epoch !== this.unloggedEpoch || this.closed || this.lastWritten === null) return;
+      this.unlogged = false;
+      await this.writeState(this.lastWritten);
+    })().catch((e: unknown) => this.log('warn', `could not flush the replicated dirs after going alone (${(e as Error).message}): a host crash now makes the next resync this node serves a full one`));
   }
 
   private async addVips(): Promise<void> {
@@ -725,6 +774,16 @@ export class MirrorRuntime {
 
   private log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
     this.deps.logbook.log(this.name, level, message, { node: this.params.node, ...fields });
+  }
+}
+
+/** Records `S incomplete` in a change log file, durably (marks kept); creates the file if missing. */
+async function markChangeLogIncomplete(file: string): Promise<void> {
+  const log = openFileChangeLog(file);
+  try {
+    await log.setComplete(false);
+  } finally {
+    log.close();
   }
 }
 

@@ -11,7 +11,9 @@
  *   writeback (the kernel's) copies everything, and so does the daemon's flush at a clean STOP
  *   (mirror-runtime.ts `cleanStop`). A crash sets `cache` back to `disk`.
  * - **The daemon's suspect copy** (mirror-runtime.ts start): a host that lost power while its
- *   module was not cleanly stopped starts with `suspect` and `unacked` set in its store.
+ *   module was not cleanly stopped starts with `suspect` and `unacked` set in its store, and its
+ *   change log incomplete unless `unlogged` was clear (flushed in alone mode since its last
+ *   SECOND or sync-mode stint: MirrorRuntime.flushWhenAlone).
  * - **The change log**: the REAL `ChangeSet` (src/core/replication/changes.ts) with the
  *   complete/incomplete state of adapters/store/changelog.ts, durable (a mark is durable before
  *   the change it covers is made; the log survives crashes).
@@ -123,6 +125,10 @@ export class NodeData {
   cleanStop = true;
   /** The host lost power while the module was not cleanly stopped (the next start marks the copy suspect). */
   crashedDirty = false;
+  /** Persisted.unlogged: the page cache may hold changes the log does not name (a SECOND's records, sync-mode writes). */
+  unlogged = true;
+  /** Cancels a flush in flight (MirrorRuntime.unloggedEpoch). */
+  unloggedEpoch = 0;
   lastCrash = -Infinity;
   readonly quarantines: Tree[] = [];
 }
@@ -215,7 +221,8 @@ export class DataWorld {
    * Known findings (docs/simulator.md) whose situation arose in this run, with the first time:
    * 11: a secondary completed a resync its primary had given up already (no ack in time: it
    *     closed the connection and went on alone, but the stream was still delivered);
-   * 12: a primary whose copy is suspect (its host crashed) served an incremental resync;
+   * 17: a suspect copy (host crash) served an incremental resync with replays (a rename its
+   *     crash may have undone is replayed on the peer);
    * 13: during an incremental resync, a live `create` found the secondary's stale file and
    *     kept its content (the applier opens an existing file; the plan has no mark for it);
    * 16: a call sent in sync mode failed after the rfs left sync mode for a resync (the old
@@ -284,7 +291,9 @@ export class DataWorld {
     d.crashedDirty = false;
     if (persisted === null) return null;
     this.stats.suspectBoots++;
-    this.w.trace.note(this.w.now, n.name, 'host restarted without a clean stop: copy marked suspect + unacked');
+    // Finding 12: the crash may have rolled back what no mark names (MirrorRuntime.start).
+    if (d.unlogged) d.logComplete = false;
+    this.w.trace.note(this.w.now, n.name, `host restarted without a clean stop: copy marked suspect + unacked${d.unlogged ? ', change log incomplete' : ''}`);
     return { ...persisted, suspect: true, unacked: true };
   }
 
@@ -299,7 +308,7 @@ export class DataWorld {
   /** A `transition` action ran: reaching STOP flushes the dirs (cleanStop); leaving STOP clears it. */
   transition(n: SimNode, from: string, to: string, ready: boolean): void {
     const d = this.d(n);
-    if (to === 'STOP' && ready && !d.cleanStop) { d.disk = new Map(d.cache); d.cleanStop = true; }
+    if (to === 'STOP' && ready && !d.cleanStop) { d.disk = new Map(d.cache); d.cleanStop = true; d.unlogged = false; d.unloggedEpoch++; }
     else if (from === 'STOP' && to !== 'STOP') d.cleanStop = false;
   }
 
@@ -314,6 +323,7 @@ export class DataWorld {
 
   /** `mount` starts: leaving rw fails held calls (rfs-main mountAll: failHeld); leaving ro stops accepting. */
   mountStart(n: SimNode, mode: string): void {
+    if (mode === 'ro') { const d = this.d(n); d.unlogged = true; d.unloggedEpoch++; } // before a SECOND's records
     const r = this.r(n);
     if (!r) return;
     if (mode !== 'rw') this.failHeld(n, r, 'this node left the primary role');
@@ -327,11 +337,25 @@ export class DataWorld {
   }
 
   replicate(n: SimNode, mode: 'sync' | 'alone' | 'resync', gen?: string, full?: boolean): void {
+    const d = this.d(n);
+    if (mode === 'sync' || mode === 'resync') { d.unlogged = true; d.unloggedEpoch++; } // a served resync ends in sync mode
     const r = this.r(n);
     if (!r) return;
     if (mode === 'sync') this.setSync(n, r);
-    else if (mode === 'alone') this.setAlone(n, r);
+    else if (mode === 'alone') { this.setAlone(n, r); this.flushWhenAlone(n); }
     else this.startResync(n, r, gen ?? '', full !== false);
+  }
+
+  /** MirrorRuntime.flushWhenAlone: the dirs flushed beside the actions, then `unlogged` cleared (a fixed 50 ms here). */
+  private flushWhenAlone(n: SimNode): void {
+    const d = this.d(n);
+    if (!d.unlogged) return;
+    const epoch = ++d.unloggedEpoch;
+    this.w.later(n, 50, () => {
+      if (epoch !== d.unloggedEpoch) return;
+      d.disk = new Map(d.cache);
+      d.unlogged = false;
+    });
   }
 
   /** `start-resync`: the primary must start within replication.timeout + 10 s (mirror-runtime.ts). */
@@ -412,6 +436,12 @@ export class DataWorld {
     const d = this.d(n);
     const incremental = !full && d.logComplete && !r.forceFull;
     const replays = incremental ? [...d.log.replays(DIR)] : [];
+    if (replays.length > 0 && n.state.persisted.suspect === true && !this.findings.has(17)) {
+      // A replay is an operation, not a state: one that the power loss took from this copy's page
+      // cache (its mark was durable, the rename was not) makes the peer differ (finding 17).
+      this.findings.set(17, this.w.now);
+      this.w.trace.note(this.w.now, n.name, 'rfs: an incremental resync with replays served from a suspect copy (finding 17)');
+    }
     // Replays cannot be replayed twice, and a full copy rewrites the peer anywhere: until the
     // resync completes only a full one is safe (durable before the first record).
     if (replays.length > 0) d.logComplete = false;
@@ -419,10 +449,6 @@ export class DataWorld {
     const conn = this.openConn(n, r);
     r.mode = 'resync';
     const token = ++this.tokens;
-    if (incremental && n.state.persisted.suspect === true && !this.findings.has(12)) {
-      this.findings.set(12, this.w.now);
-      this.w.trace.note(this.w.now, n.name, 'rfs: an incremental resync served from a suspect copy (finding 12)');
-    }
     // The walker (fullsync.ts): the plan is a snapshot taken now (snapshotPlan); a full copy
     // walks the root. Live records update `listed`, `done` and `recopy` (noteLive).
     const plan: Item[] = incremental

@@ -52,7 +52,7 @@ const PRIMARY = new Set(['PRIM', 'ALONE']);
 
 const DATA_FINDINGS: Readonly<Record<number, string>> = {
   11: 'a resync given up by the primary completed on the secondary',
-  12: 'an incremental resync was served from a suspect copy',
+  17: 'an incremental resync with replays was served from a suspect copy',
   13: 'a live create kept a stale file during an incremental resync',
   16: 'a sync-mode call failed as a resync began: held',
 };

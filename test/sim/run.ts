@@ -400,7 +400,7 @@ export function knownFinding(r: RunResult): string | null {
   }
   const data: Record<string, string> = {
     '[finding 11:': 'finding 11: a resync the primary gave up (no ack in time) still completes on the secondary: it reports up to date, the core goes PRIM, but the rfs replicates alone',
-    '[finding 12:': 'finding 12: a primary whose copy is suspect (host crash) serves an incremental resync, but the crash rolled its copy back where the change log says nothing',
+    '[finding 17:': 'finding 17: a suspect copy serves an incremental resync whose replays (renames, links) its host crash may have undone locally',
     '[finding 13:': 'finding 13: a file created again during an incremental resync, before the root listing, keeps the secondary\'s old content',
     '[finding 16:': 'finding 16: a call in flight in sync mode when the primary starts serving a resync is held until the node lets go (the application hangs)',
   };

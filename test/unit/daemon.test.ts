@@ -19,6 +19,7 @@ import { FakeLan, FakeVipManager } from '../../src/adapters/vip/index.js';
 import { loadConfigDir } from '../../src/adapters/configfs/index.js';
 import { NodeAgent, findNode } from '../../src/daemon/agent.js';
 import { Logbook } from '../../src/daemon/logbook.js';
+import { openFileChangeLog } from '../../src/adapters/store/changelog.js';
 import { isHakitError } from '../../src/core/errors.js';
 
 const VIP = '198.18.0.100';
@@ -239,9 +240,18 @@ describe('a host restart without a clean stop makes the copy suspect (lost page 
       generation: { current: 'g.1', history: ['g.0'] }, upToDate: true, enabled: true, failover: true, lastPrimary: 'n2', idCounter: 1,
       bootId: 'boot-1', cleanStop: false,
     }));
+    // A complete change log with a mark; `unlogged` absent (as set): the crash may have rolled
+    // back what no mark names (simulator finding 12).
+    const logFile = join(root, 'state/modules/data/changes.log');
+    writeFileSync(logFile, 'S complete\n0 M 0 "/a"\n');
+    assert.equal(openFileChangeLog(logFile).complete, true);
     let a = await start('boot-2');
     try {
       assert.match(a.log('data', 100).map((e) => e.message).join('\n'), /the host restarted without a clean stop of this module/);
+      const log = openFileChangeLog(logFile);
+      assert.equal(log.complete, false, 'an unlogged copy after a host crash serves no incremental resync');
+      assert.equal(log.set.paths, 1, 'the marks are kept (quarantine)');
+      log.close();
       assert.deepEqual([saved().suspect, saved().unacked, saved().bootId, saved().cleanStop], [true, true, 'boot-2', false]);
       assert.equal((a.status('data').modules[0]?.replication as { unacked?: boolean } | undefined)?.unacked, true, 'status says the copy may differ');
       await a.command('data', { cmd: 'stop' });
@@ -249,10 +259,21 @@ describe('a host restart without a clean stop makes the copy suspect (lost page 
       assert.deepEqual(flushed, ['/srv/data']);
       assert.equal(saved().suspect, true, 'only a completed resync clears it');
     } finally { await a.shutdown(); }
+    assert.equal(saved().unlogged, false, 'a clean stop flushed everything');
+    writeFileSync(logFile, 'S complete\n');
     a = await start('boot-3');
     try {
       assert.doesNotMatch(a.log('data', 100).map((e) => e.message).join('\n'), /restarted without a clean stop/);
       assert.equal(saved().bootId, 'boot-3');
+      assert.equal(openFileChangeLog(logFile).complete, true, 'a start after a clean stop leaves the log alone');
+    } finally { await a.shutdown(); }
+    // A host crash after the dirs were flushed in alone mode (unlogged false): every change since
+    // is marked, so the log stays complete and the resync it serves may be incremental (issue 5).
+    writeFileSync(stateFile, JSON.stringify({ ...saved(), bootId: 'boot-3', cleanStop: false, unlogged: false }));
+    a = await start('boot-4');
+    try {
+      assert.match(a.log('data', 100).map((e) => e.message).join('\n'), /the host restarted without a clean stop of this module/);
+      assert.equal(openFileChangeLog(logFile).complete, true, 'the marks of an ALONE copy are durable before its writes');
     } finally { await a.shutdown(); }
   });
 });

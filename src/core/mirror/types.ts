@@ -61,6 +61,16 @@ export interface Persisted {
    *  stopped with its replicated dirs flushed (how the daemon tells a host crash). */
   readonly bootId?: string;
   readonly cleanStop?: boolean;
+  /**
+   * Daemon-owned: this copy may hold, in the page cache only, changes its change log does not
+   * name (records received as a SECOND, writes of a PRIM in sync mode, which a resync it serves
+   * ends in). Set before either can
+   * happen; cleared once the dirs are flushed in `alone` mode (everything from then on is
+   * marked before it is written) or at a clean stop. After a host crash with it set (or absent),
+   * the change log is made incomplete: the crash may have rolled back what no mark names, so
+   * the next resync this node serves is a full one (simulator finding 12).
+   */
+  readonly unlogged?: boolean;
 }
 
 /** What a node tells its peer in every heartbeat (same shape as the UDP codec's HeartbeatView). */
