@@ -532,9 +532,8 @@ export class MirrorRuntime {
       this.cleanStop = false;
       await this.writeState(this.lastWritten);
     } else if (to === 'STOP' && ready && !this.cleanStop) {
-      const flush = this.deps.flushDir ?? syncDir;
       try {
-        for (const d of this.cfg.module.replication.dirs) await flush(d.path);
+        await this.flushDirs();
       } catch (e) {
         this.log('warn', `could not flush the replicated dirs at stop (${(e as Error).message}): a host crash now would make this copy suspect`);
         return;
@@ -544,6 +543,12 @@ export class MirrorRuntime {
       this.unloggedEpoch++;
       await this.writeState(this.lastWritten);
     }
+  }
+
+  /** Writes out what the page cache holds of every replicated dir (default `sync -f DIR`). */
+  private async flushDirs(): Promise<void> {
+    const flush = this.deps.flushDir ?? syncDir;
+    for (const d of this.cfg.module.replication.dirs) await flush(d.path);
   }
 
   /** Persists `unlogged` before what it covers can happen (see Persisted.unlogged). */
@@ -563,9 +568,8 @@ export class MirrorRuntime {
   private flushWhenAlone(): void {
     if (!this.unlogged || !this.params.hasReplication) return;
     const epoch = ++this.unloggedEpoch;
-    const flush = this.deps.flushDir ?? syncDir;
     void (async () => {
-      for (const d of this.cfg.module.replication.dirs) await flush(d.path);
+      await this.flushDirs();
       if (epoch !== this.unloggedEpoch || this.closed || this.lastWritten === null) return;
       this.unlogged = false;
       await this.writeState(this.lastWritten);

@@ -162,9 +162,14 @@ function tooLarge(bytes: number): RangeError {
   return new RangeError(`heartbeat datagram would be ${bytes} bytes, more than ${MAX_DATAGRAM}: keep msg small`);
 }
 
-function build(keys: CodecKeys, h: DatagramHeader, network: Buffer, node: Buffer, items: readonly Item[]): Buffer {
-  const epoch = Buffer.from(h.epoch, 'hex');
+function epochBytes(hex: string): Buffer {
+  const epoch = Buffer.from(hex, 'hex');
   if (epoch.length !== EPOCH_BYTES) throw new RangeError('heartbeat epoch must be 8 bytes of hex');
+  return epoch;
+}
+
+/** One datagram of `items`; `epoch`, `network` and `node` already encoded (once per call of the encoders). */
+function build(keys: CodecKeys, h: Pick<DatagramHeader, 'epochStart' | 'seq'>, epoch: Buffer, network: Buffer, node: Buffer, items: readonly Item[]): Buffer {
   let size = headBytes(network, node);
   for (const i of items) size += itemBytes(i);
   if (size + MAC_BYTES > MAX_DATAGRAM) throw tooLarge(size + MAC_BYTES);
@@ -198,7 +203,7 @@ function build(keys: CodecKeys, h: DatagramHeader, network: Buffer, node: Buffer
  */
 export function encodeDatagram(keys: CodecKeys, h: DatagramHeader, views: readonly ModuleView[]): Buffer {
   if (views.length === 0 || views.length > 255) throw new RangeError(`a heartbeat datagram carries 1..255 module views, got ${views.length}`);
-  return build(keys, h, str(h.network, 'network'), str(h.node, 'node'), views.map(item));
+  return build(keys, h, epochBytes(h.epoch), str(h.network, 'network'), str(h.node, 'node'), views.map(item));
 }
 
 /**
@@ -207,7 +212,7 @@ export function encodeDatagram(keys: CodecKeys, h: DatagramHeader, views: readon
  * RangeError when one view alone does not fit; nothing is encoded then.
  */
 export function encodeDatagrams(keys: CodecKeys, h: Omit<DatagramHeader, 'seq'>, views: readonly ModuleView[], nextSeq: () => bigint): Buffer[] {
-  if (Buffer.from(h.epoch, 'hex').length !== EPOCH_BYTES) throw new RangeError('heartbeat epoch must be 8 bytes of hex');
+  const epoch = epochBytes(h.epoch);
   const network = str(h.network, 'network');
   const node = str(h.node, 'node');
   const head = headBytes(network, node) + MAC_BYTES;
@@ -227,7 +232,7 @@ export function encodeDatagrams(keys: CodecKeys, h: Omit<DatagramHeader, 'seq'>,
     size += n;
   }
   if (cur.length > 0) groups.push(cur);
-  return groups.map((g) => build(keys, { ...h, seq: nextSeq() }, network, node, g));
+  return groups.map((g) => build(keys, { epochStart: h.epochStart, seq: nextSeq() }, epoch, network, node, g));
 }
 
 function readName(body: Buffer, off: number): { name: string; next: number } | null {
