@@ -54,6 +54,7 @@ export const ERRORS = {
   PEER_GONE: spec('HAKIT_E_PEER_GONE', 8, 'The replication peer {peer} of module {module} is gone ({detail}); the change was not acknowledged by it. The module continues alone and the peer is resynced when it returns.'),
   // replicated file system (issue 4)
   RFS_MOUNT: spec('HAKIT_E_RFS_MOUNT', 13, 'Cannot mount or unmount the replicated directory {dir}: {detail}. Check that /dev/fuse is usable, that hakit runs as root and that no other process has a mount there (`fusermount -uz {dir}` clears a stale one).'),
+  REPLICA_APPLY: spec('HAKIT_E_REPLICA_APPLY', 13, 'This node could not apply a change replicated by its primary to its copy of {dir}: {detail}. This copy stays behind (it cannot take over) and asks for a resync again every few seconds; fix the cause (free space on the file system of {dir}, permissions, a read-only mount) and the resync completes on its own.'),
   RFS: spec('HAKIT_E_RFS', 13, 'The replicated file system process for {dir} failed: {detail}. Read the daemon log; the module stays stopped until its directory can be mounted.'),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -13,6 +13,13 @@ export interface ResyncStatus {
   /** While active, on the primary: bytes a second so far, and seconds left at that rate (null: not known yet). */
   bytesPerSec?: number;
   etaSeconds?: number | null;
+  /**
+   * On a secondary whose last resyncs failed: how many in a row, the last one's error (e.g. its
+   * file system is full), and in how many seconds it asks again (0: now). Absent once one completes.
+   */
+  failures?: number;
+  lastError?: string;
+  retryInSeconds?: number;
 }
 
 export interface ModuleStatus {

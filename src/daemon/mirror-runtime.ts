@@ -192,7 +192,9 @@ export class MirrorRuntime {
         else if (e.event === 'quarantined') {
           this.log('warn', `before the full resync from ${this.params.peer}: ${e.paths} changed paths of this node's copy kept in ${e.dir}${e.failed.length > 0 ? `; not kept: ${e.failed.slice(0, 5).join('; ')}` : ''}`, { event: 'quarantine', dir: e.dir, paths: e.paths });
         } else if (e.event === 'resync-done') this.deliver({ type: 'resync-done', now, ok: e.ok, detail: e.detail, ...(e.generation !== null ? { generation: e.generation } : {}) });
-        else this.log(e.ok ? 'info' : 'warn', `resync served to ${this.params.peer}: ${e.ok ? 'done' : 'abandoned'} (${e.detail})`);
+        else if (e.event === 'apply-failed') {
+          this.log('error', `this copy could not apply what ${this.params.peer} replicated; it is behind now and resyncs once the cause is fixed: ${e.detail}`, { event: 'apply-failed' });
+        } else this.log(e.ok ? 'info' : 'warn', `resync served to ${this.params.peer}: ${e.ok ? 'done' : 'abandoned'} (${e.detail})`);
       }, (detail) => this.deliver({ type: 'rfs-failed', now: this.deps.clock.now(), detail }));
     }
   }
@@ -364,6 +366,11 @@ export class MirrorRuntime {
     const primary = rs && (s.state === 'PRIM' || s.state === 'ALONE') ? rs.primary : null;
     const secondary = rs && s.state === 'SECOND' ? rs.secondary : null;
     const idle = { active: false, bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
+    const f = s.resyncFailure;
+    const failed = f && s.state === 'SECOND' ? {
+      failures: f.count, lastError: f.error,
+      retryInSeconds: f.retryAt === null ? 0 : Math.max(0, Math.ceil((f.retryAt - this.deps.clock.now()) / 1000)),
+    } : {};
     return {
       name: this.name,
       kind: 'mirror',
@@ -374,7 +381,7 @@ export class MirrorRuntime {
       vip: this.cfg.module.vip.map((v) => v.cidr),
       replication: {
         upToDate: s.upToDate,
-        resync: primary ? primary.resync : secondary?.syncing ? { ...idle, active: true } : idle,
+        resync: primary ? primary.resync : { ...idle, ...(secondary?.syncing ? { active: true } : {}), ...failed },
         ...(this.params.hasReplication ? {
           dirs: this.cfg.module.replication.dirs.map((d) => d.path),
           mode: primary ? primary.mode : secondary ? 'receiving' : 'none',

@@ -21,18 +21,22 @@
  * resync runs (24 MiB of ballast and a slow link make the resync last seconds); every heartbeat
  * lost while the TCP replication link stays (UDP dropped between the nodes). The module has a
  * `splitbrain` checker with an arbitrator witness (`hakit witness` on the host `wit`), which is
- * what keeps one writer when the nodes are cut apart. Not drawn yet: disk full on the secondary
- * (it needs a size-limited file system under each host's replicated dir, which the testbed does
- * not make).
+ * what keeps one writer when the nodes are cut apart. The secondary's file system full (another
+ * program's file fills it, outside the replicated dir) for a few seconds while the client writes:
+ * each host's replicated dir lives on a 128 MiB file system of its own.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { diffTrees, treeSnapshot } from '../helpers/tree.js';
 import { rng } from '../sim/prng.js';
 import { REPO, TestCluster, VIP, APP_PORT, MODULE } from '../testbed/cluster.js';
+import { execCommand } from '../testbed/run.js';
 
-export const CHAOS_DIR = '/srv/hakit-chaos';
+/** Each host's own size-limited file system (so that a fault can fill it up)... */
+export const CHAOS_FS = '/srv/hakit-chaos';
+/** ...and the replicated dir on it. */
+export const CHAOS_DIR = `${CHAOS_FS}/data`;
 /** The testbed gives host i address .i: n1, n2, client, wit. */
 const WIT_ADDR = '198.18.0.4';
 const CLIENT = join(REPO, 'test/fixtures/apps/chaos-client.mjs');
@@ -40,7 +44,7 @@ const CLIENT = join(REPO, 'test/fixtures/apps/chaos-client.mjs');
 export const FAULTS = [
   'kill-primary-host', 'kill-secondary-host', 'kill-primary-daemon', 'kill-primary-rfs', 'restart-primary-daemon',
   'stopstart', 'swap', 'restart-both', 'start-prim-fails', 'stop-hangs', 'partition-nodes', 'isolate-primary', 'pause-primary-daemon',
-  'one-way-loss', 'flapping-links', 'slow-replication', 'crash-during-resync', 'partition-heartbeats',
+  'one-way-loss', 'flapping-links', 'slow-replication', 'crash-during-resync', 'partition-heartbeats', 'secondary-disk-full',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -78,7 +82,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const report: ChaosReport = { seed: opts.seed, rounds: 0, faults: {}, acked: 0, lost: [], unequalRounds: [], dualWriters: [], admin: [], resyncs: { incremental: 0, full: 0, abandoned: 0, quarantines: 0 }, durationMs: 0 };
   const c = await TestCluster.create({
     clients: ['client', 'wit'],
-    mountPaths: [CHAOS_DIR],
+    mountPaths: [CHAOS_FS],
+    mountSize: '128m',
     heartbeat: 'heartbeat: { networks: [lan, hb2], pulse: 100ms, timeout: 1s }',
     moduleYaml: ['replication:', `  dirs: [ { path: ${CHAOS_DIR} } ]`, '  timeout: 1s',
       `checkers: [ { type: splitbrain, arbitrator: "${WIT_ADDR}:7407" } ]`].join('\n'),
@@ -90,7 +95,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const acksFile = join(c.tb.host('client').dir, 'acks');
   let next = 1;
   try {
-    for (const n of c.nodes) writeFileSync(join(c.moduleDir(n), 'app/data-file'), `${CHAOS_DIR}/records.log\n`);
+    for (const n of c.nodes) {
+      mkdirSync(under(n));
+      writeFileSync(join(c.moduleDir(n), 'app/data-file'), `${CHAOS_DIR}/records.log\n`);
+    }
     // The arbitrator witness on its own host; it grants nothing for one lease after it starts.
     const w = c.tb.host('wit');
     if (w.addr('lan') !== WIT_ADDR) throw new Error(`the witness host has ${w.addr('lan')}, not ${WIT_ADDR}`);
@@ -139,9 +147,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const d = diffTrees(treeSnapshot(under(now.primary)), treeSnapshot(under(now.secondary)), { ignoreMtimeOf: () => true });
       if (d.length > 0) report.unequalRounds.push(`round ${round} (${fault}): ${d.slice(0, 3).join('; ')}`);
       report.rounds = round;
-      if (fault === 'crash-during-resync') {
-        // The ballast goes away through the primary's mount (replicated like any delete).
-        const rm = await c.tb.host(now.primary).exec(['rm', '-f', `${CHAOS_DIR}/ballast`]);
+      if (fault === 'crash-during-resync' || fault === 'secondary-disk-full') {
+        // The ballast (and the spill) goes away through the primary's mount (replicated like any delete).
+        const rm = await c.tb.host(now.primary).exec(['rm', '-f', `${CHAOS_DIR}/ballast`, `${CHAOS_DIR}/spill`]);
         if (rm.code !== 0) throw new Error(`could not remove the ballast on ${now.primary}: ${rm.stderr}`);
       }
       log(`  acked so far ${acked.length}, lost ${lost.length}, copies ${d.length === 0 ? 'equal' : 'DIFFER'}`);
@@ -291,6 +299,23 @@ async function inject(
         await c.startDaemon(victim);
       } finally {
         await c.tb.unlimitRate(secondary, 'lan');
+      }
+      return;
+    }
+    case 'secondary-disk-full': {
+      // Another program fills the secondary's file system (outside the replicated dir) while
+      // the client writes; its file goes away 2-4 s later, as an administrator would free space.
+      const fill = c.tb.host(secondary).hostPath(`${CHAOS_FS}/fill`);
+      try {
+        const dd = await execCommand('fill the file system', ['dd', 'if=/dev/zero', `of=${fill}`, 'bs=1M', 'status=none'], { timeoutMs: 30_000 });
+        if (dd.code === 0 || !dd.stderr.includes('No space left')) throw new Error(`could not fill ${secondary}'s file system: ${dd.stderr || `dd exited ${dd.code}`}`);
+        // The records the client appends may fit in pages the file already has: the
+        // application also writes a new file, which needs new space on the secondary.
+        const w = await c.tb.host(primary).exec(['dd', 'if=/dev/urandom', `of=${CHAOS_DIR}/spill`, 'bs=64k', 'count=16', 'conv=fsync', 'status=none'], { timeoutMs: 30_000 });
+        if (w.code !== 0) throw new Error(`the primary ${primary} could not write while its peer's disk was full: ${w.stderr}`);
+        await sleep(2000 + Math.floor(rand() * 2000));
+      } finally {
+        rmSync(fill, { force: true });
       }
       return;
     }

@@ -302,6 +302,24 @@ describe('testbed', needs('root', 'netns', 'nft'), () => {
     assert.throws(() => run.host('a').spawn(['true']), { code: 'HAKIT_E_TESTBED' });
   });
 
+  test('mountSize gives each host a file system of that size behind its mount paths: it fills up alone, dispose unmounts it', async () => {
+    await assert.rejects(Testbed.create({ hosts: ['a'], mountPaths: ['/srv/x'], mountSize: '1 GB' }), { code: 'HAKIT_E_TESTBED' });
+    const run = await Testbed.create({ hosts: ['a', 'b'], mountPaths: ['/srv/hakit-tb-size'], mountSize: '4m' });
+    const p = run.prefix;
+    try {
+      const fill = await run.host('a').exec(['dd', 'if=/dev/zero', 'of=/srv/hakit-tb-size/fill', 'bs=1M', 'count=8', 'status=none']);
+      assert.notEqual(fill.code, 0, 'a wrote 8 MiB on a 4 MiB file system');
+      assert.match(fill.stderr, /No space left on device/);
+      const other = await run.host('b').exec(['dd', 'if=/dev/zero', 'of=/srv/hakit-tb-size/f', 'bs=1M', 'count=2', 'status=none']);
+      assert.equal(other.code, 0, `b is full too: ${other.stderr}`);
+      assert.ok(mountLinesMentioning(`${DIR_ROOT}/${p}/`).length >= 2, 'no mount behind the host directories');
+    } finally {
+      await run.dispose();
+    }
+    assert.deepEqual(mountLinesMentioning(p), []);
+    assert.ok(!existsSync(`${DIR_ROOT}/${p}`), 'host directories left');
+  });
+
   test('a process that forgets dispose() leaves nothing behind, whether it exits or gets SIGTERM', async () => {
     const index = fileURLToPath(new URL('../testbed/index.js', import.meta.url));
     for (const ending of ['process.exit(0)', "process.kill(process.pid, 'SIGTERM')"]) {

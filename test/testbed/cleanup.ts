@@ -11,7 +11,8 @@ import { execCommand, processStartTime } from './run.js';
 /**
  * Shell script, argument $1 = run prefix. Kills every process in the run's namespaces (repeating
  * while processes fork, at most 50 rounds), deletes the namespaces (hub, bridges and veths go with
- * them), lazily unmounts the run directory (and the mount namespace files on it), removes the run
+ * them), lazily unmounts the run directory (and the mount namespace files on it) and whatever is
+ * mounted under the host directories (size-limited backing file systems), removes the run
  * and host directories, then (under LOCK_FILE) the mount-point directories runs created on the root
  * file system that no remaining run lists in its mountpaths file. Exits 1, naming what is left, when something could not be removed.
  */
@@ -26,10 +27,12 @@ while [ "$i" -lt 50 ]; do
   i=$((i + 1)); sleep 0.02
 done
 list_ns | sed 's/^/netns del /' | ip -force -b - >/dev/null 2>&1
-j=0
-while [ "$j" -lt 10 ] && awk -v r="$R" '$5 == r || index($5, r "/") == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; do
-  umount -l "$R" 2>/dev/null || awk -v r="$R" 'index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | xargs -r -n1 umount -l 2>/dev/null
-  j=$((j + 1))
+for r in "$R" "$D"; do
+  j=0
+  while [ "$j" -lt 10 ] && awk -v r="$r" '$5 == r || index($5, r "/") == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; do
+    umount -l "$r" 2>/dev/null || awk -v r="$r" 'index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | xargs -r -n1 umount -l 2>/dev/null
+    j=$((j + 1))
+  done
 done
 rm -rf "$R" "$D" 2>/dev/null
 # Remove the mount-point directories runs created that no remaining run uses (deepest first).

@@ -30,6 +30,8 @@ export interface ClusterOptions {
   defaultPrimary?: string;
   /** Paths that are a different directory on each host (e.g. a replicated dir). */
   mountPaths?: string[];
+  /** Size of a tmpfs behind each host's mount paths (Testbed's mountSize); default none. */
+  mountSize?: string;
 }
 
 export const VIP = '198.18.0.100';
@@ -44,7 +46,7 @@ export class TestCluster {
   static async create(opts: ClusterOptions = {}): Promise<TestCluster> {
     const nodes = opts.nodes ?? ['n1', 'n2'];
     const clients = opts.clients ?? ['client'];
-    const tb = await Testbed.create({ hosts: [...nodes, ...clients], networks: ['lan', 'hb2'], ...(opts.mountPaths ? { mountPaths: opts.mountPaths } : {}) });
+    const tb = await Testbed.create({ hosts: [...nodes, ...clients], networks: ['lan', 'hb2'], ...(opts.mountPaths ? { mountPaths: opts.mountPaths } : {}), ...(opts.mountSize ? { mountSize: opts.mountSize } : {}) });
     const c = new TestCluster(tb, nodes, clients);
     try {
       c.writeConfig(opts);

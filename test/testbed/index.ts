@@ -39,6 +39,11 @@ export interface TestbedOptions {
   networks?: readonly string[];
   /** Absolute paths that are a different directory on each host (bind mounts in its mount namespace). */
   mountPaths?: readonly string[];
+  /**
+   * When set (e.g. '96m'), each host's directory behind each mount path is a tmpfs of this size,
+   * so that a test can fill it up (disk full). Default: directories on the root file system.
+   */
+  mountSize?: string;
 }
 
 export interface HostExecOptions {
@@ -208,6 +213,7 @@ export class Testbed {
     readonly networks: readonly string[],
     readonly mountPaths: readonly string[],
     hosts: readonly string[],
+    private readonly mountSize: string | undefined,
   ) {
     hosts.forEach((h, i) => this.hostMap.set(h, new Host(this, h, i + 1)));
   }
@@ -222,6 +228,9 @@ export class Testbed {
     const networks = opts.networks ?? ['lan'];
     const mountPaths = opts.mountPaths ?? [];
     validate(opts.hosts, networks, mountPaths);
+    if (opts.mountSize !== undefined && !/^[1-9]\d{0,5}[kmg]$/.test(opts.mountSize)) {
+      throw new HakitError('TESTBED', { action: 'create a run', detail: `mountSize ${JSON.stringify(opts.mountSize)} is not a size like 96m` });
+    }
     if (process.getuid?.() !== 0) throw new HakitError('NOT_ROOT', { what: 'The testbed' });
     mkdirSync(RUN_ROOT, { recursive: true });
     mkdirSync(DIR_ROOT, { recursive: true });
@@ -230,7 +239,7 @@ export class Testbed {
     writeFileSync(ownerFile(prefix), ownerMarker());
     installExitHook();
     live.add(prefix);
-    const tb = new Testbed(prefix, [...networks], [...mountPaths], opts.hosts);
+    const tb = new Testbed(prefix, [...networks], [...mountPaths], opts.hosts, opts.mountSize);
     try {
       await tb.build();
     } catch (e) {
@@ -284,6 +293,14 @@ export class Testbed {
     for (const h of this.hosts) {
       mkdirSync(h.dir, { recursive: true });
       for (const m of this.mountPaths) mkdirSync(backingDir(p, h.name, m), { recursive: true });
+    }
+    // Size-limited backing directories are mounted before the hosts' mount namespaces copy the
+    // root namespace's mounts; cleanup unmounts them (everything mounted under the host dirs).
+    if (this.mountSize !== undefined) {
+      for (const h of this.hosts) for (const m of this.mountPaths) {
+        await runCommand(`mount a ${this.mountSize} tmpfs behind ${m} of host ${h.name}`,
+          ['mount', '-t', 'tmpfs', '-o', `size=${this.mountSize},mode=0755`, `${p}-${h.name}`, backingDir(p, h.name, m)]);
+      }
     }
     if (this.mountPaths.length > 0) {
       writeFileSync(mountPathsFile(p), this.mountPaths.map((m) => `${m}\n`).join(''));

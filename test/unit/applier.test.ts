@@ -177,8 +177,8 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
     ap.close();
   });
 
-  test('outside tolerant mode a record that does not fit the tree rejects with HAKIT_E_RFS', async () => {
-    const ap = new RecordApplier({ root: B });
+  test('outside tolerant mode a record that does not fit the tree rejects with HAKIT_E_REPLICA_APPLY', async () => {
+    const ap = new RecordApplier({ root: B, name: '/srv/app' });
     fs.mkdirSync(join(B, 'dir'));
     fs.writeFileSync(join(B, 'file'), 'f');
     const bad: RecordBody[] = [
@@ -194,7 +194,8 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
       { op: 'mknod', path: '/dev', mode: C.S_IFCHR | 0o600, rdev: 0x0103, uid: 0, gid: 0 },
     ];
     for (const b of bad) {
-      await assert.rejects(ap.apply(rec(b)), (e: Error) => /HAKIT_E_RFS/.test(`${(e as { code?: string }).code} ${e.message}`), `${b.op} ${b.path}`);
+      // The error names the configured dir (not the descriptor path the applier works on).
+      await assert.rejects(ap.apply(rec(b)), (e: Error) => (e as { code?: string }).code === 'HAKIT_E_REPLICA_APPLY' && e.message.includes('copy of /srv/app:') && !e.message.includes(B), `${b.op} ${b.path}`);
     }
     assert.equal(ap.stats().applied, 0);
     assert.equal(fs.readFileSync(join(B, 'file'), 'utf8'), 'f', 'nothing was changed');
@@ -268,7 +269,7 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
 
     await apply({ op: 'sync-end', path: '/' });
     assert.equal(ap.tolerant, false);
-    await assert.rejects(apply({ op: 'unlink', path: '/missing' }), /HAKIT_E_RFS|missing/);
+    await assert.rejects(apply({ op: 'unlink', path: '/missing' }), /HAKIT_E_REPLICA_APPLY|missing/);
     ap.close();
   });
 
@@ -321,7 +322,7 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
     assert.match(dump, /user\.empty/);
     await ap.apply(rec({ op: 'removexattr', path: '/f', name: 'user.bin' }));
     assert.doesNotMatch(execFileSync('getfattr', ['-d', join(B, 'f')], { encoding: 'utf8' }), /user\.bin/);
-    await assert.rejects(ap.apply(rec({ op: 'removexattr', path: '/f', name: 'user.bin' })), /HAKIT_E_RFS|setfattr/);
+    await assert.rejects(ap.apply(rec({ op: 'removexattr', path: '/f', name: 'user.bin' })), /HAKIT_E_REPLICA_APPLY|setfattr/);
   });
 });
 

@@ -20,8 +20,11 @@ const KEY = Buffer.alloc(32, 7);
 class ListApplier {
   readonly applied: Record[] = [];
   hold: Promise<void> | null = null;
+  /** Set: every record fails with it (a full file system). */
+  fail: Error | null = null;
   async apply(rec: Record): Promise<void> {
     if (this.hold) await this.hold;
+    if (this.fail) throw this.fail;
     this.applied.push(rec);
   }
 }
@@ -46,6 +49,7 @@ interface Rig {
   unacked: string[];
   served: boolean[];
   resyncs: { ok: boolean; generation: string | null }[];
+  applyFailed: string[];
   walkers: FakeWalker[];
   numberer: RecordNumberer;
   root: string;
@@ -57,8 +61,12 @@ async function rig(opts: { exclude?: string[]; walk?: RecordBody[]; log?: Change
   const receiver = net.listenReceiver({ address: 'mem', port: 0, key: KEY, cluster: 'c', node: 'n2', module: 'web' });
   const applier = new ListApplier();
   const root = mkdtempSync(join(tmpdir(), 'hakit-link-'));
-  const r: Partial<Rig> = { lost: [], unacked: [], served: [], resyncs: [], walkers: [], applier, net, root };
-  r.replica = new ReplicaReceiver({ receiver, appliers: [applier], onResyncDone: (ok, _d, generation) => r.resyncs!.push({ ok, generation }) });
+  const r: Partial<Rig> = { lost: [], unacked: [], served: [], resyncs: [], applyFailed: [], walkers: [], applier, net, root };
+  r.replica = new ReplicaReceiver({
+    receiver, appliers: [applier],
+    onResyncDone: (ok, _d, generation) => r.resyncs!.push({ ok, generation }),
+    onApplyFailed: (d) => r.applyFailed!.push(d),
+  });
   const numberer = new RecordNumberer();
   r.numberer = numberer;
   r.link = new LinkReplicator({
@@ -237,6 +245,30 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     assert.equal(r.applier.applied[0]?.op, 'sync-begin', 'the secondary is tolerant before the first live record');
     assert.deepEqual(r.applier.applied.slice(1).map((x) => x.path).sort(), ['/d', '/live']);
     assert.equal(r.walkers[0]?.live.length, 1, 'the walker was not told of the live write');
+  });
+
+  test('a record the secondary cannot apply (its file system full) closes the link: the primary holds the call and hears of the loss, the secondary reports the error once; in a resync it ends the resync instead', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      await r.link.setSync();
+      r.applier.fail = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      const a = r.link.forDir(0).submit(write(r.numberer, '/big', 'x'));
+      for (let i = 0; i < 300 && r.lost.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(r.lost.length, 1, 'the primary did not hear of the lost link');
+      assert.match(r.lost[0] ?? '', /ENOSPC/, 'the primary is not told why');
+      assert.equal(await settled(a), 'pending', 'a write the secondary could not apply was acknowledged');
+      assert.deepEqual(r.applyFailed.map((d) => /ENOSPC/.test(d)), [true]);
+      await r.link.setAlone();
+      await a;
+      // A resync that meets the same error ends as a failed resync, not as an apply failure.
+      r.replica.expectSync(5000);
+      r.link.startResync('gen.2');
+      await r.link.forDir(0).submit(write(r.numberer, '/again', 'y'));
+      for (let i = 0; i < 300 && r.resyncs.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.deepEqual(r.resyncs.map((x) => x.ok), [false]);
+      assert.equal(r.applyFailed.length, 1);
+    } finally { await r.close(); }
   });
 
   /** A rig with a complete, empty change log in memory, the secondary accepting. */

@@ -67,6 +67,8 @@ const WRITE_SLICE = 128 * 1024;
 export interface ApplierOptions {
   /** The tree the records apply to (a directory path, e.g. /proc/self/fd/N). */
   readonly root: string;
+  /** The tree's name in errors (the configured path; default root). */
+  readonly name?: string;
   /** Bound of the descriptor cache (default 256). */
   readonly maxOpenFiles?: number;
 }
@@ -100,6 +102,7 @@ export class RecordApplier {
   /** Full sync in progress: see the header. Set by sync-begin/sync-end records, or directly. */
   tolerant = false;
   private readonly root: string;
+  private readonly name: string;
   /** Same tree, named so that another process (setfattr, mkfifo) reaches it too. */
   private readonly rootForChild: string;
   private readonly maxOpen: number;
@@ -112,6 +115,7 @@ export class RecordApplier {
 
   constructor(opts: ApplierOptions) {
     this.root = opts.root.replace(/\/+$/, '');
+    this.name = opts.name ?? this.root;
     this.rootForChild = this.root.replace(/^\/proc\/self\//, `/proc/${process.pid}/`);
     this.maxOpen = Math.max(1, opts.maxOpenFiles ?? 256);
   }
@@ -144,7 +148,9 @@ export class RecordApplier {
       await this.applyOne(rec);
     } catch (e) {
       if (e instanceof HakitError) throw e;
-      throw new HakitError('RFS', { dir: this.root, detail: `record ${rec.seq} (${rec.op} ${rec.path}): ${(e as Error).message}` }, { cause: e });
+      // System errors name the descriptor path (/proc/self/fd/N/...): say the configured one.
+      const why = String((e as Error)?.message ?? e).split(this.root).join(this.name);
+      throw new HakitError('REPLICA_APPLY', { dir: this.name, detail: `record ${rec.seq} (${rec.op} ${rec.path}): ${why}` }, { cause: e });
     }
     this.applied++;
     this.bytes += payloadBytes(rec);
@@ -508,8 +514,8 @@ export class RecordApplier {
       if (!isMissing(e)) throw e;
     }
     if (st === null || !st.isFile()) {
-      throw new HakitError('RFS', {
-        dir: this.root,
+      throw new HakitError('REPLICA_APPLY', {
+        dir: this.name,
         detail: `incremental resync: ${path} is ${st === null ? 'missing' : 'not a regular file'} here, so ${LOG_MISMATCH}; the next resync is full`,
       });
     }

@@ -31,6 +31,8 @@ export interface ReplicaReceiverOptions {
   readonly onResyncDone: (ok: boolean, detail: string, generation: string | null) => void;
   /** Awaited before the first record of a resync is applied (quarantine, the change log turns incomplete). */
   readonly onSyncStart?: (full: boolean) => Promise<void>;
+  /** A record replicated outside a resync could not be applied (the link closes; a failed resync ends in onResyncDone). */
+  readonly onApplyFailed?: (detail: string) => void;
 }
 
 export interface ReplicaReceiverStats {
@@ -128,7 +130,13 @@ export class ReplicaReceiver {
     }
     const a = this.opts.appliers[d.dir];
     if (a === undefined) throw new HakitError('RFS', { dir: '(replica)', detail: `record for replicated dir #${d.dir}, this node has ${this.opts.appliers.length}` });
-    let out = await a.apply(d.record);
+    let out: unknown;
+    try {
+      out = await a.apply(d.record);
+    } catch (e) {
+      if (this.syncing === null) this.opts.onApplyFailed?.((e as Error)?.message ?? String(e));
+      throw e;
+    }
     if (this.distrust && d.record.op === 'sync-probe' && d.record.length === 0 && typeof out === 'object' && out !== null) {
       const { mtimeMs: _dropped, ...rest } = out as { mtimeMs?: number };
       out = rest;

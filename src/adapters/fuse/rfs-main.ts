@@ -105,7 +105,7 @@ async function configure(c: RfsConfig): Promise<void> {
       }
     }
     const roots = fds.map((fd) => `/proc/self/fd/${fd}`);
-    const appliers = roots.map((root) => new RecordApplier({ root }));
+    const appliers = roots.map((root, i) => new RecordApplier({ root, name: c.dirs[i]?.path ?? root }));
     const receiver = await listenReceiver({
       key, cluster: c.cluster, node: c.node, module: c.module, peers: [c.peer], address: c.listen.address, port: c.listen.port,
     });
@@ -125,6 +125,7 @@ async function configure(c: RfsConfig): Promise<void> {
         }
         await changeLog.reset(false);
       },
+      onApplyFailed: (detail) => send({ event: 'apply-failed', detail }),
       onResyncDone: (ok, detail, generation) => {
         const done = ok && changeLog !== undefined ? changeLog.reset(true) : Promise.resolve();
         void done.catch(() => undefined).then(() => send({ event: 'resync-done', ok, detail, generation }));

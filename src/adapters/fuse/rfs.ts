@@ -85,6 +85,8 @@ export type RfsEvent =
   | { readonly event: 'resync-done'; readonly ok: boolean; readonly detail: string; readonly generation: string | null }
   /** Primary: a resync this node served ended or was abandoned (for logs). */
   | { readonly event: 'resync-served'; readonly ok: boolean; readonly detail: string }
+  /** Secondary: a record replicated outside a resync could not be applied here (e.g. ENOSPC); the link closes. */
+  | { readonly event: 'apply-failed'; readonly detail: string }
   /** The child fenced itself (see RfsConfig.fenceMs); sent before the answer to the daemon's next request. */
   | { readonly event: 'fenced'; readonly detail: string }
   /** Before a full resync: this node's changed paths were copied to `dir` (quarantine.ts). */

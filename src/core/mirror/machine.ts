@@ -194,6 +194,14 @@ interface S {
   resyncing: boolean;
   /** Secondary: the resync asked for may be incremental (msg.incremental). */
   resyncIncremental: boolean;
+  /**
+   * Secondary: resyncs failed in a row (reset by one that completes), the last one's detail, and
+   * when the next may be asked (resyncBackoffMs): a cause that lasts (this copy's file system
+   * full) makes one attempt every few seconds, not one per round trip.
+   */
+  resyncFailures: number;
+  resyncError: string | null;
+  resyncRetryAt: number | null;
   /** Checkers with action `wait` that are down. */
   waitCheckers: string[];
   pendingStop: 'stop' | 'shutdown' | null;
@@ -262,6 +270,7 @@ export function initialState(params: MirrorParams): MirrorState {
     },
     peer: { view: null, lastHeard: null, since: null, perNet: {}, silentNets: [] },
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false, resyncIncremental: false,
+    resyncFailures: 0, resyncError: null, resyncRetryAt: null,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false, swapBackDeferred: false,
     forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, unackedBefore: false, resyncReq: 0, served: null,
     witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
@@ -323,8 +332,22 @@ export function statusOf(state: MirrorState, params: MirrorParams, now: number):
     upToDate: state.persisted.upToDate, unacked: state.persisted.unacked === true && !isPrimaryName(state.name),
     failover: state.persisted.failover,
     generation: state.persisted.generation,
+    resyncFailure: state.resyncFailures > 0 && state.resyncError !== null
+      ? { count: state.resyncFailures, error: state.resyncError, retryAt: state.resyncRetryAt }
+      : null,
   };
 }
+
+/**
+ * How long a secondary waits before it asks again after `failures` resyncs failed in a row: the
+ * first failure (a link that dropped, a primary that restarted) is retried at once, then 1 s,
+ * 2 s, 4 s, ... up to RESYNC_RETRY_MAX_MS.
+ */
+export function resyncBackoffMs(failures: number): number {
+  if (failures <= 1) return 0;
+  return Math.min(RESYNC_RETRY_MAX_MS, 1000 * 2 ** (failures - 2));
+}
+export const RESYNC_RETRY_MAX_MS = 10_000;
 
 /** The peer's role as seen from here. */
 type PeerRole = 'silent' | 'primary' | 'candidate' | 'handover' | 'passive';
@@ -784,7 +807,19 @@ function onResyncDone(c: Ctx, ok: boolean, detail: string, generation: string | 
   const s = c.s;
   if (!s.resyncing) return;
   s.resyncing = false;
-  if (!ok) { log(c, 'error', `resync failed: ${detail}`, { detail }); return; }
+  if (!ok) {
+    s.resyncFailures++;
+    s.resyncError = detail;
+    const wait = resyncBackoffMs(s.resyncFailures);
+    s.resyncRetryAt = c.now + wait;
+    const again = wait === 0 ? 'asking again now' : `asking again in ${wait / 1000} s`;
+    log(c, 'error', `resync failed (${s.resyncFailures} in a row; ${again}): ${detail}`, { detail, failures: s.resyncFailures });
+    return;
+  }
+  if (s.resyncFailures > 0) log(c, 'info', `resync complete after ${s.resyncFailures} failed ${s.resyncFailures === 1 ? 'attempt' : 'attempts'}`);
+  s.resyncFailures = 0;
+  s.resyncError = null;
+  s.resyncRetryAt = null;
   const v = s.peer.view;
   if (v && generation !== undefined && v.generation.current !== generation) {
     log(c, 'warn', `resync of generation ${generation} ended, but ${c.params.peer} is at ${v.generation.current} now: resyncing again`);
@@ -1162,7 +1197,7 @@ function evalSecond(c: Ctx, role: PeerRole): void {
       }
     } else if (cmp === 'behind' || (s.forcedSecond && cmp !== 'equal') || (cmp === 'diverged' && s.wasDiverged) ||
         (cmp === 'equal' && (!s.persisted.upToDate || s.persisted.unacked === true))) {
-      if (!s.resyncing) {
+      if (!s.resyncing && (s.resyncRetryAt === null || c.now >= s.resyncRetryAt)) {
         s.resyncing = true;
         s.resyncReq++;
         // A copy with unacknowledged writes (Persisted.unacked) may differ anywhere: full.

@@ -250,6 +250,8 @@ export interface MirrorStatus {
   readonly unacked: boolean;
   readonly failover: boolean;
   readonly generation: Generation;
+  /** Secondary: resyncs failed in a row, the last one's detail, and when the next is asked (null: none failed). */
+  readonly resyncFailure: { readonly count: number; readonly error: string; readonly retryAt: number | null } | null;
 }
 
 /** A refused command: the daemon turns it into HAKIT_E_BAD_STATE (exit 6) with this message. */
