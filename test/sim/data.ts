@@ -462,12 +462,7 @@ export class DataWorld {
     const live = (): boolean => r.resync?.token === token && this.r(n) === r;
     const failed = (why: string): void => {
       if (!live()) return;
-      this.stats.resyncsInterrupted++;
-      r.resync = null;
-      r.mode = 'alone';
-      if (r.conn) this.close(r.conn, why);
-      if (incremental && why.includes('LOG_MISMATCH')) { r.forceFull = true; this.stats.logMismatches++; }
-      this.w.trace.note(this.w.now, n.name, `rfs: resync served failed (${why})`);
+      this.resyncLost(n, r, why);
     };
     const send = (m: Msg): void => this.send(conn, m, () => {}, failed);
     send({ k: 'sync-start', gen, full: !incremental });
@@ -511,6 +506,24 @@ export class DataWorld {
       }, failed);
     };
     this.w.later(n, this.rand.int(1, per), next);
+  }
+
+  /**
+   * LinkReplicator.resyncLost: the resync served failed; what was sent may still be delivered
+   * up to its sync-complete, so calls are held and the core told (replication-lost), as in sync
+   * mode (finding 11).
+   */
+  private resyncLost(n: SimNode, r: Rfs, why: string): void {
+    const rs = r.resync;
+    if (rs === null) return;
+    this.stats.resyncsInterrupted++;
+    r.resync = null;
+    if (r.conn) this.close(r.conn, why);
+    if (rs.incremental && why.includes('LOG_MISMATCH')) { r.forceFull = true; this.stats.logMismatches++; }
+    this.w.trace.note(this.w.now, n.name, `rfs: resync served failed (${why}): writes held`);
+    r.mode = 'lost';
+    this.stats.replicationLost++;
+    this.deliver(n, { type: 'replication-lost', now: this.w.now, detail: `the resync failed: ${why}` });
   }
 
   /** FullSync.noteLive: a live record during the resync. */
@@ -607,8 +620,9 @@ export class DataWorld {
     while (r.accepting && c.inbox.length > 0) {
       const s = c.inbox.shift() as Send;
       if (s.msg.k === 'sync-complete' && !c.open && r.syncing === s.msg.gen) {
-        if (!this.findings.has(11)) this.findings.set(11, this.w.now);
-        this.w.trace.note(this.w.now, c.to.name, `rfs: sync-complete of ${s.msg.gen} applied after ${c.from.name} gave the resync up (finding 11)`);
+        // Finding 11 (fixed): the primary gave this resync up; it holds its calls and begins a
+        // new generation, so this copy is behind again when it hears of it.
+        this.w.trace.note(this.w.now, c.to.name, `rfs: sync-complete of ${s.msg.gen} applied after ${c.from.name} gave the resync up`);
       }
       const err = this.receive(c.to, r, s.msg);
       if (err !== null) {
@@ -784,27 +798,15 @@ export class DataWorld {
         this.fail(op);
         return;
       }
-      if (mode === 'resync') {
-        if (r.resync !== null) {
-          this.stats.resyncsInterrupted++;
-          r.resync = null;
-          if (r.conn) this.close(r.conn, why);
-          r.mode = 'alone';
-        }
-        this.ack(op, 'alone');
-        return;
-      }
       if (r.mode === 'alone') { this.ack(op, 'alone'); return; }
-      if (r.mode === 'sync') {
+      // As LinkReplicator.enterLost: sent in sync or resync mode (or sent in sync mode, failed
+      // once a resync began: finding 16), the call is held and the core told.
+      if (r.mode === 'resync') this.resyncLost(n, r, why);
+      else if (r.mode === 'sync') {
         r.mode = 'lost';
         if (r.conn) this.close(r.conn, why);
         this.stats.replicationLost++;
         this.deliver(n, { type: 'replication-lost', now: this.w.now, detail: why });
-      } else if (r.mode !== 'lost' && !this.findings.has(16)) {
-        // As LinkReplicator.submit: enterLost does nothing outside sync mode, the call is held;
-        // nothing but setAlone or failHeld answers it (finding 16).
-        this.findings.set(16, this.w.now);
-        this.w.trace.note(this.w.now, n.name, `rfs: call ${op.wid} sent in sync mode failed (${why}) while the rfs is ${r.mode}: held (finding 16)`);
       }
       r.held.push(op);
       this.stats.heldOps++;

@@ -1,5 +1,5 @@
 // Core findings of the simulator (docs/simulator.md), one seed each, kept as regression tests.
-// Each is `todo` until the core (or daemon) is fixed; findings 9, 11, 13, 16 and 17 (the data model's)
+// Each is `todo` until the core (or daemon) is fixed; findings 9, 13 and 17 (the data model's)
 // are open.
 // Findings 4, 6 and 7 have no failing seed since main's duplicate-address check (vip-added): see
 // docs/simulator.md.
@@ -49,10 +49,10 @@ test('finding 10 (seed 3417): a primary attempt that fails before its first writ
   () => holds(3417, {}));
 
 test('finding 11 (seed 1425): a resync the primary gave up does not leave a PRIM that replicates alone (DESIGN.md 3.4)',
-  // Open. The primary's resync timed out (no ack, link closed: the rfs goes alone); the stream was
-  // still delivered after the cut healed, the secondary reported `resync-done ok`, and the core
-  // made the primary PRIM while its rfs replicates alone: the copies drift apart.
-  { todo: 'open: the core takes PRIM on the secondary\'s resync-done alone; the rfs served it as failed' },
+  // Fixed in LinkReplicator: a resync that fails (no ack in time) holds the calls and reports
+  // replication-lost, as sync mode does: the core begins a new generation and answers alone only
+  // once the peer knows it is behind, so a stream still delivered up to its sync-complete leaves
+  // the peer behind again (test/unit/replication-link.test.ts), modelled by test/sim/data.ts.
   () => holds(1425, {}));
 
 test('finding 12 (seed 4422): a primary whose copy is suspect (host crash) does not serve an incremental resync that misses what the crash rolled back (DESIGN.md 3.4)',
@@ -77,12 +77,11 @@ test('finding 15 (seed 9585): a live write of a resync that fails when the prima
   () => holds(9585, {}));
 
 test('finding 16 (seed 332): a call in flight in sync mode when the primary starts serving a resync returns (DESIGN.md 3.2)',
-  // Open (LinkReplicator.submit): `replicate resync` closes the sync connection; the pending send
-  // fails after the mode became `resync`, enterLost does nothing outside sync mode, and the call is
-  // held: nothing answers it (the resync's end switches to sync without releasing held calls)
-  // until the node lets go. The application hangs on that call.
-  { todo: 'open: a failure after the mode left sync should be marked and answered (alone) or resent, not held' },
-  () => holds(332, {}));
+  // Fixed with finding 11: the pending send of sync mode that fails once the resync began ends
+  // that resync as lost (calls held, replication-lost); the core's `replicate alone` answers it,
+  // and the peer's next request gets a resync whose plan names the change.
+  // Seed 16503 lost a write with the first fix tried (give the resync up, answer alone).
+  () => { holds(332, {}); holds(16503, {}); });
 
 test('finding 17 (seed 6395): a suspect copy does not replay, in an incremental resync, a rename its host crash undid (DESIGN.md 3.4)',
   // Open. An ALONE node's marks and replays are durable before its changes, so after a host crash

@@ -51,10 +51,8 @@ import { Violation, type SimNode, type World } from './world.js';
 const PRIMARY = new Set(['PRIM', 'ALONE']);
 
 const DATA_FINDINGS: Readonly<Record<number, string>> = {
-  11: 'a resync given up by the primary completed on the secondary',
   17: 'an incremental resync with replays was served from a suspect copy',
   13: 'a live create kept a stale file during an incremental resync',
-  16: 'a sync-mode call failed as a resync began: held',
 };
 
 /** The tags of the known data findings (docs/simulator.md) whose situation arose in this run. */

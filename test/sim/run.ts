@@ -399,10 +399,8 @@ export function knownFinding(r: RunResult): string | null {
     return 'finding 6: the `sees` echo of a change counter that restarts at 0 matches a view made for the previous life of a restarted node';
   }
   const data: Record<string, string> = {
-    '[finding 11:': 'finding 11: a resync the primary gave up (no ack in time) still completes on the secondary: it reports up to date, the core goes PRIM, but the rfs replicates alone',
     '[finding 17:': 'finding 17: a suspect copy serves an incremental resync whose replays (renames, links) its host crash may have undone locally',
     '[finding 13:': 'finding 13: a file created again during an incremental resync, before the root listing, keeps the secondary\'s old content',
-    '[finding 16:': 'finding 16: a call in flight in sync mode when the primary starts serving a resync is held until the node lets go (the application hangs)',
   };
   for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ' || f.kind === 'call-never-returns') && f.message.includes(tag)) return text;
   if (f && f.kind === 'acked-write-lost' && f.message.includes('[finding 9:')) {

@@ -261,13 +261,54 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       assert.deepEqual(r.applyFailed.map((d) => /ENOSPC/.test(d)), [true]);
       await r.link.setAlone();
       await a;
-      // A resync that meets the same error ends as a failed resync, not as an apply failure.
+      // A resync that meets the same error ends as a failed resync on both sides (not as an
+      // apply failure); the primary holds its calls again until the core says alone.
       r.replica.expectSync(5000);
       r.link.startResync('gen.2');
-      await r.link.forDir(0).submit(write(r.numberer, '/again', 'y'));
-      for (let i = 0; i < 300 && r.resyncs.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+      const again = r.link.forDir(0).submit(write(r.numberer, '/again', 'y'));
+      for (let i = 0; i < 300 && (r.resyncs.length === 0 || r.lost.length < 2); i++) await new Promise((res) => setTimeout(res, 10));
       assert.deepEqual(r.resyncs.map((x) => x.ok), [false]);
+      assert.deepEqual(r.served, [false]);
+      assert.equal(r.lost.length, 2, 'the failed resync did not make the primary hold');
+      assert.equal(r.link.mode, 'lost');
+      assert.equal(await settled(again), 'pending');
       assert.equal(r.applyFailed.length, 1);
+      await r.link.setAlone();
+      await again;
+    } finally { await r.close(); }
+  });
+
+  test('a resync that fails (no ack in time) holds the calls and reports the loss, since its stream may yet complete on the peer (simulator finding 11); a call sent in sync mode that fails once a resync began is held the same way (finding 16)', async () => {
+    const r = await rig({ walk: [{ op: 'mkdir', path: '/d', mode: 0o755, uid: 0, gid: 0 }] });
+    try {
+      r.replica.accept(true);
+      r.replica.expectSync(5000);
+      let release = (): void => undefined;
+      r.applier.hold = new Promise((res) => { release = res; });
+      r.link.startResync('g.1', true);
+      await servedOnce(r);
+      assert.deepEqual(r.served, [false]);
+      assert.equal(r.link.mode, 'lost', 'a failed resync went on alone: the peer may complete it without what comes next');
+      assert.equal(r.lost.length, 1);
+      const w = r.link.forDir(0).submit(write(r.numberer, '/after', 'x'));
+      assert.equal(await settled(w), 'pending', 'a write after the failed resync was acknowledged locally');
+      r.applier.hold = null;
+      release();
+      await r.link.setAlone();
+      await w;
+
+      // Finding 16: a write sent in sync mode, unacknowledged when a resync replaces the link.
+      r.replica.expectSync(5000);
+      await r.link.setSync();
+      r.net.faults.pause();
+      const inFlight = r.link.forDir(0).submit(write(r.numberer, '/inflight', 'y'));
+      r.link.startResync('g.2', true);
+      r.net.faults.resume();
+      for (let i = 0; i < 300 && r.lost.length < 2; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(r.lost.length, 2, 'the failed sync-mode call was held with nothing to answer it');
+      assert.equal(r.link.mode, 'lost');
+      await r.link.setAlone();
+      assert.equal(await settled(inFlight), 'resolved');
     } finally { await r.close(); }
   });
 
@@ -409,8 +450,11 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       await servedOnce(r, 3);
       assert.deepEqual(r.served, [true, true, false]);
       assert.deepEqual(r.walkers[2]?.o.plan?.map((e) => e.path), ['/db']);
+      // The failed resync holds calls until the core knows the peer is behind (finding 11).
+      assert.equal(r.link.mode, 'lost');
       r.applier.hold = null;
       release();
+      await r.link.setAlone();
       r.replica.expectSync(5000);
       r.link.startResync('g.3', false);
       assert.deepEqual(r.walkers[3]?.o.plan?.map((e) => e.path), ['/db'], 'after a link failure: incremental again (the log still names everything)');
@@ -428,6 +472,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       await servedOnce(r, 5);
       assert.equal(r.served[4], false);
       r.applier.apply = apply;
+      await r.link.setAlone();
       r.link.startResync('g.4', false);
       assert.equal(r.walkers[5]?.o.plan, undefined, 'after a mismatch: full');
     } finally { await r.close(); }

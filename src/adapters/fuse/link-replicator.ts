@@ -433,12 +433,7 @@ export class LinkReplicator {
     }, (e: unknown) => {
       stopEmptying();
       if (this.resyncAbort !== ac) return;
-      this.lastProgress = this.progress();
-      this.resyncAbort = null;
-      this.walkers = [];
-      this.closeLink();
-      this.modeNow = 'alone';
-      this.failedResync(incremental, e);
+      this.resyncLost(e);
     });
   }
 
@@ -607,11 +602,30 @@ export class LinkReplicator {
     void s.close();
   }
 
+  /**
+   * A record (or the resync's own traffic) got no acknowledgement: calls are held and the core
+   * told (`onLost`), which starts a new generation and answers `replicate alone` once the peer
+   * cannot take over on its copy. From sync mode; from resync mode too: the stream already sent
+   * may still be delivered, up to the resync's sync-complete, and the peer would then be "up to
+   * date" without what this node writes next (simulator finding 11; and a call sent in sync mode
+   * that fails after a resync began, finding 16, is answered like any held call).
+   */
   private enterLost(detail: string): void {
+    if (this.modeNow === 'resync' && this.resyncAbort !== null) { this.resyncLost(new Error(detail)); return; }
     if (this.modeNow !== 'sync') return;
     this.modeNow = 'lost';
     this.closeLink();
     this.opts.onLost(detail);
+  }
+
+  /** The resync running failed (see enterLost): it is reported as served-failed, then lost. */
+  private resyncLost(e: unknown): void {
+    const incremental = this.incremental;
+    this.stopResync();
+    this.closeLink();
+    this.modeNow = 'lost';
+    this.failedResync(incremental, e);
+    this.opts.onLost(`the resync failed: ${(e as Error)?.message ?? String(e)}`);
   }
 
   /** Sends one record now (the caller numbered it in the same synchronous step). */
@@ -664,17 +678,9 @@ export class LinkReplicator {
         this.opts.onUnacked?.(`${rec.op} ${rec.path}: ${(e as Error).message ?? String(e)}`);
         throw new HakitError('RFS', { dir: '(replication)', detail: 'this node left the primary role before the peer acknowledged the write' });
       }
-      if (mode === 'resync') {
-        // The peer is not up to date during a resync: go on alone, it will ask again.
-        if (this.resyncAbort !== null) {
-          this.stopResync();
-          this.closeLink();
-          this.modeNow = 'alone';
-          this.failedResync(this.incremental, e);
-        }
-        return undefined;
-      }
       if (this.modeNow === 'alone') return undefined; // released meanwhile (setAlone waits for this mark)
+      // Sent in sync or resync mode: the peer may have it or not, and may yet become up to date
+      // (a sync-complete before it in the stream): held until the core knows the peer is behind.
       this.enterLost((e as Error).message ?? String(e));
       return this.hold();
     });
