@@ -166,7 +166,9 @@ function applyOp(cache: Tree, disk: Tree | null, op: AppOp, tolerant: boolean): 
       cache.set(op.path, nf);
       return null;
     }
-    case 'create': if (!cache.has(op.path)) cache.set(op.path, []); return null;
+    // The application creates only names that are not there (FUSE create); in a resync the
+    // receiver's stale file of that name starts empty (RecordApplier, finding 13).
+    case 'create': if (tolerant || !cache.has(op.path)) cache.set(op.path, []); return null;
     case 'delete':
       if (!cache.delete(op.path) && !tolerant) return `unlink of a missing ${op.path}`;
       return null;
@@ -219,14 +221,9 @@ export class DataWorld {
   diverged = false;
   /**
    * Known findings (docs/simulator.md) whose situation arose in this run, with the first time:
-   * 11: a secondary completed a resync its primary had given up already (no ack in time: it
-   *     closed the connection and went on alone, but the stream was still delivered);
    * 17: a suspect copy (host crash) served an incremental resync with replays (a rename its
-   *     crash may have undone is replayed on the peer);
-   * 13: during an incremental resync, a live `create` found the secondary's stale file and
-   *     kept its content (the applier opens an existing file; the plan has no mark for it);
-   * 16: a call sent in sync mode failed after the rfs left sync mode for a resync (the old
-   *     connection closed): it is held, and nothing answers it until the node lets go.
+   *     crash may have undone is replayed on the peer).
+   * (11, 13 and 16 are fixed: their tags are gone.)
    */
   readonly findings = new Map<number, number>();
   /** Stops new application calls (end of the run: the stream drains). */
@@ -676,10 +673,6 @@ export class DataWorld {
     const d = this.d(n);
     switch (m.k) {
       case 'op':
-        if (m.op.kind === 'create' && r.tolerant && !r.syncFull && (d.cache.get(m.op.path)?.length ?? 0) > 0 && !this.findings.has(13)) {
-          this.findings.set(13, this.w.now);
-          this.w.trace.note(this.w.now, n.name, `rfs: a live create of ${m.op.path} keeps this copy's old content during an incremental resync (finding 13)`);
-        }
         return applyOp(d.cache, d.disk, m.op, r.tolerant);
       case 'sync-start':
         r.expectToken++;

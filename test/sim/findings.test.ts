@@ -1,5 +1,5 @@
 // Core findings of the simulator (docs/simulator.md), one seed each, kept as regression tests.
-// Each is `todo` until the core (or daemon) is fixed; findings 9, 13 and 17 (the data model's)
+// Each is `todo` until the core (or daemon) is fixed; findings 9 and 17 (the data model's)
 // are open.
 // Findings 4, 6 and 7 have no failing seed since main's duplicate-address check (vip-added): see
 // docs/simulator.md.
@@ -62,9 +62,9 @@ test('finding 12 (seed 4422): a primary whose copy is suspect (host crash) does 
   () => holds(4422, {}));
 
 test('finding 13 (seed 3027): a file deleted while apart and created again during an incremental resync does not keep the secondary\'s old content (DESIGN.md 3.4)',
-  // Open. The live `create` comes before the root's listing, the applier opens the stale file
-  // (tolerant create keeps an existing regular file), and the plan snapshot has no mark for it.
-  { todo: 'open: FullSync.noteLive could queue a re-copy for a create before the listing in an incremental resync, or the applier truncate' },
+  // Fixed in RecordApplier: the live `create` came before the root's listing and opened the stale
+  // file (the plan snapshot has no mark for it); a create in a resync now starts the file empty,
+  // as the primary's is (FUSE calls create only for a name that is not there).
   () => holds(3027, {}));
 
 test('finding 14 (seed 7192): a SECOND that is behind does not take a swap handover (DESIGN.md 3.3)',

@@ -52,7 +52,6 @@ const PRIMARY = new Set(['PRIM', 'ALONE']);
 
 const DATA_FINDINGS: Readonly<Record<number, string>> = {
   17: 'an incremental resync with replays was served from a suspect copy',
-  13: 'a live create kept a stale file during an incremental resync',
 };
 
 /** The tags of the known data findings (docs/simulator.md) whose situation arose in this run. */

@@ -400,7 +400,6 @@ export function knownFinding(r: RunResult): string | null {
   }
   const data: Record<string, string> = {
     '[finding 17:': 'finding 17: a suspect copy serves an incremental resync whose replays (renames, links) its host crash may have undone locally',
-    '[finding 13:': 'finding 13: a file created again during an incremental resync, before the root listing, keeps the secondary\'s old content',
   };
   for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ' || f.kind === 'call-never-returns') && f.message.includes(tag)) return text;
   if (f && f.kind === 'acked-write-lost' && f.message.includes('[finding 9:')) {

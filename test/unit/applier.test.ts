@@ -227,6 +227,12 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
     fs.writeFileSync(join(B, 'was-dir/sub/x'), 'x');
     await apply({ op: 'create', path: '/was-dir', mode: C.S_IFREG | 0o640, uid: 0, gid: 0 });
     assert.ok(fs.lstatSync(join(B, 'was-dir')).isFile());
+    // A stale file of the name a live create makes (deleted on the primary while apart) starts
+    // empty: the primary's file is new (simulator finding 13).
+    fs.writeFileSync(join(B, 'stale'), 'old content of a file the primary deleted');
+    await apply({ op: 'create', path: '/stale', mode: C.S_IFREG | 0o644, uid: 0, gid: 0 });
+    await apply({ op: 'write', path: '/stale', offset: 0, data: Buffer.from('new') });
+    assert.equal(fs.readFileSync(join(B, 'stale'), 'utf8'), 'new');
     fs.writeFileSync(join(B, 'was-file'), 'x');
     await apply({ op: 'mkdir', path: '/was-file', mode: 0o711, uid: 0, gid: 0 });
     assert.ok(fs.lstatSync(join(B, 'was-file')).isDirectory());

@@ -183,7 +183,12 @@ export class RecordApplier {
       case 'create': {
         this.tolerate(() => {
           if (this.tolerant) this.clearUnless(rec.path, 'file');
-          const fd = fs.openSync(p, C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK, rec.mode & 0o7777);
+          // A create on the primary made a new file (FUSE calls create only for a name that is
+          // not there). In a resync this copy may still hold a stale file of that name (deleted
+          // on the primary while apart, the listing not sent yet): it starts empty too
+          // (simulator finding 13). Outside a resync both copies lack the name: nothing to cut.
+          const trunc = this.tolerant ? C.O_TRUNC : 0;
+          const fd = fs.openSync(p, C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK | trunc, rec.mode & 0o7777);
           try {
             setOwnerAndMode(fd, rec.uid, rec.gid, rec.mode);
           } catch (e) {
