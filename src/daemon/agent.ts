@@ -44,7 +44,7 @@ export interface AgentOptions {
   readonly spawnRfs?: () => ModuleRfs;
   /** Opens a client of the arbitrator witness at "IP:PORT" (default: a real UdpWitnessClient). */
   readonly openWitness?: (witness: string) => Promise<WitnessClient>;
-  /** The host's boot id (default: boot-id.ts) and how a replicated dir is flushed at a clean stop (default: sync -f). */
+  /** The host's boot id (default: boot-id.ts) and how a replicated dir is flushed at a clean stop (default: the rfs child flushes the file systems below its mounts). */
   readonly bootId?: () => string;
   readonly flushDir?: (dir: string) => Promise<void>;
 }

@@ -85,6 +85,10 @@ export class RfsSupervisor {
     if (this.child !== null) await this.child.stopResync();
   }
 
+  async flush(): Promise<void> {
+    await (await this.ensure()).flush();
+  }
+
   async verify(): Promise<VerifyReport> {
     return (await this.ensure()).verify();
   }

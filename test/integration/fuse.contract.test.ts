@@ -77,6 +77,8 @@ function moduleContract(name: string, opts: { skip?: string }, make: () => Modul
         assert.equal(st.mounted, true);
         assert.equal(st.mode, 'rw');
         await rfs.replicate('alone');
+        // The file systems below the rw mounts are written out (a real child: syncfs of each dir).
+        await rfs.flush();
         await rfs.expectSync(60_000);
         await rfs.stopResync();
         await rfs.mountAll('none');

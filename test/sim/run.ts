@@ -398,8 +398,8 @@ export function knownFinding(r: RunResult): string | null {
   if (f && f.kind === 'two-writers' && f.message.includes('decided on a stale echo')) {
     return 'finding 6: the `sees` echo of a change counter that restarts at 0 matches a view made for the previous life of a restarted node';
   }
+  // Tagged data-model findings (none open now).
   const data: Record<string, string> = {
-    '[finding 17:': 'finding 17: a suspect copy serves an incremental resync whose replays (renames, links) its host crash may have undone locally',
   };
   for (const [tag, text] of Object.entries(data)) if (f && (f.kind === 'acked-write-lost' || f.kind === 'replicas-differ' || f.kind === 'call-never-returns') && f.message.includes(tag)) return text;
   if (f && f.kind === 'acked-write-lost' && f.message.includes('[finding 9:')) {

@@ -269,11 +269,22 @@ describe('a host restart without a clean stop makes the copy suspect (lost page 
     } finally { await a.shutdown(); }
     // A host crash after the dirs were flushed in alone mode (unlogged false): every change since
     // is marked, so the log stays complete and the resync it serves may be incremental (issue 5).
+    // Its replays, though, may name renames the crash undid (simulator finding 17): they become
+    // whole marks of both names and listings of their parents.
     writeFileSync(stateFile, JSON.stringify({ ...saved(), bootId: 'boot-3', cleanStop: false, unlogged: false }));
+    writeFileSync(logFile, 'S complete\n0 Z 2 "/db"\n0 R 0 ["/d/old","/e/new"]\n');
+    assert.equal(openFileChangeLog(logFile).set.replays(0).length, 1);
     a = await start('boot-4');
     try {
-      assert.match(a.log('data', 100).map((e) => e.message).join('\n'), /the host restarted without a clean stop of this module/);
-      assert.equal(openFileChangeLog(logFile).complete, true, 'the marks of an ALONE copy are durable before its writes');
+      const text = a.log('data', 100).map((e) => e.message).join('\n');
+      assert.match(text, /the host restarted without a clean stop of this module/);
+      assert.match(text, /the crash may have undone renames or links of the change log: the next resync copies the 1 renamed or linked entry whole/);
+      const log = openFileChangeLog(logFile);
+      assert.equal(log.complete, true, 'the marks of an ALONE copy are durable before its writes');
+      assert.deepEqual(log.set.replays(0), [], 'a replay survived the crash');
+      assert.deepEqual(log.set.plan(0).map((e) => `${e.path}:${e.changes.whole ? 'W' : ''}${e.changes.listing ? 'L' : ''}${[...e.changes.zones].join(',')}`),
+        ['/d:L', '/d/old:W', '/db:2', '/e:L', '/e/new:W']);
+      log.close();
     } finally { await a.shutdown(); }
   });
 });

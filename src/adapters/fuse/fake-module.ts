@@ -117,6 +117,12 @@ export class FakeModuleRfs implements ModuleRfs {
     return Promise.resolve();
   }
 
+  /** No trees here: the call is recorded (`flush`), nothing is written. */
+  flush(): Promise<void> {
+    try { this.check('flush'); } catch (e) { return Promise.reject(e); }
+    return Promise.resolve();
+  }
+
   /** No trees here: nothing differs (the real comparison is tested on real mounts). */
   verify(): Promise<VerifyReport> {
     try { this.check('verify'); } catch (e) { return Promise.reject(e); }

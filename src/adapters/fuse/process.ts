@@ -79,6 +79,10 @@ export class RfsProcess implements Rfs {
     });
   }
 
+  async flush(): Promise<void> {
+    await this.request({ cmd: 'flush' });
+  }
+
   async mount(dir: string, mode: RfsMode): Promise<void> {
     this.dir = dir;
     await this.request({ cmd: 'mount', dir, mode });

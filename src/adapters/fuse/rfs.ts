@@ -102,6 +102,12 @@ export type RfsRequest =
    *  answers to the resync's quick checks give no mtime, so every file is compared by blocks. */
   | { readonly id: number; readonly cmd: 'expect-sync'; readonly ms: number; readonly distrust?: boolean }
   | { readonly id: number; readonly cmd: 'stop-resync' }
+  /**
+   * Writes out the page cache of the file systems that hold the replicated dirs (syncfs of each
+   * dir opened before the mount). `sync -f` on the mount itself reaches only FUSE, which has
+   * nothing to write: the data sits in the page cache of the file system below.
+   */
+  | { readonly id: number; readonly cmd: 'flush' }
   /** `hakit verify` on the primary: compares every dir with the peer's copy (answers a VerifyReport). */
   | { readonly id: number; readonly cmd: 'verify' }
   /** The daemon is alive; answered at once. (The daemon's keepalive is an empty line: any line counts, an empty one is not answered.) */
@@ -130,6 +136,8 @@ export interface ModuleRfs {
   replicate(mode: 'sync' | 'alone' | 'resync', generation?: string, full?: boolean): Promise<void>;
   expectSync(ms: number, distrust?: boolean): Promise<void>;
   stopResync(): Promise<void>;
+  /** See RfsRequest `flush`: resolves once the dirs' file systems are written out. */
+  flush(): Promise<void>;
   /** Compares the replicas online (the primary's rfs, in sync mode); see verify.ts. */
   verify(): Promise<VerifyReport>;
   /** Tells the child the daemon is alive (every pulse); never rejects. */

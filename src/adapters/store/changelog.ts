@@ -98,6 +98,18 @@ export class ChangeLog {
     return this.next?.promise ?? Promise.resolve();
   }
 
+  /**
+   * After a host crash: the replays become marks (ChangeSet.replaysToMarks) and the log is
+   * rewritten with them, its state kept; resolves with the number of replays turned, once durable.
+   * A crash during the rewrite leaves a log without a state line: incomplete (a full resync).
+   */
+  async replaysToMarks(): Promise<number> {
+    const n = this.set.replaysToMarks();
+    if (n === 0) return 0;
+    await this.enqueue(`${this.set.text()}${this.completeNow ? 'S complete\n' : 'S incomplete\n'}`, true);
+    return n;
+  }
+
   close(): void {
     this.medium.close();
   }

@@ -136,6 +136,12 @@ export interface MirrorMsg {
   readonly heardLife?: string | null;
   /** Sent by a node that is not primary while its copy may hold unacknowledged writes (Persisted.unacked). */
   readonly unacked?: boolean;
+  /**
+   * Sent by a node that is not primary while its copy is suspect (Persisted.suspect: its host
+   * crashed; it may have lost writes it had applied and acknowledged). On equal data the other
+   * copy is preferred (simulator finding 9).
+   */
+  readonly suspect?: boolean;
 }
 
 type Step =
@@ -255,7 +261,7 @@ interface S {
 /** The state of one mirror module on this node. Opaque to the daemon; plain data (cloneable). */
 export type MirrorState = Readonly<S>;
 
-const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off', 'isolated', 'second-no-primary']);
+const LISTENING = new Set(['peer-not-seen', 'peer-not-up-to-date', 'diverged', 'failover-off', 'isolated', 'second-no-primary', 'suspect-copy']);
 const PRIMARY = new Set<string>(['PRIM', 'ALONE']);
 
 function isPrimaryName(n: string): boolean { return PRIMARY.has(n); }
@@ -290,6 +296,7 @@ export function viewOf(state: MirrorState): PeerView {
     ...(state.forcedSecond ? { second: true as const } : {}),
     ...(state.resyncing ? { resyncReq: state.resyncReq, ...(state.resyncIncremental ? { incremental: true as const } : {}) } : {}),
     ...(state.persisted.unacked === true && !isPrimaryName(state.name) ? { unacked: true as const } : {}),
+    ...(state.persisted.suspect === true && !isPrimaryName(state.name) ? { suspect: true as const } : {}),
   };
   return {
     state: state.name, ready: state.ready, reason: state.reason,
@@ -409,6 +416,11 @@ function tieBreak(s: MirrorState, params: MirrorParams, v: PeerView): 'me' | 'pe
   const meSecond = s.forcedSecond !== null;
   const peerSecond = pm.second === true;
   if (meSecond !== peerSecond) return meSecond ? 'peer' : 'me';
+  // A copy whose host crashed may have lost acknowledged writes the other one holds.
+  if (params.hasReplication) {
+    const meSuspect = s.persisted.suspect === true;
+    if (meSuspect !== (pm.suspect === true)) return meSuspect ? 'peer' : 'me';
+  }
   const dp = params.defaultPrimary;
   if (dp === 'last') {
     const mine = s.persisted.lastPrimary;
@@ -607,7 +619,9 @@ function newGeneration(c: Ctx, absorb: readonly string[]): void {
   const id = `${s.idSeed}.${s.persisted.idCounter}`;
   persist(c, {
     generation: nextGeneration(s.persisted.generation, id, absorb), idCounter: s.persisted.idCounter + 1,
-    upToDate: true, lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true } : {}),
+    upToDate: true, lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true, peerSynced: false } : {}),
+    // This copy is the reference from now on: what its host's crash took is gone for good.
+    ...(s.persisted.suspect === true ? { suspect: false } : {}),
   });
   s.inSync = false;
   // From a new generation on, the peer resyncs from this copy (its change log names what this
@@ -646,7 +660,7 @@ function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb:
   if (c.params.splitBrain?.arbitrator) steps.push({ k: 'lease' });
   steps.push(act({ type: 'vip', op: 'add' }));
   if (target === 'ALONE') steps.push({ k: 'newgen', absorb });
-  else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true } : {}) } });
+  else steps.push({ k: 'patch', patch: { lastPrimary: c.params.node, ...(c.params.hasReplication ? { unacked: true, peerSynced: true } : {}) } });
   if (c.params.hasReplication) steps.push(act({ type: 'replicate', mode: target === 'PRIM' ? 'sync' : 'alone' }));
   steps.push(act({ type: 'mount', mode: 'rw' }), script('start_prim', args, 'prim'), { k: 'done', name: target, reason: null });
   c.s.holdWrites = false;
@@ -920,7 +934,7 @@ export function validateCommand(state: MirrorState, command: MirrorCommand, para
       if (peerRole(s, params, null) !== 'candidate' || !v || v.state !== 'SECOND' || !v.ready) {
         return { message: `${where}: no ready secondary to swap with` };
       }
-      if (!v.upToDate || dataCmp(s, params, v.generation) !== 'equal') {
+      if (!v.upToDate || dataCmp(s, params, v.generation) !== 'equal' || (params.hasReplication && peerMsg(v).unacked === true)) {
         return { message: `${where}: the secondary ${params.peer} is not up to date; wait for its resync to end` };
       }
       return null;
@@ -1060,6 +1074,7 @@ function evalWait(c: Ctx, role: PeerRole): void {
       const cmp = v ? dataCmp(s, c.params, v.generation) : 'equal';
       if (!mayRunAlone(c) || cmp === 'behind') { setState(c, 'WAIT', true, 'peer-not-up-to-date'); return; }
       if (cmp === 'diverged') { waitFor(c, 'diverged'); return; }
+      if (suspectYields(s, c.params, v)) { waitSuspect(c, `peer ${c.params.peer} silent`); return; }
       const g = silentGate(c, ref);
       if (g === 'go') becomePrimary(c, 'ALONE', r === 'isolated' ? 'takeover' : 'start');
       else if (g === 'isolated' && r !== 'isolated') { log(c, 'warn', `peer ${c.params.peer} silent and ${isolation(c)}: waiting`); setState(c, 'WAIT', true, 'isolated'); }
@@ -1086,8 +1101,33 @@ function evalWait(c: Ctx, role: PeerRole): void {
   }
   // The peer is passive (STOP, held WAIT): it holds nothing and will not start without us.
   if (s.forcedSecond || (r === 'failover-off' && !s.persisted.failover)) return;
+  if (suspectYields(s, c.params, v)) { waitSuspect(c, `peer ${c.params.peer} is ${v.state}`); return; }
   if (cmp === 'ahead' || (cmp === 'equal' && s.persisted.upToDate)) { if (peerSawMe(s, v)) becomePrimary(c, 'ALONE', 'start'); }
   else waitFor(c, cmp === 'diverged' ? 'diverged' : 'peer-not-up-to-date');
+}
+
+/**
+ * This copy is suspect (its host crashed: it may have lost writes it had acknowledged, the page
+ * cache gone) while the peer's copy of the same data, up to date and not suspect, may hold them
+ * (simulator finding 9): this node does not start the application on its copy; it waits
+ * (`suspect-copy`) for the peer, which wins the election when it starts, or for an admin's
+ * `prim`. The peer is judged by its last view (stopped, releasing, or silent since); never
+ * heard since this start: by Persisted.peerSynced (DRBD waits for its peer after a crash of a
+ * connected primary too). A peer held in WAIT (`start_prim-failed`, ...) cannot run the
+ * application: this node takes over as before.
+ */
+function suspectYields(s: MirrorState, params: MirrorParams, v: PeerView | null): boolean {
+  if (!params.hasReplication || s.persisted.suspect !== true) return false;
+  // Silent (never heard since the start): this copy was PRIM, its peer in sync, when it crashed.
+  if (v === null) return s.persisted.peerSynced === true;
+  const held = v.state === 'WAIT' && v.reason !== null && !LISTENING.has(v.reason);
+  return v.upToDate && peerMsg(v).suspect !== true && !held && dataCmp(s, params, v.generation) === 'equal';
+}
+
+function waitSuspect(c: Ctx, why: string): void {
+  if (c.s.name === 'WAIT' && c.s.reason === 'suspect-copy') return;
+  log(c, 'warn', `${why}, and this copy's host crashed: ${c.params.peer}'s copy may hold writes this one lost; waiting for ${c.params.peer} (run \`hakit prim\` here to start on this copy)`);
+  waitFor(c, 'suspect-copy');
 }
 
 /**
@@ -1124,6 +1164,9 @@ function serveResync(c: Ctx, v: PeerView): void {
   s.served = key;
   const full = peerMsg(v).incremental !== true;
   log(c, 'info', `serving resync request ${req} of ${c.params.peer} (generation ${s.persisted.generation.current}, ${full ? 'full' : 'incremental if the change log allows'})`);
+  // From the resync's end on, the rfs replicates synchronously (before the core hears that the
+  // peer is up to date): the peer may hold acknowledged writes from then on (Persisted.peerSynced).
+  persist(c, { peerSynced: true });
   c.out.push({ type: 'replicate', mode: 'resync', full, generation: s.persisted.generation.current });
 }
 
@@ -1150,6 +1193,7 @@ function takeoverOrWait(c: Ctx, why: string, silent = false): void {
     if (cmp === 'diverged') waitFor(c, 'diverged'); else releaseToWait(c, 'peer-not-up-to-date', 'stopstart');
     return;
   }
+  if (suspectYields(s, c.params, v)) { waitSuspect(c, `peer ${c.params.peer} ${why}`); return; }
   if (silent) {
     const g = silentGate(c, s.peer.lastHeard);
     if (g === 'wait') return;
@@ -1226,7 +1270,9 @@ function evalSecond(c: Ctx, role: PeerRole): void {
   if (role === 'handover') {
     // Only with the peer's data: a primary that lost the link during its swap started a new
     // generation this node lacks (simulator finding 14). It gives the swap up and serves a resync.
-    if (c.params.hasReplication && !(s.persisted.upToDate && cmp === 'equal')) return;
+    // Nor with a marked copy (Persisted.unacked: its host crashed, or it holds writes the peer
+    // never acknowledged): it may lack what the peer acknowledged (finding 9, seed 11039).
+    if (c.params.hasReplication && !(s.persisted.upToDate && cmp === 'equal' && s.persisted.unacked !== true)) return;
     log(c, 'info', `peer ${c.params.peer} hands over (swap): taking over`);
     becomePrimary(c, 'PRIM', 'swap');
     return;
@@ -1238,7 +1284,7 @@ function evalSecond(c: Ctx, role: PeerRole): void {
     // SECOND does, so that one of the two becomes primary again.
     // A SECOND without this node's data (finding 14: the link was lost during the swap, this
     // node began a new generation) will not take it either.
-    const peerReady = v.state === 'SECOND' && (!c.params.hasReplication || (v.upToDate && cmp === 'equal'));
+    const peerReady = v.state === 'SECOND' && (!c.params.hasReplication || (v.upToDate && cmp === 'equal' && peerMsg(v).unacked !== true));
     if (peerReady) return;
     s.swapOut = false;
     log(c, 'warn', `swap abandoned: ${c.params.peer} is ${v.state}${v.reason ? ` ${v.reason}` : ''}${v.state === 'SECOND' ? ' without this node\'s data' : ', not SECOND'}`);
@@ -1281,7 +1327,11 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
   const peerSecondInSync = role === 'candidate' && v !== null && v.state === 'SECOND' && v.ready && peerInSync(s, c.params, v);
   const peerComing = role === 'candidate' && v !== null && (v.state === 'SECOND' || v.reason === 'peer-not-seen');
   if (c.params.hasReplication && role === 'candidate' && v !== null && v.state === 'SECOND' && !s.plan) serveResync(c, v);
-  if (s.name === 'ALONE' && peerSecondInSync && !s.holdWrites) { setState(c, 'PRIM', true, null); return; }
+  if (s.name === 'ALONE' && peerSecondInSync && !s.holdWrites) {
+    if (c.params.hasReplication) persist(c, { peerSynced: true });
+    setState(c, 'PRIM', true, null);
+    return;
+  }
   if (c.params.hasReplication && s.name === 'PRIM' && v !== null && v.state === 'SECOND' && v.ready && !peerInSync(s, c.params, v)) {
     // PRIM promises a secondary with this node's data; a SECOND that is behind makes it ALONE.
     log(c, 'warn', `${c.params.peer} is SECOND but not up to date: ALONE until its resync ends`);

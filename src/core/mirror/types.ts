@@ -57,6 +57,14 @@ export interface Persisted {
    * cleared by a completed resync, which compares every block (no size/mtime quick check).
    */
   readonly suspect?: boolean;
+  /**
+   * This node was PRIM when it last persisted as primary: its peer, an up-to-date SECOND of its
+   * generation, applied every write it acknowledged. Set with the PRIM role and when it serves a
+   * resync (which ends in synchronous replication), cleared by a new generation (ALONE). After a host crash (`suspect`) with it set, the peer may hold writes this
+   * copy lost: the node does not start alone on a silent peer (it waits `suspect-copy`, as DRBD
+   * waits for its peer after a crash of a connected primary). Absent in older files: false.
+   */
+  readonly peerSynced?: boolean;
   /** Daemon-owned: the host boot id when this file was written, and whether the module was then
    *  stopped with its replicated dirs flushed (how the daemon tells a host crash). */
   readonly bootId?: string;

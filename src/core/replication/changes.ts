@@ -269,6 +269,49 @@ export class ChangeSet {
     }
   }
 
+  /**
+   * Turns every replay into marks: both names `whole` and both parents' `listing` (simulator
+   * finding 17). A replay is an operation, not a state: after a host crash, the rename or link
+   * it names may have been undone on this copy (its mark was durable, the rename was not), and
+   * replaying it on the peer would make the copies differ. Marks say what to compare and copy,
+   * whatever the tree holds now (a name that is gone is removed by its parent's listing). Costs
+   * a copy of what was renamed (a renamed directory: its subtree). Returns the replays turned.
+   */
+  replaysToMarks(): number {
+    let n = 0;
+    for (const [dir, list] of this.replayLists) {
+      for (const r of list) {
+        n++;
+        for (const path of [r.from, r.to]) {
+          this.add({ dir, kind: 'whole', path, zone: 0 });
+          this.add({ dir, kind: 'listing', path: parentOf(path), zone: 0 });
+        }
+      }
+    }
+    this.replayLists.clear();
+    return n;
+  }
+
+  /**
+   * What this set holds, as log lines that load back into the same set: the replays first (read
+   * back into an empty set they move no mark), then every mark.
+   */
+  text(): string {
+    let out = '';
+    for (const [dir, list] of this.replayLists) for (const r of list) out += formatReplay(dir, r);
+    for (const [dir, d] of this.dirs) {
+      for (const [path, ch] of d) {
+        const m = (kind: MarkKind, zone = 0): void => { out += formatMark({ dir, kind, path, zone }); };
+        if (ch.whole) m('whole');
+        if (ch.listing) m('listing');
+        if (ch.meta) m('meta');
+        for (const z of ch.zones) m('zones', z);
+        if (ch.tail !== Infinity) m('tail', ch.tail);
+      }
+    }
+    return out;
+  }
+
   clear(): void {
     this.dirs.clear();
     this.replayLists.clear();
