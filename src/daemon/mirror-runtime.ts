@@ -11,13 +11,14 @@
  * What the peer sees (the published view) is the view of the last step whose actions have all
  * been executed: a node never tells its peer "I released the VIP" before the `ip addr del` ran.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import type { Clock, TimerHandle } from '../adapters/clock/index.js';
 import type { ModuleRfs, RfsConfig } from '../adapters/fuse/rfs.js';
 import { probeFor as realProbeFor, type Probe, type ProbeContext, type ProbeFactory } from '../adapters/probes/index.js';
 import type { ScriptRequest, ScriptRunner } from '../adapters/scripts/index.js';
 import type { StateStore } from '../adapters/store/index.js';
 import { openFileChangeLog } from '../adapters/store/changelog.js';
+import { replaysMatchTree } from '../core/replication/changes.js';
 import type { HeartbeatTransport } from '../adapters/udp/transport.js';
 import type { VipManager } from '../adapters/vip/index.js';
 import type { WitnessClient } from '../adapters/witness/index.js';
@@ -273,7 +274,7 @@ export class MirrorRuntime {
           await markChangeLogIncomplete(this.changeLogPath());
         } else {
           // Finding 17: a rename or link the log would replay may be one the crash undid here.
-          const turned = await changeLogReplaysToMarks(this.changeLogPath());
+          const turned = await changeLogReplaysToMarks(this.changeLogPath(), this.cfg.module.replication.dirs.map((d) => d.path));
           if (turned > 0) this.log('warn', `the crash may have undone renames or links of the change log: the next resync copies the ${turned} renamed or linked ${turned === 1 ? 'entry' : 'entries'} whole instead of renaming them on ${this.params.peer}`);
         }
       }
@@ -819,12 +820,20 @@ async function markChangeLogIncomplete(file: string): Promise<void> {
   }
 }
 
-/** Turns the replays of a change log file into marks (ChangeLog.replaysToMarks); 0 when there is no file. */
-async function changeLogReplaysToMarks(file: string): Promise<number> {
+/**
+ * After a host crash, before anything is mounted: the replays of a dir whose tree does not show
+ * them all done (replaysMatchTree) become marks (ChangeLog.replaysToMarks); 0 when there is no
+ * log file. `dirs`: the replicated dirs, by index.
+ */
+async function changeLogReplaysToMarks(file: string, dirs: readonly string[]): Promise<number> {
   if (!existsSync(file)) return 0;
+  const lexists = (p: string): boolean => { try { lstatSync(p); return true; } catch { return false; } };
   const log = openFileChangeLog(file);
   try {
-    return await log.replaysToMarks();
+    return await log.replaysToMarks((dir, replays) => {
+      const root = dirs[dir];
+      return root !== undefined && replaysMatchTree(replays, (p) => lexists(root + p));
+    });
   } finally {
     log.close();
   }

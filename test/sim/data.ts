@@ -39,7 +39,7 @@
  * hard links, excluded paths, the blocks/hashes of the comparison (a compared file is copied
  * whole: same result), the bandwidth cap, self-fencing, `hakit verify`, the log's size limit.
  */
-import { ChangeSet, type Change, type PathChanges } from '../../src/core/replication/changes.js';
+import { ChangeSet, type Change, type PathChanges, replaysMatchTree } from '../../src/core/replication/changes.js';
 import type { MirrorEvent } from '../../src/core/mirror/index.js';
 import type { Random } from './prng.js';
 import type { SimNode, World } from './world.js';
@@ -296,8 +296,9 @@ export class DataWorld {
     this.stats.suspectBoots++;
     // Finding 12: the crash may have rolled back what no mark names (MirrorRuntime.start).
     if (d.unlogged) d.logComplete = false;
-    // Finding 17: a replayed rename may be one the crash undid: its names become whole marks.
-    else if (d.log.replaysToMarks() > 0) this.w.trace.note(this.w.now, n.name, 'replays of the change log turned into whole marks');
+    // Finding 17: a replayed rename may be one the crash undid: unless the tree shows them all
+    // done, the replays become whole marks (MirrorRuntime, replaysMatchTree).
+    else if (d.log.replaysToMarks((_dir, rs) => replaysMatchTree(rs, (p) => d.cache.has(p))) > 0) this.w.trace.note(this.w.now, n.name, 'replays of the change log turned into whole marks');
     this.w.trace.note(this.w.now, n.name, `host restarted without a clean stop: copy marked suspect + unacked${d.unlogged ? ', change log incomplete' : ''}`);
     return { ...persisted, suspect: true, unacked: true };
   }

@@ -6,7 +6,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChangeLog, FileLogMedium, type LogMedium, MemoryLogMedium } from '../../src/adapters/store/index.js';
-import { ChangeSet, type Mark, formatMark, formatReplay, marksOf, parseLine } from '../../src/core/replication/changes.js';
+import { ChangeSet, type Mark, type Replay, formatMark, formatReplay, marksOf, parseLine, replaysMatchTree } from '../../src/core/replication/changes.js';
 
 const MiB = 1024 * 1024;
 
@@ -53,6 +53,37 @@ describe('change marks (pure)', () => {
     set.record(0, { op: 'rename', from: '/fresh/f', path: '/g' });
     assert.deepEqual(set.replays(0), []);
     assert.deepEqual(set.plan(0).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}`), ['/:L', '/final:W', '/fresh:W', '/g:W', '/newdir:W', '/tmp1:W']);
+  });
+
+  test('after a host crash, replays the tree shows done stay; otherwise a dir\'s replays become whole marks of both names and their parents\' listings (simulator finding 17)', () => {
+    const rr = (from: string, to: string, op: Replay['op'] = 'rename'): Replay => ({ op, from, to });
+    const tree = (...names: string[]) => (p: string) => names.includes(p);
+    // A chain of renames and a link, all done: d4 -> d4x -> d4 back, /a -> /b, /b linked as /c.
+    const done = [rr('/d4', '/d4x'), rr('/d4x', '/d4'), rr('/a', '/b'), rr('/b', '/c', 'link')];
+    assert.equal(replaysMatchTree(done, tree('/d4', '/b', '/c')), true);
+    // The last rename undone by the crash (/a still there, /b missing), or a rename over an
+    // entry that existed (/b is there, but so is /a): not done.
+    assert.equal(replaysMatchTree([rr('/x', '/y'), rr('/a', '/b')], tree('/y', '/a')), false);
+    assert.equal(replaysMatchTree([rr('/a', '/b')], tree('/a', '/b')), false);
+    assert.equal(replaysMatchTree([rr('/a', '/b', 'link')], tree('/b')), false, 'a link whose source is gone');
+    // replaysToMarks: the dir kept stays as is, the other one's replays become marks.
+    const set = new ChangeSet();
+    set.record(0, { op: 'rename', from: '/a', path: '/b' });
+    set.record(1, { op: 'write', path: '/f/x', offset: 0, length: 1 });
+    set.record(1, { op: 'rename', from: '/f', path: '/g' });
+    assert.equal(set.replaysToMarks((dir) => dir === 0), 1);
+    assert.deepEqual(set.replays(0), [rr('/a', '/b')]);
+    assert.deepEqual(set.replays(1), []);
+    assert.deepEqual(set.plan(1).map((p) => `${p.path}:${p.changes.whole ? 'W' : ''}${p.changes.listing ? 'L' : ''}`), ['/:L', '/f:W', '/g:W']);
+    // The rewritten log (replays first, then marks) loads back into the same set.
+    const again = new ChangeSet();
+    for (const line of set.text().split('\n')) {
+      const l = parseLine(line);
+      if (l === null || l.t === 'state') continue;
+      if (l.t === 'replay') again.replay(l.dir, l.replay); else again.add(l.mark);
+    }
+    assert.deepEqual(again.replays(0), set.replays(0));
+    assert.deepEqual(again.plan(1), set.plan(1));
   });
 
   test('log lines round-trip, names with spaces, quotes and newlines included; a torn or foreign line is ignored', () => {

@@ -20,7 +20,7 @@
  *   whose promise had resolved (or a later one); a torn last line is ignored.
  */
 import * as fs from 'node:fs';
-import { type Change, type Mark, ChangeSet, formatMark, parseLine } from '../../core/replication/changes.js';
+import { type Change, type Mark, type Replay, ChangeSet, formatMark, parseLine } from '../../core/replication/changes.js';
 
 /** Where the lines go: appended and synced, or emptied. */
 export interface LogMedium {
@@ -99,12 +99,12 @@ export class ChangeLog {
   }
 
   /**
-   * After a host crash: the replays become marks (ChangeSet.replaysToMarks) and the log is
-   * rewritten with them, its state kept; resolves with the number of replays turned, once durable.
+   * After a host crash: the replays become marks (ChangeSet.replaysToMarks; those of a dir that
+   * `keep` spares stay) and the log is rewritten with them, its state kept; resolves with the number of replays turned, once durable.
    * A crash during the rewrite leaves a log without a state line: incomplete (a full resync).
    */
-  async replaysToMarks(): Promise<number> {
-    const n = this.set.replaysToMarks();
+  async replaysToMarks(keep?: (dir: number, replays: readonly Replay[]) => boolean): Promise<number> {
+    const n = this.set.replaysToMarks(keep);
     if (n === 0) return 0;
     await this.enqueue(`${this.set.text()}${this.completeNow ? 'S complete\n' : 'S incomplete\n'}`, true);
     return n;

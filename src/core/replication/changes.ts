@@ -134,6 +134,37 @@ export interface Replay {
   readonly to: string;
 }
 
+/**
+ * True when the tree shows every replay done, so that a host crash undid none of them: undone
+ * from the last to the first, each finds what it made and not what it removed (a rename: `to`
+ * there, `from` not; a link: both there; then the undo is applied to a view of the tree).
+ * `exists` tells whether a path is there now. A rename the crash took leaves `from` there (and
+ * `to` missing, or its old entry): false, and then every replay of the dir becomes marks (a
+ * later replay may build on an undone one). A crash keeps metadata changes in order (the
+ * journal), so the undone ones are the last: the walk meets them first. A name made again after
+ * a rename, or an entry renamed with its directory, also says false: marks then, a copy more,
+ * never a wrong replay.
+ */
+export function replaysMatchTree(replays: readonly Replay[], exists: (path: string) => boolean): boolean {
+  const view = new Map<string, boolean>();
+  // Paths only, no subtrees: an entry renamed together with its directory is looked up under
+  // its old path and found missing: false (marks, a copy more), never a wrong "done".
+  const there = (p: string): boolean => view.get(p) ?? exists(p);
+  for (let i = replays.length - 1; i >= 0; i--) {
+    const r = replays[i] as Replay;
+    if (!there(r.to)) return false;
+    if (r.op === 'rename') {
+      if (there(r.from)) return false;
+      view.set(r.from, true);
+      view.set(r.to, false);
+    } else {
+      if (!there(r.from)) return false;
+      view.set(r.to, false);
+    }
+  }
+  return true;
+}
+
 export function formatReplay(dir: number, r: Replay): string {
   return `${dir} ${r.op === 'rename' ? 'R' : 'H'} 0 ${JSON.stringify([r.from, r.to])}\n`;
 }
@@ -275,11 +306,14 @@ export class ChangeSet {
    * it names may have been undone on this copy (its mark was durable, the rename was not), and
    * replaying it on the peer would make the copies differ. Marks say what to compare and copy,
    * whatever the tree holds now (a name that is gone is removed by its parent's listing). Costs
-   * a copy of what was renamed (a renamed directory: its subtree). Returns the replays turned.
+   * a copy of what was renamed (a renamed directory: its subtree). `keep` spares the replays of a
+   * dir (replaysMatchTree: the tree shows them all done). Returns the replays turned.
    */
-  replaysToMarks(): number {
+  replaysToMarks(keep: (dir: number, replays: readonly Replay[]) => boolean = () => false): number {
     let n = 0;
-    for (const [dir, list] of this.replayLists) {
+    for (const [dir, list] of [...this.replayLists]) {
+      if (keep(dir, list)) continue;
+      this.replayLists.delete(dir);
       for (const r of list) {
         n++;
         for (const path of [r.from, r.to]) {
@@ -288,7 +322,6 @@ export class ChangeSet {
         }
       }
     }
-    this.replayLists.clear();
     return n;
   }
 
