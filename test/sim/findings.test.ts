@@ -47,10 +47,12 @@ test('finding 9 (seeds 82, 1337, 1379, 11039, 3106): a copy that lost acknowledg
   // swap handover.
   () => { for (const seed of [82, 1337, 1379, 11039, 3106]) holds(seed, {}); });
 
-test('finding 9, open cases (seeds 6095, 16663): an admin\'s `second` on the node that holds the writes; a peer held in WAIT',
+test('finding 9, open cases (seeds 6095, 16663): an admin\'s `second` on the node that holds the writes; a PRIM that goes ALONE unflushed when its peer stops',
   // 6095 (and 5 more of 20 000 seeds): the admin runs `second` on the copy that holds the writes,
-  // which the election obeys before it looks at `suspect`. 16663: not analysed yet.
-  { todo: 'open: `second` on the holder outranks a suspect copy; 16663 to analyse' },
+  // which the election obeys before it looks at `suspect`. 16663: a PRIM whose SECOND stopped
+  // cleanly goes ALONE (new generation) without flushing first; a power loss then loses a write
+  // the stopped peer holds on disk (docs/simulator.md).
+  { todo: 'open: `second` on the holder outranks a suspect copy; flush before the new generation when the peer stops' },
   () => { holds(6095, {}); holds(16663, {}); });
 
 test('finding 10 (seed 3417): a primary attempt that fails before its first write keeps the unacked mark of older writes (DESIGN.md 3.4)',
