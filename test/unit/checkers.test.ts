@@ -13,7 +13,8 @@ function run(results: string, rise: number, fall: number, from: CheckerState = i
   let s = from;
   let trace = '';
   for (const ch of results) {
-    const o = observe(s, { ok: ch === '+', detail: ch === '+' ? 'fine' : 'broken' }, { rise, fall });
+    // Each result comes from a run started now (under the current epoch).
+    const o = observe({ ...s, runEpoch: s.epoch }, { ok: ch === '+', detail: ch === '+' ? 'fine' : 'broken' }, { rise, fall });
     s = o.state;
     trace += o.change === undefined ? '.' : o.change.up ? '^' : 'v';
   }
@@ -136,12 +137,21 @@ describe('roles: which checkers run in which module state', () => {
     st = { ...st, app: late.state };
     st = withRole(st, cfgs, 'wait', 5000);
     assert.deepEqual(schedule(st, 5000).due, [], 'the run of nic from before is still in progress: no second run');
-    st = { ...st, nic: observe(st.nic!, { ok: true, detail: 'up' }, { rise: 1, fall: 1 }).state };
-    assert.equal(st.nic!.status, 'up', 'a result arriving once active again counts');
+    // Its result arrives once active again: it was started before the role changed, so it does
+    // not count (a probe that saw the application down before a restart must not count after
+    // it: checkers.test.ts on the testbed restarted a fresh application into maxloop); a new run
+    // follows at once.
+    const stale = observe(st.nic!, { ok: false, detail: 'down' }, { rise: 1, fall: 1 });
+    assert.equal(stale.change, undefined, 'a result of a run started before the role changed counted');
+    st = { ...st, nic: stale.state };
+    assert.equal(st.nic!.status, 'unknown');
     assert.deepEqual(schedule(st, 5000).due, ['nic'], 'in WAIT only the wait checker runs');
+    st = { ...st, nic: observe(started(st.nic!, 5000, 2000), { ok: true, detail: 'up' }, { rise: 1, fall: 1 }).state };
+    assert.equal(st.nic!.status, 'up', 'a run started once active counts');
     st = withRole(st, cfgs, 'prim', 6000);
     assert.equal(st.app!.status, 'unknown');
-    assert.deepEqual(schedule(st, 6000).due, ['app', 'nic']);
+    assert.deepEqual(schedule(st, 6000).due, ['app'], 'app (reset by the role change) at once; nic (active in both roles) at 7000');
+    assert.deepEqual(schedule(st, 7000).due, ['app', 'nic']);
     const r = run('-', 1, 1, started(st.app!, 6000, 2000));
     assert.equal(r.trace, 'v', 'the fresh verdict is reported again after the transition');
   });

@@ -58,6 +58,14 @@ export interface CheckerState {
   readonly startedAt: number | null;
   /** Scheduling: when the next run is due (monotonic ms). */
   readonly dueAt: number;
+  /**
+   * Bumped whenever the checker is (de)activated or turned on/off; a run records the value it
+   * started under (`runEpoch`). The result of a run started before such a change is ignored: a
+   * probe that saw the application down before a restart must not count after it (a stale
+   * "down" restarted a freshly restarted application again, into maxloop, under CI load).
+   */
+  readonly epoch: number;
+  readonly runEpoch: number;
 }
 
 /** A change to report to the mirror core as a `checker` event. */
@@ -73,7 +81,7 @@ export interface Observed {
 
 /** A checker that has not run yet, first due at `dueAt` (usually now). */
 export function initialState(dueAt: number, active = true): CheckerState {
-  return { status: 'unknown', disabled: false, active, okInRow: 0, failInRow: 0, detail: '', since: null, running: false, startedAt: null, dueAt };
+  return { status: 'unknown', disabled: false, active, okInRow: 0, failInRow: 0, detail: '', since: null, running: false, startedAt: null, dueAt, epoch: 0, runEpoch: 0 };
 }
 
 /**
@@ -82,7 +90,7 @@ export function initialState(dueAt: number, active = true): CheckerState {
  * progress when it was disabled) and only end the run; so are an inactive checker's.
  */
 export function observe(state: CheckerState, result: CheckResult, cfg: Hysteresis): Observed {
-  if (state.disabled || !state.active) return { state: { ...state, running: false } };
+  if (state.disabled || !state.active || state.runEpoch !== state.epoch) return { state: { ...state, running: false } };
   const okInRow = result.ok ? state.okInRow + 1 : 0;
   const failInRow = result.ok ? 0 : state.failInRow + 1;
   const base: CheckerState = { ...state, okInRow, failInRow, detail: result.detail, running: false };
@@ -102,8 +110,8 @@ export function observe(state: CheckerState, result: CheckResult, cfg: Hysteresi
  */
 export function setEnabled(state: CheckerState, enabled: boolean, now: number): Observed {
   if (enabled === !state.disabled) return { state };
-  if (enabled) return { state: { ...initialState(now, state.active), running: state.running, startedAt: state.startedAt } };
-  const off: CheckerState = { ...state, disabled: true, okInRow: 0, failInRow: 0, status: 'unknown', since: now, detail: 'disabled by an administrator' };
+  if (enabled) return { state: { ...initialState(now, state.active), running: state.running, startedAt: state.startedAt, epoch: state.epoch + 1, runEpoch: state.runEpoch } };
+  const off: CheckerState = { ...state, epoch: state.epoch + 1, disabled: true, okInRow: 0, failInRow: 0, status: 'unknown', since: now, detail: 'disabled by an administrator' };
   if (state.status === 'down') return { state: off, change: { up: true, detail: 'disabled by an administrator' } };
   return { state: off };
 }
@@ -117,7 +125,7 @@ export function setEnabled(state: CheckerState, enabled: boolean, now: number): 
 export function setActive(state: CheckerState, active: boolean, now: number): CheckerState {
   if (active === state.active) return state;
   const fresh = initialState(now, active);
-  return { ...fresh, disabled: state.disabled, detail: state.disabled ? state.detail : '', running: state.running, startedAt: state.startedAt };
+  return { ...fresh, disabled: state.disabled, detail: state.disabled ? state.detail : '', running: state.running, startedAt: state.startedAt, epoch: state.epoch + 1, runEpoch: state.runEpoch };
 }
 
 /** How `hakit status` shows a checker. */

@@ -69,7 +69,7 @@ export function runsIn(cfg: CheckerConfig, role: CheckerRole): boolean {
 
 /** A run of the checker starts at `now`: next due `intervalMs` later. */
 export function started(state: CheckerState, now: number, intervalMs: number): CheckerState {
-  return { ...state, running: true, startedAt: now, dueAt: now + intervalMs };
+  return { ...state, running: true, startedAt: now, dueAt: now + intervalMs, runEpoch: state.epoch };
 }
 
 /** Checker states of a module by checker name. */
