@@ -88,7 +88,7 @@ function dataColumn(m: ModuleStatus): string {
   const r = rep as typeof rep & { mode?: string; heldWrites?: number; dirtyPaths?: number; unacked?: boolean; changeLogComplete?: boolean; quarantine?: { dir: string; paths: number } | null };
   const kept = r.quarantine ? `, ${r.quarantine.paths} paths kept in quarantine (${r.quarantine.dir})` : '';
   const failed = rs?.failures !== undefined && rs.failures > 0
-    ? `, ${rs.failures} ${rs.failures === 1 ? 'resync' : 'resyncs'} failed (next ${rs.retryInSeconds ? `in ${rs.retryInSeconds} s` : 'now'}): ${(rs.lastError ?? "?").slice(0, 160)}`
+    ? `, ${rs.failures} ${rs.failures === 1 ? 'resync' : 'resyncs'} failed (next ${rs.retryInSeconds ? `in ${rs.retryInSeconds} s` : 'now'}): ${(rs.lastError ?? '?').slice(0, 160)}`
     : '';
   const base = `${rep.upToDate ? 'up to date' : 'not up to date'}${r.unacked === true ? ', may hold unacknowledged writes (full resync next)' : ''}${kept}${failed}`;
   // With replicated dirs: how this node replicates (docs/replication.md).
