@@ -515,6 +515,9 @@ export class MirrorRuntime {
         case 'stop-resync':
           await this.rfs?.stopResync();
           return;
+        case 'flush':
+          this.flushForCore(a.seq);
+          return;
         case 'transition':
           await this.noteCleanStop(a.from, a.to, a.ready);
           return;
@@ -578,6 +581,20 @@ export class MirrorRuntime {
     }
     if (!this.rfs) throw new HakitError('INTERNAL', { detail: `module ${this.name}: no rfs to flush its replicated dirs` });
     await this.rfs.flush();
+  }
+
+  /**
+   * The core's `flush` (before a new generation): runs beside the actions that follow (a takeover
+   * adds its VIP meanwhile) and is answered with `flushed`.
+   */
+  private flushForCore(seq: number): void {
+    const t0 = this.deps.clock.now();
+    const done = (ok: boolean, detail: string): void => {
+      const durationMs = Math.round(this.deps.clock.now() - t0);
+      if (ok) this.log('info', `replicated dirs flushed in ${durationMs} ms (before the new generation)`, { event: 'flush', durationMs });
+      this.deliver({ type: 'flushed', now: this.deps.clock.now(), seq, ok, detail });
+    };
+    void this.flushDirs().then(() => done(true, ''), (e: unknown) => done(false, (e as Error).message));
   }
 
   /** Persists `unlogged` before what it covers can happen (see Persisted.unlogged). */

@@ -364,6 +364,16 @@ export class DataWorld {
     });
   }
 
+  /**
+   * The core's `flush` (MirrorRuntime.flushForCore, the rfs child's syncfs): what the page cache
+   * holds when it is asked goes to disk; `flushed` comes 5-200 ms later.
+   */
+  flush(n: SimNode, seq: number): void {
+    const d = this.d(n);
+    d.disk = new Map(d.cache);
+    this.w.later(n, this.rand.int(5, 200), () => this.deliver(n, { type: 'flushed', now: this.w.now, seq, ok: true, detail: '' }));
+  }
+
   /** `start-resync`: the primary must start within replication.timeout + 10 s (mirror-runtime.ts). */
   expectSync(n: SimNode): void {
     const r = this.r(n);
@@ -850,7 +860,17 @@ export class DataWorld {
         this.expect.delete(op.from ?? '');
         // The rename itself is durable only with an fsync of the directory (not modelled): the
         // moved writes are on disk under the old name only.
-        if (f) { for (const e of f.values()) e.fsynced = false; this.expect.set(op.path, f); } else this.expect.delete(op.path);
+        if (!f) { this.expect.delete(op.path); return; }
+        // After a divergence the two copies' files went separate ways: a write that this node's
+        // copy never had (the other side's, under the same name) stays under the old name for
+        // that side's own renames and deletes (seed 20021: n1's rename of its own /b carried
+        // n2's write to /a, and n2's later delete of its /b could no longer cancel it).
+        const mine = this.d(op.node).cache;
+        const theirs = this.diverged ? new Map([...f].filter(([z, e]) => DataWorld.at(mine, op.path, z) < e.wid)) : new Map<number, Expect>();
+        for (const z of theirs.keys()) f.delete(z);
+        if (theirs.size > 0) this.expect.set(op.from ?? '', theirs);
+        for (const e of f.values()) e.fsynced = false;
+        if (f.size > 0) this.expect.set(op.path, f); else this.expect.delete(op.path);
         return;
       }
       case 'fsync':

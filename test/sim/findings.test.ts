@@ -1,6 +1,5 @@
 // Core findings of the simulator (docs/simulator.md), one seed each, kept as regression tests.
-// Each is `todo` until the core (or daemon) is fixed; of the data model's findings, some cases of
-// 9 are open.
+// Each is `todo` until the core (or daemon) is fixed.
 // Findings 4, 6 and 7 have no failing seed since main's duplicate-address check (vip-added): see
 // docs/simulator.md.
 // Replay any of them with `npm run sim -- --seed S [--fault-ms MS]`.
@@ -47,12 +46,13 @@ test('finding 9 (seeds 82, 1337, 1379, 11039, 3106): a copy that lost acknowledg
   // swap handover.
   () => { for (const seed of [82, 1337, 1379, 11039, 3106]) holds(seed, {}); });
 
-test('finding 9, open cases (seeds 6095, 16663): an admin\'s `second` on the node that holds the writes; a PRIM that goes ALONE unflushed when its peer stops',
-  // 6095 (and 5 more of 20 000 seeds): the admin runs `second` on the copy that holds the writes,
-  // which the election obeys before it looks at `suspect`. 16663: a PRIM whose SECOND stopped
-  // cleanly goes ALONE (new generation) without flushing first; a power loss then loses a write
-  // the stopped peer holds on disk (docs/simulator.md).
-  { todo: 'open: `second` on the holder outranks a suspect copy; flush before the new generation when the peer stops' },
+test('finding 9 (seeds 6095, 16663): an admin\'s `second` on the node that holds the writes; a PRIM that goes ALONE when its peer stops (DESIGN.md 3.2)',
+  // 6095 (and 5 more of 20 000 seeds): the admin ran `second` on the copy that holds the writes,
+  // which the election obeyed before it looked at `suspect`; now a suspect copy loses first and
+  // the node told `second` waits (second-no-primary) for `prim`. 16663: a PRIM whose SECOND
+  // stopped cleanly went ALONE (a new generation) without flushing first; a power loss then lost
+  // a write the stopped peer held on disk. Now every new generation waits for a flush of the
+  // copy (core `flush`/`flushed`, MirrorRuntime.flushForCore).
   () => { holds(6095, {}); holds(16663, {}); });
 
 test('finding 10 (seed 3417): a primary attempt that fails before its first write keeps the unacked mark of older writes (DESIGN.md 3.4)',

@@ -312,10 +312,11 @@ export function runSeed(seed: number, opts: RunOptions = {}): RunResult {
     for (const n of w.nodes) w.boot(n);
     // First start: the admin starts both nodes (an empty store means a stopped module).
     for (const n of w.nodes) {
-      // Finding 8: a command given while the daemon shuts down restarts the module, and the
-      // daemon then goes silent holding it. Unless exposing, the admin does not do that.
+      // The daemon refuses commands once it shuts down (finding 8 fixed in NodeAgent): a start
+      // given then does nothing (seed 33411 modelled it as obeyed: the closing daemon ran the
+      // module until its shutdown limit).
       w.later(null, faults.int(0, 3000), () => {
-        if (n.closing && opts.workAroundKnownBugs === true) return;
+        if (!n.up || n.closing) return;
         if (validateCommand(n.state, { cmd: 'start' }, n.params) === null) w.command(n, { cmd: 'start' });
       });
     }

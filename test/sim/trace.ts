@@ -66,6 +66,7 @@ function formatEvent(e: MirrorEvent): string {
     case 'witness': return `witness ${e.reachable ? 'reachable' : 'UNREACHABLE'}`;
     case 'lease': return e.granted ? `lease granted (sent ${e.sentAtMs}, ${e.leaseMs} ms)` : `lease refused (${e.error ?? e.holder ?? 'quiet'})`;
     case 'fenced': return `fenced (${e.detail})`;
+    case 'flushed': return `flushed #${e.seq}${e.ok ? '' : ` FAILED (${e.detail})`}`;
   }
 }
 
@@ -78,6 +79,7 @@ function formatAction(a: MirrorAction): string | null {
     case 'mount': return `mount ${a.mode}`;
     case 'start-resync': return `resync ${a.full ? 'full' : 'incr'}`;
     case 'stop-resync': return 'stop-resync';
+    case 'flush': return `flush #${a.seq}`;
     case 'replicate': return `replicate ${a.mode}`;
     case 'lease': return `lease ${a.op}`;
     case 'unfence': return 'unfence';

@@ -421,6 +421,10 @@ export class World {
         if (this.data) { this.stats.resyncs++; this.data.expectSync(n); } else this.startResync(n, a.full);
         return null;
       case 'stop-resync': n.resync = null; this.data?.stopExpect(n); return null;
+      case 'flush':
+        if (this.data) this.data.flush(n, a.seq);
+        else { const seq = a.seq; this.later(n, this.rand.int(5, 200), () => this.deliver(n, { type: 'flushed', now: this.now, seq, ok: true, detail: '' })); }
+        return null;
       case 'replicate':
         this.data?.replicate(n, a.mode, a.mode === 'resync' ? a.generation : undefined, a.mode === 'resync' ? a.full : undefined);
         return null;

@@ -221,6 +221,7 @@ describe('a host restart without a clean stop makes the copy suspect (lost page 
   const stateFile = join(root, 'state/modules/data/mirror.json');
   const saved = (): Record<string, unknown> => JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, unknown>;
   const flushed: string[] = [];
+  let flushHook: (dir: string) => Promise<void> = async (d) => { flushed.push(d); };
 
   async function start(bootId: string): Promise<NodeAgent> {
     writeConfig(join(root, 'etc'));
@@ -230,7 +231,7 @@ describe('a host restart without a clean stop makes the copy suspect (lost page 
       scripts: new FakeScriptRunner(), vips: new FakeVipManager({ lan: new FakeLan(), mac: '02:00:00:00:00:01' }), spawnRfs: () => new FakeModuleRfs(),
       transport: new MemoryHeartbeatNetwork().transport({ key, cluster: 't', node: 'n1', members: { web: ['n1', 'n2'], data: ['n1', 'n2'] },
         bind: [{ network: 'lan', address: '198.18.0.1' }, { network: 'hb2', address: '198.19.0.1' }] }),
-      bootId: () => bootId, flushDir: async (d) => { flushed.push(d); },
+      bootId: () => bootId, flushDir: (d) => flushHook(d),
     });
   }
 
@@ -286,5 +287,36 @@ describe('a host restart without a clean stop makes the copy suspect (lost page 
         ['/d:L', '/d/old:W', '/db:2', '/e:L', '/e/new:W']);
       log.close();
     } finally { await a.shutdown(); }
+  });
+
+  test('a new generation starts only once the copy is flushed: a power loss after it cannot lose writes the peer holds (simulator finding 9, seed 16663)', async () => {
+    // The last primary, alone: after listening it takes the role (ALONE, a new generation).
+    writeFileSync(stateFile, JSON.stringify({
+      generation: { current: 'g.1', history: ['g.0'] }, upToDate: true, enabled: true, failover: true, lastPrimary: 'n1', idCounter: 1,
+      bootId: 'boot-5', cleanStop: true,
+    }));
+    let release = (): void => {};
+    const gate = new Promise<void>((r) => { release = r; });
+    const seen: string[] = [];
+    flushHook = async () => { seen.push(String((saved().generation as { current: string }).current)); await gate; };
+    const a = await start('boot-5');
+    try {
+      await waitFor('the flush asked for by the takeover', () => seen.length > 0);
+      // Held here: the VIP may be added, but no new generation is written before the flush ends.
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((saved().generation as { current: string }).current, 'g.1', 'a new generation was written before the copy was flushed');
+      assert.equal(a.status('data').modules[0]?.state, 'ALONE');
+      assert.equal(a.status('data').modules[0]?.ready, false);
+      release();
+      await waitFor('data ALONE ready', () => { const m = a.status('data').modules[0]; return m?.state === 'ALONE' && m.ready; });
+      assert.notEqual((saved().generation as { current: string }).current, 'g.1');
+      // The first flush is the takeover's (later ones: `replicate alone` clears Persisted.unlogged).
+      assert.equal(seen[0], 'g.1');
+      assert.match(a.log('data', 100).map((e) => e.message).join('\n'), /replicated dirs flushed in \d+ ms \(before the new generation\)/);
+    } finally {
+      release();
+      flushHook = async (d) => { flushed.push(d); };
+      await a.shutdown();
+    }
   });
 });

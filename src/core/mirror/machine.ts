@@ -154,6 +154,8 @@ type Step =
   | { readonly k: 'newgen'; readonly absorb: readonly string[] }
   | { readonly k: 'patch'; readonly patch: Partial<Persisted> }
   | { readonly k: 'stop-resync' }
+  /** Ask for a flush of the replicated dirs (not awaited here: `newgen` waits for it). */
+  | { readonly k: 'flush' }
   /** Arbitrator: hold a live lease (ask and await the answer if none) before going on. */
   | { readonly k: 'lease' }
   /** The end of a transition: this state, ready. `listen`: WAIT peer-not-seen for heartbeatTimeoutMs. */
@@ -163,7 +165,7 @@ interface Plan {
   steps: Step[];
   /** The script whose `script-done` is awaited. */
   /** The script (or `vip`: the answer to a `vip add`) the plan waits for. */
-  waiting: ScriptName | 'vip' | 'lease' | null;
+  waiting: ScriptName | 'vip' | 'lease' | 'flush' | null;
   /** Set by `vip-failed` while a script runs: fail the primary once it ends. */
   failure: string | null;
 }
@@ -228,6 +230,15 @@ interface S {
   /** Primary: the rfs holds writes after `replication-lost` until the peer is known to be behind. */
   holdWrites: boolean;
   /**
+   * Flushes asked for (`flush` seq, counted per runtime), the newest answered, and the one a new
+   * generation waits for; `genPending`: a primary that lost its secondary starts its new
+   * generation once that flush is answered (newGenerationAfterFlush).
+   */
+  flushAsked: number;
+  flushDone: number;
+  flushWant: number;
+  genPending: boolean;
+  /**
    * Primary: Persisted.unacked was set already when this node took the primary role (older
    * unacknowledged writes: a crash, a failed write after an earlier release) and no new
    * generation began since. A release with nothing held then keeps the mark: it clears only the
@@ -278,7 +289,7 @@ export function initialState(params: MirrorParams): MirrorState {
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false, resyncIncremental: false,
     resyncFailures: 0, resyncError: null, resyncRetryAt: null,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false, swapBackDeferred: false,
-    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, unackedBefore: false, resyncReq: 0, served: null,
+    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, flushAsked: 0, flushDone: 0, flushWant: 0, genPending: false, unackedBefore: false, resyncReq: 0, served: null,
     witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
   };
 }
@@ -398,8 +409,8 @@ function dataCmp(s: MirrorState, params: MirrorParams, peer: Generation): Return
 
 /**
  * Who of two candidates becomes primary; both nodes compute the same answer from their views:
- * newer data; then (with replication) the up-to-date one; then a node told `second` loses; then
- * default_primary (a node, or `last` when both nodes name the same last primary); then the lowest
+ * newer data; then (with replication) the up-to-date one; then (with replication) a suspect copy
+ * loses; then a node told `second` loses; then default_primary (a node, or `last` when both nodes name the same last primary); then the lowest
  * node name. `none`: the generations diverged.
  */
 function elect(s: MirrorState, params: MirrorParams, v: PeerView): 'me' | 'peer' | 'none' {
@@ -413,14 +424,16 @@ function elect(s: MirrorState, params: MirrorParams, v: PeerView): 'me' | 'peer'
 function tieBreak(s: MirrorState, params: MirrorParams, v: PeerView): 'me' | 'peer' {
   if (params.hasReplication && s.persisted.upToDate !== v.upToDate) return s.persisted.upToDate ? 'me' : 'peer';
   const pm = peerMsg(v);
-  const meSecond = s.forcedSecond !== null;
-  const peerSecond = pm.second === true;
-  if (meSecond !== peerSecond) return meSecond ? 'peer' : 'me';
-  // A copy whose host crashed may have lost acknowledged writes the other one holds.
+  // A copy whose host crashed may have lost acknowledged writes the other one holds: it loses
+  // even to a node told `second` (which then waits, second-no-primary, for an admin's `prim`
+  // on either node): an admin's wish for a role does not outrank those writes (finding 9, seed 6095).
   if (params.hasReplication) {
     const meSuspect = s.persisted.suspect === true;
     if (meSuspect !== (pm.suspect === true)) return meSuspect ? 'peer' : 'me';
   }
+  const meSecond = s.forcedSecond !== null;
+  const peerSecond = pm.second === true;
+  if (meSecond !== peerSecond) return meSecond ? 'peer' : 'me';
   const dp = params.defaultPrimary;
   if (dp === 'last') {
     const mine = s.persisted.lastPrimary;
@@ -471,6 +484,7 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
     case 'witness': onWitness(c, event.reachable); break;
     case 'lease': onLease(c, event); break;
     case 'fenced': onFenced(c, event.detail); break;
+    case 'flushed': onFlushed(c, event.seq, event.ok, event.detail); break;
   }
   evaluate(c);
   c.s.peerLive = peerAlive(c.s, params, c.now);
@@ -599,7 +613,11 @@ function advance(c: Ctx): void {
         if (st.swap !== undefined) s.swapOut = st.swap;
         setState(c, st.name, false, st.reason, st.stopping);
         break;
-      case 'newgen': newGeneration(c, st.absorb); break;
+      case 'newgen':
+        if (s.flushDone < s.flushWant) { s.plan.steps.unshift(st); s.plan.waiting = 'flush'; break; }
+        newGeneration(c, st.absorb);
+        break;
+      case 'flush': requestFlush(c); break;
       case 'patch': persist(c, st.patch); break;
       case 'stop-resync':
         if (s.resyncing) { s.resyncing = false; c.out.push({ type: 'stop-resync' }); }
@@ -627,6 +645,58 @@ function newGeneration(c: Ctx, absorb: readonly string[]): void {
   // From a new generation on, the peer resyncs from this copy (its change log names what this
   // copy holds that the peer may lack): an older mark has done its work.
   s.unackedBefore = false;
+}
+
+/**
+ * Asks for a flush of the replicated dirs; a new generation waits for it (flushWant). Before a
+ * generation ends, this copy's part of it goes to disk: the peer's copy of that generation may
+ * hold writes this node acknowledged and has in its page cache only. A power loss after the new
+ * generation would otherwise leave this node ahead by generation and without them, and the peer
+ * that holds them would resync from it (simulator finding 9, seed 16663). DRBD has the same
+ * order by construction: its primary's writes are on its disk before they are acknowledged.
+ */
+function requestFlush(c: Ctx): void {
+  const s = c.s;
+  if (!c.params.hasReplication) return;
+  s.flushAsked++;
+  s.flushWant = s.flushAsked;
+  c.out.push({ type: 'flush', seq: s.flushAsked });
+}
+
+/**
+ * A primary loses its secondary (it stopped, fell silent, or the replication link failed): the
+ * new generation starts once this copy is flushed (requestFlush). Meanwhile the copy is marked
+ * (Persisted.unacked, as the new generation would mark it), writes stay held where they were
+ * (releaseWrites waits for the generation), and heartbeats still name the old generation, which
+ * the peer, a SECOND, does not count as in sync with an ALONE node (finding 5).
+ */
+function newGenerationAfterFlush(c: Ctx): void {
+  const s = c.s;
+  if (!c.params.hasReplication) { newGeneration(c, []); return; }
+  if (s.persisted.unacked !== true) persist(c, { unacked: true });
+  s.genPending = true;
+  requestFlush(c);
+}
+
+function onFlushed(c: Ctx, seq: number, ok: boolean, detail: string): void {
+  const s = c.s;
+  s.flushDone = Math.max(s.flushDone, seq);
+  if (!ok) log(c, 'warn', `the replicated dirs could not be flushed before the new generation (${detail}): going on; a power loss of this host now may lose writes ${c.params.peer} holds`, { detail });
+  if (s.flushDone < s.flushWant) return;
+  if (s.genPending) {
+    s.genPending = false;
+    if (isPrimaryName(s.name)) {
+      newGeneration(c, []);
+      s.changes++; // the peer must echo a view made after it saw the new generation
+      c.out.push({ type: 'send-heartbeat' });
+    }
+  }
+  const plan = s.plan;
+  if (!plan || plan.waiting !== 'flush') return;
+  plan.waiting = null;
+  if (abortTakeover(c)) return;
+  if (plan.failure !== null) { failPrimary(c, plan.failure); return; }
+  advance(c);
 }
 
 function script(script: ScriptName, args: readonly [string, string, string], role: Role | 'none'): Step {
@@ -657,6 +727,8 @@ function becomePrimary(c: Ctx, target: 'PRIM' | 'ALONE', action: string, absorb:
   const steps: Step[] = [{ k: 'enter', name: target, reason: null, stopping: false, swap: false }];
   if (from === 'SECOND') steps.push({ k: 'stop-resync' }, script('stop_second', args, 'second'));
   else steps.push(script('start_both', args, 'prim'));
+  // The copy goes to disk while the lease and the VIP are taken; the new generation waits for it.
+  if (target === 'ALONE') steps.push({ k: 'flush' });
   if (c.params.splitBrain?.arbitrator) steps.push({ k: 'lease' });
   steps.push(act({ type: 'vip', op: 'add' }));
   if (target === 'ALONE') steps.push({ k: 'newgen', absorb });
@@ -857,11 +929,9 @@ function onReplicationLost(c: Ctx, detail: string): void {
     return;
   }
   log(c, 'warn', `replication to ${c.params.peer} lost (${detail}): writes held until ${c.params.peer} knows it is behind`, { detail });
-  newGeneration(c, []);
   s.holdWrites = true;
-  s.changes++; // the peer must echo a view made after it saw the new generation
+  newGenerationAfterFlush(c);
   if (s.name === 'PRIM') setState(c, 'ALONE', s.ready, s.reason);
-  else c.out.push({ type: 'send-heartbeat' });
 }
 
 /** A write failed after this primary let go (see MirrorEvent `unacked-write`): the copy is marked. */
@@ -875,7 +945,7 @@ function onUnackedWrite(c: Ctx, detail: string): void {
 /** Releases held writes once the peer cannot take over on its old copy (see the file comment). */
 function releaseWrites(c: Ctx, role: PeerRole): void {
   const s = c.s;
-  if (!s.holdWrites) return;
+  if (!s.holdWrites || s.genPending) return;
   const v = s.peer.view;
   let why: string | null = null;
   if (role === 'silent' || !v) why = `${c.params.peer} is silent`;
@@ -1014,6 +1084,7 @@ function evaluate(c: Ctx): void {
   // Held writes are released (or, once this node left the primary role, failed by the rfs) even
   // while a transition runs: its scripts may wait for an application that waits for its writes.
   if (s.holdWrites && !isPrimaryName(s.name)) s.holdWrites = false;
+  if (s.genPending && !isPrimaryName(s.name)) s.genPending = false;
   if (s.initialized && s.holdWrites) releaseWrites(c, peerRole(s, c.params, c.now));
   // Split brain and self-fencing act even while a transition runs: a cut-off primary holds its
   // writes at once, not once its scripts end.
@@ -1114,14 +1185,19 @@ function evalWait(c: Ctx, role: PeerRole): void {
  * `prim`. The peer is judged by its last view (stopped, releasing, or silent since); never
  * heard since this start: by Persisted.peerSynced (DRBD waits for its peer after a crash of a
  * connected primary too). A peer held in WAIT (`start_prim-failed`, ...) cannot run the
- * application: this node takes over as before.
+ * application: this node takes over as before, unless that peer was the last primary.
  */
 function suspectYields(s: MirrorState, params: MirrorParams, v: PeerView | null): boolean {
   if (!params.hasReplication || s.persisted.suspect !== true) return false;
   // Silent (never heard since the start): this copy was PRIM, its peer in sync, when it crashed.
   if (v === null) return s.persisted.peerSynced === true;
+  const pm = peerMsg(v);
+  // A peer held in WAIT (start_prim-failed, ...) cannot run the application: this copy takes
+  // over, unless the peer was the last primary: its attempt may have acknowledged writes before
+  // it failed, which this copy lost (seeds 4241, 7164, 8954). Both wait then, for an admin.
   const held = v.state === 'WAIT' && v.reason !== null && !LISTENING.has(v.reason);
-  return v.upToDate && peerMsg(v).suspect !== true && !held && dataCmp(s, params, v.generation) === 'equal';
+  if (held && pm.lastPrimary !== params.peer) return false;
+  return v.upToDate && pm.suspect !== true && dataCmp(s, params, v.generation) === 'equal';
 }
 
 function waitSuspect(c: Ctx, why: string): void {
@@ -1138,7 +1214,10 @@ function waitSuspect(c: Ctx, why: string): void {
 function secondNoPrimary(c: Ctx, v: PeerView): void {
   const s = c.s;
   if (s.name === 'WAIT' && s.reason === 'second-no-primary') return;
-  const why = peerMsg(v).second ? 'was told `second` too' : 'has older data';
+  const pm = peerMsg(v);
+  const why = c.params.hasReplication && pm.suspect === true && s.persisted.suspect !== true && dataCmp(s, c.params, v.generation) === 'equal'
+    ? 'has a suspect copy (its host crashed: it may lack writes this copy holds)'
+    : pm.second ? 'was told `second` too' : 'has older data';
   log(c, 'warn', `told second, but ${c.params.peer} ${why} and will not become primary: waiting (run \`hakit prim\` on this node to keep its data)`);
   if (s.name === 'WAIT') setState(c, 'WAIT', true, 'second-no-primary');
   else releaseToWait(c, 'second-no-primary', 'stopstart');
@@ -1158,7 +1237,7 @@ function peerInSync(s: MirrorState, params: MirrorParams, v: PeerView): boolean 
 function serveResync(c: Ctx, v: PeerView): void {
   const s = c.s;
   const req = peerMsg(v).resyncReq;
-  if (typeof req !== 'number' || v.upToDate || s.holdWrites) return;
+  if (typeof req !== 'number' || v.upToDate || s.holdWrites || s.genPending) return;
   const key = `${peerMsg(v).life ?? ''}:${req}`;
   if (s.served === key) return;
   s.served = key;
@@ -1327,7 +1406,7 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
   const peerSecondInSync = role === 'candidate' && v !== null && v.state === 'SECOND' && v.ready && peerInSync(s, c.params, v);
   const peerComing = role === 'candidate' && v !== null && (v.state === 'SECOND' || v.reason === 'peer-not-seen');
   if (c.params.hasReplication && role === 'candidate' && v !== null && v.state === 'SECOND' && !s.plan) serveResync(c, v);
-  if (s.name === 'ALONE' && peerSecondInSync && !s.holdWrites) {
+  if (s.name === 'ALONE' && peerSecondInSync && !s.holdWrites && !s.genPending) {
     if (c.params.hasReplication) persist(c, { peerSynced: true });
     setState(c, 'PRIM', true, null);
     return;
@@ -1339,16 +1418,13 @@ function evalPrimary(c: Ctx, seen: PeerRole): void {
     return;
   }
   if (s.name === 'PRIM' && !peerComing) {
-    newGeneration(c, []);
+    // A peer that left SECOND (a clean stop) applies nothing more: writes would wait for acks
+    // until replication.timeout. Replication goes alone as soon as the peer has seen the new
+    // generation (one heartbeat), as after a lost link (releaseWrites).
+    if (c.params.hasReplication && role !== 'silent' && v !== null) s.holdWrites = true;
+    newGenerationAfterFlush(c);
     log(c, 'warn', `peer ${c.params.peer} ${role === 'silent' ? 'silent on every heartbeat network' : `is ${v?.state ?? '?'}`}: going on alone`);
     setState(c, 'ALONE', true, null);
-    if (c.params.hasReplication && role !== 'silent' && v !== null && !s.holdWrites) {
-      // A peer that left SECOND (a clean stop) applies nothing more: writes would wait for acks
-      // until replication.timeout. Replication goes alone as soon as the peer has seen the new
-      // generation (one heartbeat), as after a lost link (releaseWrites).
-      s.holdWrites = true;
-      s.changes++; // the peer must echo a view made after it saw the new generation
-    }
     return;
   }
   if (s.name === 'PRIM' && peerSecondInSync && v && peerMsg(v).wantSwap && validateCommand(s, { cmd: 'swap' }, c.params) === null) {

@@ -202,7 +202,12 @@ export type MirrorEvent =
    * Writes stay held until the core answers `unfence` (or releases: held writes then fail). The
    * peer's silence during the stall does not count: it gets a heartbeat timeout from this event.
    */
-  | { readonly type: 'fenced'; readonly now: number; readonly detail: string };
+  | { readonly type: 'fenced'; readonly now: number; readonly detail: string }
+  /**
+   * The answer to `flush` number `seq`: what the page cache held of the replicated dirs when it
+   * was asked is on disk (ok), or the flush failed (detail).
+   */
+  | { readonly type: 'flushed'; readonly now: number; readonly seq: number; readonly ok: boolean; readonly detail: string };
 
 export type MirrorAction =
   /** Store durably before executing the next action. */
@@ -241,6 +246,12 @@ export type MirrorAction =
   | { readonly type: 'replicate'; readonly mode: 'sync' | 'alone' }
   | { readonly type: 'replicate'; readonly mode: 'resync'; readonly full: boolean; readonly generation: string }
   | { readonly type: 'stop-resync' }
+  /**
+   * Write out what the page cache holds of the replicated dirs (syncfs of the file systems below
+   * them), beside the other actions; answered with `flushed` and the same `seq`. Asked before a
+   * new data generation (see machine.ts, newGenerationAfterFlush).
+   */
+  | { readonly type: 'flush'; readonly seq: number }
   /** Send a heartbeat now with the new view (a state change, a stop announcement). */
   | { readonly type: 'send-heartbeat' }
   /** A state change with its reason, for logs and status (STYLE.md 14). */

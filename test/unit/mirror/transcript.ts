@@ -2,9 +2,9 @@
 //
 //   test: name of the test (DESIGN.md 5)
 //   params node=n1 peer=n2 default=n1|last|- repl=0|1 failover=1 nets=lan,hb2 timeout=2000 maxloop=3/60000
-//   @0 init seed=s [gen=s.1/s.0] [up=1] [en=1] [fo=1] [last=n1] [ctr=2] [unacked]
+//   @0 init seed=s [gen=s.1/s.0] [up=1] [en=1] [fo=1] [last=n1] [ctr=2] [unacked] [suspect]
 //     persist s.0 up=1 en=0 fo=1 last=-
-//   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [unacked] [last=n2] [sees=N|-]
+//   @10 hb * PRIM~ [r=reason] [gen=x.1/x.0] [up=0] [stopping] [swap] [wantSwap] [second] [unacked] [suspect] [last=n2] [sees=N|-]
 //   @20 cmd start | stop | restart | stopstart | swap | prim | second [full] | failover on|off
 //   @30 done start_prim [fail]      @40 vip-added | vip-failed      @50 checker app down wait
 //   @60 shutdown                    @70 resync-done [fail] [gen=x.1]     @80 tick
@@ -12,13 +12,14 @@
 //   @90 replication-lost            (hb also takes [req=N] [incr]: the peer's resync request number,
 //                                    and whether it may be incremental)
 //   @95 witness up|down     @96 lease granted [sent=N] [len=4000] | lease refused [holder=n2] | lease error     @97 fenced
+//   @98 flushed [N] [fail]  (the answer to `flush N`)
 //   params sb=ping|arb|both grace=N  (the splitbrain checker: ping witnesses, arbitrator, both)
 //
 // Indented lines after an event are exactly the actions it must produce, rendered as:
 //   => STATE[~] [reason]  (transition; ~ = transient; the send-heartbeat that follows is implied)
 //   heartbeat | persist GEN up= en= fo= last= [unacked] | run SCRIPT ARG1 ARG2 ARG3 | vip add|remove |
 //   announce-vip | mount rw|ro|none | resync full|incr | stop-resync | log LEVEL: message |
-//   replicate sync|alone | replicate resync full|incr gen=GEN
+//   replicate sync|alone | replicate resync full|incr gen=GEN | flush N
 // An expected line ending in `...` matches any action line that starts with the rest.
 // `hb *` delivers the same view on every network of the module. The peer's generation defaults
 // to this node's current one (in sync); the peer's `sees` defaults to this node's current change
@@ -80,6 +81,7 @@ export function render(actions: readonly MirrorAction[]): string[] {
       case 'mount': out.push(`mount ${a.mode}`); break;
       case 'start-resync': out.push(`resync ${a.full ? 'full' : 'incr'}`); break;
       case 'stop-resync': out.push('stop-resync'); break;
+      case 'flush': out.push(`flush ${a.seq}`); break;
       case 'replicate': out.push(a.mode === 'resync' ? `replicate resync ${a.full ? 'full' : 'incr'} gen=${a.generation}` : `replicate ${a.mode}`); break;
       case 'log': out.push(`log ${a.level}: ${a.message}`); break;
       case 'lease': out.push(`lease ${a.op}`); break;
@@ -146,6 +148,7 @@ export function parseEvents(text: string, n: number, state: MirrorState, params:
     case 'unacked-write': return [{ type: 'unacked-write', now, detail: 'write /db: peer gone' }];
     case 'witness': return [{ type: 'witness', now, reachable: words[0] === 'up' }];
     case 'fenced': return [{ type: 'fenced', now, detail: 'no word from the daemon for 1000 ms' }];
+    case 'flushed': return [{ type: 'flushed', now, seq: Number(words[0] ?? 1), ok: words[1] !== 'fail', detail: words[1] === 'fail' ? 'sync: Input/output error' : '' }];
     case 'lease': {
       const o = kv(words.slice(1));
       if (words[0] === 'granted') return [{ type: 'lease', now, granted: true, sentAtMs: Number(o.get('sent') ?? now), leaseMs: Number(o.get('len') ?? 4000) }];
@@ -157,11 +160,12 @@ export function parseEvents(text: string, n: number, state: MirrorState, params:
     case 'init': {
       const o = kv(words);
       const seed = o.get('seed') ?? 's';
-      const keys = ['gen', 'up', 'en', 'fo', 'last', 'ctr', 'unacked'];
+      const keys = ['gen', 'up', 'en', 'fo', 'last', 'ctr', 'unacked', 'suspect'];
       const persisted: Persisted | null = keys.some((k) => o.has(k)) ? {
         generation: parseGen(o.get('gen') ?? `${seed}.0`), upToDate: (o.get('up') ?? '1') === '1', enabled: o.get('en') === '1',
         failover: (o.get('fo') ?? '1') === '1', lastPrimary: o.get('last') ?? null, idCounter: Number(o.get('ctr') ?? '1'),
         ...(o.has('unacked') ? { unacked: true } : {}),
+        ...(o.has('suspect') ? { suspect: true } : {}),
       } : null;
       return [{ type: 'init', now, persisted, idSeed: seed }];
     }
@@ -181,7 +185,7 @@ export function parseEvents(text: string, n: number, state: MirrorState, params:
       const msg: Record<string, unknown> = {
         lastPrimary: o.has('last') ? o.get('last') : null, n, sees: sees === '-' ? null : Number(sees), seesLife: sees === '-' ? null : state.idSeed,
       };
-      for (const f of ['swap', 'wantSwap', 'second', 'unacked']) if (o.has(f)) msg[f] = true;
+      for (const f of ['swap', 'wantSwap', 'second', 'unacked', 'suspect']) if (o.has(f)) msg[f] = true;
       if (o.has('req')) msg['resyncReq'] = Number(o.get('req'));
       if (o.has('incr')) msg['incremental'] = true;
       const view: PeerView = {
