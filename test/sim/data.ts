@@ -782,13 +782,17 @@ export class DataWorld {
   /** PassthroughFs.mutate + LinkReplicator.prepare/submit for one call. */
   private submit(n: SimNode, r: Rfs, op: AppOp): void {
     const d = this.d(n);
-    // The change log first (alone, resync): durable before the change is made.
-    if (op.kind !== 'fsync' && (r.mode === 'alone' || r.mode === 'resync')) this.mark(d, op);
+    // The change log first (alone, resync): durable before the change is made. Marked again
+    // later (the peer may lack it), a rename is not: a replay made twice is another rename
+    // (LinkReplicator.markBodies; seed 46323).
+    const prepared = op.kind !== 'fsync' && (r.mode === 'alone' || r.mode === 'resync');
+    if (prepared) this.mark(d, op);
+    const markAgain = (): void => { if (op.kind !== 'fsync' && !(prepared && op.kind === 'rename')) this.mark(d, op); };
     const err = applyOp(d.cache, d.disk, op, false);
     if (err !== null) { this.fail(op); return; }
     const mode = r.mode;
     if (mode === 'alone') { this.w.later(n, 1, () => this.ack(op, 'alone')); return; }
-    if (mode === 'lost') { if (op.kind !== 'fsync') this.mark(d, op); r.held.push(op); this.stats.heldOps++; return; }
+    if (mode === 'lost') { markAgain(); r.held.push(op); this.stats.heldOps++; return; }
     const c = r.conn;
     if (c === null) { this.fail(op); return; }
     if (mode === 'sync') r.inflight.add(op);
@@ -804,7 +808,7 @@ export class DataWorld {
       r.inflight.delete(op);
       if (this.r(n) !== r) return;
       // Not acknowledged: the peer may lack it; the log names it before anything else happens.
-      if (op.kind !== 'fsync') this.mark(d, op);
+      markAgain();
       // As LinkReplicator.submit: the node let go first, in any mode: EIO and unacked-write
       // (finding 15 was the resync-mode case, acknowledged without the event).
       if (r.leaving) {

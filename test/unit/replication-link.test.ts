@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryReplicationNetwork } from '../../src/adapters/tcp/index.js';
 import { excludeMatcher } from '../../src/core/replication/exclude.js';
+import type { Change } from '../../src/core/replication/changes.js';
 import { type Record, type RecordBody, RecordNumberer } from '../../src/core/replication/records.js';
 import { LinkReplicator, type SyncWalker, type WalkerOptions } from '../../src/adapters/fuse/link-replicator.js';
 import { ReplicaReceiver } from '../../src/adapters/fuse/replica-receiver.js';
@@ -481,8 +482,9 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('change log: renames are replayed first; with renames to replay the log is incomplete (durably) before they are sent, so an interrupted resync is followed by a full one', async () => {
     const { medium, log, r, rep } = await logRig();
     try {
-      await rep.prepare?.({ op: 'rename', from: '/a', path: '/b' });
-      await rep.submit(r.numberer.number({ op: 'rename', from: '/a', path: '/b' }));
+      const rename: Change = { op: 'rename', from: '/a', path: '/b' };
+      await rep.prepare?.(rename);
+      await rep.submit(r.numberer.number({ op: 'rename', from: '/a', path: '/b' }), rename);
       assert.deepEqual(log.set.replays(0), [{ op: 'rename', from: '/a', to: '/b' }], 'recorded once');
       r.replica.expectSync(5000);
       let completeWhenApplied: boolean | null = null;
@@ -496,6 +498,32 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       assert.deepEqual(r.served, [true]);
       assert.equal(completeWhenApplied, false);
       assert.deepEqual(r.applier.applied.map((x) => `${x.op} ${x.path}`), ['sync-begin /', 'rename /b']);
+    } finally { await r.close(); }
+  });
+
+  test('change log: a rename sent in a resync that fails is recorded once: replayed twice it would be another rename, of a source gone, and take the marks of the destination away (simulator seed 46323)', async () => {
+    const { log, r, rep } = await logRig();
+    try {
+      const w: Change = { op: 'write', path: '/t', offset: 0, length: 1 };
+      await rep.prepare?.(w);
+      await rep.submit(write(r.numberer, '/t', 'x'), w);
+      r.replica.expectSync(5000);
+      let release = (): void => undefined;
+      r.applier.hold = new Promise((res) => { release = res; });
+      r.link.startResync('g.2', false);
+      assert.equal(r.link.mode, 'resync');
+      const mv: Change = { op: 'rename', from: '/t', path: '/b' };
+      await rep.prepare?.(mv);
+      const call = rep.submit(r.numberer.number({ op: 'rename', from: '/t', path: '/b' }), mv);
+      await servedOnce(r);
+      assert.deepEqual(r.served, [false]);
+      assert.equal(r.link.mode, 'lost');
+      r.applier.hold = null;
+      release();
+      await r.link.setAlone();
+      await call;
+      assert.deepEqual(log.set.replays(0), [{ op: 'rename', from: '/t', to: '/b' }], 'the rename is replayed once');
+      assert.deepEqual(log.set.plan(0).filter((e) => e.path === '/b').map((e) => [...e.changes.zones]), [[0]], 'the write moved with the rename is still marked');
     } finally { await r.close(); }
   });
 

@@ -254,6 +254,8 @@ export class LinkReplicator {
   private preparingResync = false;
   /** A resync completed: the log is being emptied for sync mode (changes wait for it, unmarked). */
   private emptyingLog: Promise<void> | null = null;
+  /** The changes prepare() recorded (so that submit does not record them again). */
+  private readonly recorded = new WeakSet<Change>();
   private readonly maxLogPaths: number;
   /** Bumped by every mode change: an async setSync that was overtaken does nothing. */
   private epoch = 0;
@@ -276,7 +278,7 @@ export class LinkReplicator {
 
   /** The Replicator a PassthroughFs of dir `index` submits to. */
   forDir(index: number): Replicator {
-    return { submit: (rec) => this.submit(index, rec), prepare: (c) => this.prepare(index, c) };
+    return { submit: (rec, prepared) => this.submit(index, rec, prepared), prepare: (c) => this.prepare(index, c) };
   }
 
   /**
@@ -553,7 +555,20 @@ export class LinkReplicator {
   private prepare(dir: number, c: Change): Promise<void> | null {
     if (this.modeNow !== 'alone' && this.modeNow !== 'resync') return null;
     if (this.modeNow === 'resync' && this.emptyingLog !== null) return this.emptyingLog;
+    this.recorded.add(c);
     return this.recordChange(dir, c);
+  }
+
+  /**
+   * Marks what the records of one call changed, once it is known the peer may lack them: not
+   * again a rename or link that prepare() recorded already (`prepared`), since a replay made
+   * twice is another rename (the second, of a source gone, took the destination's marks away:
+   * simulator seed 46323, a rename sent in resync mode that failed).
+   */
+  private markBodies(dir: number, bodies: readonly RecordBody[], prepared: Change | undefined): Promise<void>[] {
+    const replayed = prepared !== undefined && this.recorded.has(prepared);
+    return bodies.filter((b) => !(replayed && (b.op === 'rename' || b.op === 'link')))
+      .map((b) => this.markRecord(dir, b)).filter((p): p is Promise<void> => p !== null);
   }
 
   /** Records a record's change (durable later, or at the promise returned). */
@@ -642,17 +657,17 @@ export class LinkReplicator {
     return new Promise((resolve, reject) => this.held.push({ resolve, reject }));
   }
 
-  private submit(dir: number, rec: Record): Promise<void> {
+  private submit(dir: number, rec: Record, prepared?: Change): Promise<void> {
     const ex = this.excluded[dir] ?? NOTHING_EXCLUDED;
     const bodies = this.translate(dir, rec, ex);
     if (this.modeNow === 'alone') {
-      // prepare() recorded the change durably already; the marks of what translate() made of it
-      // cost nothing more. Renames and links are not recorded twice (a replay is not idempotent).
-      const marked = bodies.filter((b) => b.op !== 'rename' && b.op !== 'link').map((b) => this.markRecord(dir, b)).filter((p) => p !== null);
+      // prepare() recorded the change durably already (unless the mode changed while it waited);
+      // the marks of what translate() made of it cost nothing more.
+      const marked = this.markBodies(dir, bodies, prepared);
       return marked.length === 0 ? Promise.resolve() : Promise.all(marked).then(() => undefined);
     }
     if (this.modeNow === 'lost') {
-      for (const b of bodies) void this.markRecord(dir, b)?.catch(() => undefined);
+      for (const p of this.markBodies(dir, bodies, prepared)) void p.catch(() => undefined);
       return this.hold();
     }
     if (bodies.length === 0) return Promise.resolve();
@@ -670,7 +685,7 @@ export class LinkReplicator {
     }
     return all.then(() => undefined, async (e: unknown) => {
       // Not acknowledged: the peer may lack it; the log names it before anything else happens.
-      await Promise.all(bodies.map((b) => this.markRecord(dir, b)));
+      await Promise.all(this.markBodies(dir, bodies, prepared));
       // The node let go first (failHeld): whatever mode the record was sent in, the peer may lack
       // it and the peer may be up to date already (a resync's sync-complete went before it):
       // EIO, and the core marks this copy (simulator finding 15; the sync-mode case was e94331d).

@@ -176,7 +176,7 @@ export class PassthroughFs {
     }
     const rec = this.numberer.number(done.body);
     try {
-      await this.replicator.submit(rec);
+      await this.replicator.submit(rec, change);
     } catch {
       return this.count(op, EIO);
     }

@@ -16,7 +16,12 @@ import type { Change } from '../../core/replication/changes.js';
 import type { Record } from '../../core/replication/records.js';
 
 export interface Replicator {
-  submit(record: Record): Promise<void>;
+  /**
+   * `prepared`: the change handed to `prepare` before this call was made (PassthroughFs passes
+   * it always): a replicator that recorded it then must not record it again (a rename is
+   * replayed, not idempotent).
+   */
+  submit(record: Record, prepared?: Change): Promise<void>;
   /**
    * Called before a change is made (the change log's mark must be durable first): null when
    * nothing needs to wait, else the rfs makes the change once the promise resolved (a rejection
