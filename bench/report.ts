@@ -12,7 +12,7 @@ export interface SessionResult {
   started: string;
   durationMs: number;
   machine: { cpus: number; cpuModel: string; kernel: string; node: string; keepalived: string | null };
-  options: { quick: boolean; runs: number | null; only: string[] };
+  options: { quick: boolean; runs: number | null; only: string[]; scale?: boolean };
   /** One entry per figure run, in order; `error` when it failed (its metrics may be partial). */
   figures: { name: string; durationMs: number; error?: string }[];
   metrics: Metric[];
@@ -73,7 +73,7 @@ export function markdownReport(s: SessionResult, chartFile: string | null): stri
     `# hakit bench ${s.stamp}`,
     '',
     `Started ${s.started}, took ${(s.durationMs / 1000).toFixed(0)} s. ${s.options.quick ? '**--quick** (smoke run: too few runs to compare). ' : ''}` +
-      `${s.options.only.length > 0 ? `Only: ${s.options.only.join(', ')}. ` : ''}${s.options.runs !== null ? `--runs ${s.options.runs}. ` : ''}`,
+      `${s.options.only.length > 0 ? `Only: ${s.options.only.join(', ')}. ` : ''}${s.options.runs !== null ? `--runs ${s.options.runs}. ` : ''}${s.options.scale === true ? '--scale. ' : ''}`,
     '',
     `Machine: ${m.cpus} x ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}, keepalived ${m.keepalived ?? 'not installed'}.`,
     '',

@@ -9,6 +9,8 @@ export interface FigureContext {
   /** Runs asked for with --runs, else the figure's default (or its quick default with --quick). */
   runs: number;
   quick: boolean;
+  /** --scale: the long variants too (the scale figure's 1 M-file tree). */
+  scale: boolean;
   /** Progress line for the terminal. */
   log(msg: string): void;
   /** Directory for this figure's logs (daemon logs, probe stderr, keepalived output). */
