@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { StatusReport, ModuleStatus } from '../src/core/status.js';
@@ -220,6 +220,9 @@ export class KeepalivedPair {
     const client = this.c.tb.host(this.c.clients[0]!);
     await waitUntil(`the app on ${node}`, async () => (await client.exec(['curl', '-s', '--max-time', '0.5', `http://${h.addr('lan')}:${APP_PORT}/`], { timeoutMs: 3000 })).code === 0, 10_000, 50);
     this.writeConf(node);
+    // A host that comes back after a crash has an empty /run: pid files of the keepalived it
+    // lost made the new one exit with "daemon is already running" (a bench run on 2026-12-05).
+    for (const f of ['keepalived.pid', 'keepalived-vrrp.pid']) rmSync(join(h.dir, f), { force: true });
     h.spawn(['keepalived', '-n', '-l', '-D', '--vrrp', '-f', this.confFile(node), '-p', join(h.dir, 'keepalived.pid'),
       '-r', join(h.dir, 'keepalived-vrrp.pid')], { stdio: ['ignore', log, log] });
     await waitUntil(`keepalived's VRRP process on ${node}`, async () => (await pidsOf(h, 'keepalived')).length >= 2, 10_000, 50);
