@@ -150,6 +150,11 @@ class Rfs {
   incompleteBySync = false;
   forceFull = false;
   leaving = false;
+  /**
+   * The mode of the mount gate (PassthroughFs.setMode): it changes when rfs-main's mount-all
+   * begins, before the mount action ends; the application's calls pass only while `rw`.
+   */
+  gate = 'none';
   resync: { readonly token: number; readonly gen: string; readonly incremental: boolean; readonly conn: Conn; readonly walker: Walker } | null = null;
   // receiver
   accepting = false;
@@ -334,6 +339,9 @@ export class DataWorld {
     if (!r) return;
     if (mode !== 'rw') this.failHeld(n, r, 'this node left the primary role');
     if (mode !== 'ro') this.accept(n, r, false);
+    // With failHeld, in one step: no call slips in between as if the node were still primary
+    // (the old seed 47192: a call admitted while `mount blocked` ran was acknowledged alone).
+    r.gate = mode;
   }
 
   /** `mount` done: `ro` accepts the primary's records (ReplicaReceiver.accept). */
@@ -748,7 +756,7 @@ export class DataWorld {
   /** One call of the application on `n` if it runs there on a rw mount and has no call in progress. */
   private appCall(n: SimNode): void {
     const r = this.r(n);
-    if (!r || !n.app || n.mount !== 'rw' || this.busy.get(n) !== null) return;
+    if (!r || !n.app || n.mount !== 'rw' || r.gate !== 'rw' || this.busy.get(n) !== null) return;
     const d = this.d(n);
     const rand = this.rand;
     const existing = FILES.filter((p) => d.cache.has(p));

@@ -236,7 +236,7 @@ export class TestCluster {
   }
 
   /** Removes the testbed; with HAKIT_TEST_LOGS=DIR the daemons' logs are copied there first. */
-  async dispose(): Promise<void> {
+  async dispose(timeoutMs?: number): Promise<void> {
     const keep = process.env.HAKIT_TEST_LOGS;
     if (keep) {
       for (const n of this.nodes) {
@@ -244,6 +244,6 @@ export class TestCluster {
         if (existsSync(src)) { mkdirSync(keep, { recursive: true }); copyFileSync(src, join(keep, `${this.tb.prefix}-${n}.log`)); }
       }
     }
-    await this.tb.dispose();
+    await this.tb.dispose(timeoutMs);
   }
 }

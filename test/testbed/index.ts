@@ -486,12 +486,13 @@ export class Testbed {
   /**
    * Removes everything of the run: processes, namespaces (hub, bridges, veths, fault rules),
    * mounts, directories, mount points it created that no other run uses. Idempotent; safe after
-   * a failed create. Rejects with HakitError('TESTBED') naming what is left.
+   * a failed create. Rejects with HakitError('TESTBED') naming what is left. `timeoutMs`: for
+   * the cleanup (default 20 s; a run that wrote a million files needs minutes to remove them).
    */
-  dispose(): Promise<void> {
+  dispose(timeoutMs?: number): Promise<void> {
     this.disposing ??= (async () => {
       for (const c of this.children) killTree(c, 'SIGKILL');
-      await cleanupRun(this.prefix);
+      await cleanupRun(this.prefix, timeoutMs);
       live.delete(this.prefix);
     })();
     return this.disposing;
