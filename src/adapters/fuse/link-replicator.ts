@@ -254,7 +254,7 @@ export class LinkReplicator {
   private preparingResync = false;
   /** A resync completed: the log is being emptied for sync mode (changes wait for it, unmarked). */
   private emptyingLog: Promise<void> | null = null;
-  /** The changes prepare() recorded (so that submit does not record them again). */
+  /** The renames and links prepare() recorded (so that submit does not record them again). */
   private readonly recorded = new WeakSet<Change>();
   private readonly maxLogPaths: number;
   /** Bumped by every mode change: an async setSync that was overtaken does nothing. */
@@ -555,7 +555,8 @@ export class LinkReplicator {
   private prepare(dir: number, c: Change): Promise<void> | null {
     if (this.modeNow !== 'alone' && this.modeNow !== 'resync') return null;
     if (this.modeNow === 'resync' && this.emptyingLog !== null) return this.emptyingLog;
-    this.recorded.add(c);
+    // Only renames and links matter to submit (marks are idempotent): no set traffic per write.
+    if (c.op === 'rename' || c.op === 'link') this.recorded.add(c);
     return this.recordChange(dir, c);
   }
 

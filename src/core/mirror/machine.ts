@@ -230,13 +230,12 @@ interface S {
   /** Primary: the rfs holds writes after `replication-lost` until the peer is known to be behind. */
   holdWrites: boolean;
   /**
-   * Flushes asked for (`flush` seq, counted per runtime), the newest answered, and the one a new
-   * generation waits for; `genPending`: a primary that lost its secondary starts its new
-   * generation once that flush is answered (newGenerationAfterFlush).
+   * Flushes asked for (`flush` seq, counted per runtime) and the newest answered: a new
+   * generation waits for the last one asked; `genPending`: a primary that lost its secondary
+   * starts its new generation once that flush is answered (newGenerationAfterFlush).
    */
   flushAsked: number;
   flushDone: number;
-  flushWant: number;
   genPending: boolean;
   /**
    * Primary: Persisted.unacked was set already when this node took the primary role (older
@@ -289,7 +288,7 @@ export function initialState(params: MirrorParams): MirrorState {
     listenUntil: null, plan: null, restarts: [], inSync: false, wasDiverged: false, resyncing: false, resyncIncremental: false,
     resyncFailures: 0, resyncError: null, resyncRetryAt: null,
     waitCheckers: [], pendingStop: null, swapOut: false, wantSwap: false, swapBackAsked: false, swapBackDeferred: false,
-    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, flushAsked: 0, flushDone: 0, flushWant: 0, genPending: false, unackedBefore: false, resyncReq: 0, served: null,
+    forcedSecond: null, conflict: false, peerLive: false, changes: 0, holdWrites: false, flushAsked: 0, flushDone: 0, genPending: false, unackedBefore: false, resyncReq: 0, served: null,
     witnessUp: false, leaseDeadline: null, leaseAsking: false, leaseAskedAt: null, leaseRefused: null, writesBlocked: false, fencedAt: null, mounted: 'none',
   };
 }
@@ -614,7 +613,7 @@ function advance(c: Ctx): void {
         setState(c, st.name, false, st.reason, st.stopping);
         break;
       case 'newgen':
-        if (s.flushDone < s.flushWant) { s.plan.steps.unshift(st); s.plan.waiting = 'flush'; break; }
+        if (s.flushDone < s.flushAsked) { s.plan.steps.unshift(st); s.plan.waiting = 'flush'; break; }
         newGeneration(c, st.absorb);
         break;
       case 'flush': requestFlush(c); break;
@@ -648,7 +647,7 @@ function newGeneration(c: Ctx, absorb: readonly string[]): void {
 }
 
 /**
- * Asks for a flush of the replicated dirs; a new generation waits for it (flushWant). Before a
+ * Asks for a flush of the replicated dirs; a new generation waits for it (flushAsked). Before a
  * generation ends, this copy's part of it goes to disk: the peer's copy of that generation may
  * hold writes this node acknowledged and has in its page cache only. A power loss after the new
  * generation would otherwise leave this node ahead by generation and without them, and the peer
@@ -659,7 +658,6 @@ function requestFlush(c: Ctx): void {
   const s = c.s;
   if (!c.params.hasReplication) return;
   s.flushAsked++;
-  s.flushWant = s.flushAsked;
   c.out.push({ type: 'flush', seq: s.flushAsked });
 }
 
@@ -682,7 +680,7 @@ function onFlushed(c: Ctx, seq: number, ok: boolean, detail: string): void {
   const s = c.s;
   s.flushDone = Math.max(s.flushDone, seq);
   if (!ok) log(c, 'warn', `the replicated dirs could not be flushed before the new generation (${detail}): going on; a power loss of this host now may lose writes ${c.params.peer} holds`, { detail });
-  if (s.flushDone < s.flushWant) return;
+  if (s.flushDone < s.flushAsked) return;
   if (s.genPending) {
     s.genPending = false;
     if (isPrimaryName(s.name)) {
