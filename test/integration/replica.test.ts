@@ -176,7 +176,9 @@ describe('replica: full sync of A onto a stale B while a writer changes A throug
       fs.symlinkSync('elsewhere', join(b, 'data'));
     });
     const side = s;
-    const sync = new FullSync({ root: side.under, submit: side.rep.submitBody, chunkBytes: 256 * 1024, maxOutstandingBytes: 4 * 1024 * 1024 });
+    // Capped at 80 MiB/s (about 2.5 s for the tree): uncapped, the copy took 0.59 s once under
+    // CI and the writer ran only 3 loops during it.
+    const sync = new FullSync({ root: side.under, submit: side.rep.submitBody, chunkBytes: 256 * 1024, maxOutstandingBytes: 4 * 1024 * 1024, maxBytesPerSec: 80 * 1024 * 1024 });
     side.rep.onLive = (b) => sync.noteLive(b);
     const t0 = process.hrtime.bigint();
     const running = sync.run(); // sync-begin is in the stream before any live record below
