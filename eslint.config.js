@@ -6,13 +6,19 @@ import { builtinModules } from 'node:module';
 const nodeBuiltins = builtinModules.flatMap((m) => [m, `node:${m}`, `${m}/*`, `node:${m}/*`]);
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/console/dist/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'src/console/dist/**', 'native/*/build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     // Plain JavaScript files (bin/, this config) run on Node.
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+  },
+  {
+    // The native binding's loader is CommonJS (node-gyp's build output is loaded with require).
+    files: ['native/**/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
     rules: {

@@ -15,7 +15,7 @@ declare -A TOOLS=(
   [rsync]=rsync             # the resync peer of npm run bench
   [fio]=fio                 # the random write mix of npm run bench
 )
-LIBS=(libfuse2)   # checked with dpkg
+LIBS=(libfuse3-3 libfuse3-dev)   # checked with dpkg (the rfs's binding, native/fuse3, builds against libfuse3)
 
 missing_pkgs() {
   local pkgs=()
@@ -34,10 +34,27 @@ npm_stale() {
   return 1
 }
 
+# The libfuse3 binding (native/fuse3) is built by npm ci (node-gyp, against Node's own headers);
+# it is stale when its source is newer than the built addon.
+NATIVE=native/fuse3
+native_stale() {
+  local built=$NATIVE/build/Release/hakit_fuse3.node
+  [ ! -f "$built" ] && return 0
+  [ -n "$(find $NATIVE/src $NATIVE/binding.gyp -newer "$built" 2>/dev/null)" ] && return 0
+  return 1
+}
+# node-gyp needs Node's headers: use the ones installed with Node (no download).
+if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir 2>/dev/null)" = "undefined" -o -z "$(npm config get nodedir 2>/dev/null)" ]; then
+  for d in "$(dirname "$(dirname "$(command -v node)")")" /usr /usr/local; do
+    if [ -f "$d/include/node/node_api.h" ]; then export npm_config_nodedir="$d"; break; fi
+  done
+fi
+
 if [ "${1:-}" = "--check" ]; then
   rc=0
   m=$(missing_pkgs); if [ -n "$m" ]; then echo "missing OS packages: $(echo $m)"; rc=1; fi
   if npm_stale; then echo "npm packages are not installed (npm ci)"; rc=1; fi
+  if native_stale; then echo "the libfuse3 binding ($NATIVE) is not built or is older than its source"; rc=1; fi
   exit $rc
 fi
 
@@ -58,6 +75,11 @@ if npm_stale; then
   echo "setup: installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
   lock_sum > node_modules/.hakit-lock.sha256
+fi
+
+if native_stale; then
+  echo "setup: building the libfuse3 binding ($NATIVE)"
+  npm rebuild hakit-fuse3 --loglevel=error
 fi
 
 echo "setup: building"

@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
+import { fuse3 } from '../../src/adapters/fuse/fuse3.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'other';
 
@@ -28,6 +29,8 @@ export interface TreeEntry {
   readonly mtimeMs: number;
   readonly sha256?: string;
   readonly target?: string;
+  /** Extended attributes, `name=hex` sorted and joined with `;` (absent when there are none). */
+  readonly xattrs?: string;
 }
 
 export type TreeSnapshot = Map<string, TreeEntry>;
@@ -65,6 +68,17 @@ export function contentDigest(path: string): string {
   return h.digest('hex');
 }
 
+/** The entry's own extended attributes (never through a symlink), as in TreeEntry.xattrs. */
+export function xattrsOf(p: string): string {
+  const list = fuse3().llistxattr(p);
+  if (typeof list === 'number') return list === -95 ? '' : `error ${list}`; // EOPNOTSUPP: none
+  const names = list.toString('latin1').split('\0').filter((n) => n !== '').sort();
+  return names.map((n) => {
+    const v = fuse3().lgetxattr(p, n);
+    return `${n}=${typeof v === 'number' ? `error ${v}` : v.toString('hex')}`;
+  }).join(';');
+}
+
 export function treeSnapshot(dir: string): TreeSnapshot {
   const out: TreeSnapshot = new Map();
   const base = dir.replace(/\/+$/, '');
@@ -77,6 +91,8 @@ export function treeSnapshot(dir: string): TreeSnapshot {
     };
     if (type === 'file') e.sha256 = contentDigest(p);
     if (type === 'symlink') e.target = fs.readlinkSync(p);
+    const xattrs = xattrsOf(p);
+    if (xattrs !== '') e.xattrs = xattrs;
     out.set(rel, e);
     if (type === 'dir') {
       for (const name of fs.readdirSync(p).sort()) visit(rel === '/' ? `/${name}` : `${rel}/${name}`);
@@ -116,7 +132,7 @@ export function diffTrees(a: TreeSnapshot, b: TreeSnapshot, opts: CompareOptions
       continue;
     }
     const fields: string[] = [];
-    for (const k of ['type', 'mode', 'uid', 'gid', 'size', 'nlink', 'sha256', 'target', 'mtimeMs'] as const) {
+    for (const k of ['type', 'mode', 'uid', 'gid', 'size', 'nlink', 'sha256', 'target', 'xattrs', 'mtimeMs'] as const) {
       if (k === 'mtimeMs' && (ignoreMtime(p) || (x.type === 'dir' && !opts.compareDirMtimes))) continue;
       if (k === 'nlink' && x.type === 'dir') continue; // a dir's link count follows its subdirs, compared through them
       if (x[k] !== y[k]) {

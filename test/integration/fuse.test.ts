@@ -192,17 +192,82 @@ describe('rfs: POSIX behaviour through the mount', needs('root', 'fuse'), () => 
     assert.throws(() => sh(`ls '${join(dir, 'private')}'`, { uid: 65534 }), /Permission denied/);
   });
 
-  test('files created by a non-root user are owned by that user', { todo: 'fuse-native 2.2.6 does not give the caller uid/gid (docs/replication.md)' }, () => {
+  test('files created by a non-root user are owned by that user', () => {
     fs.mkdirSync(join(dir, 'shared'), { mode: 0o1777 });
     fs.chmodSync(join(dir, 'shared'), 0o1777);
-    sh(`echo mine > '${join(dir, 'shared', 'nobody-file')}'`, { uid: 65534 });
-    assert.equal(fs.statSync(join(dir, 'shared', 'nobody-file')).uid, 65534);
+    sh(`umask 022; echo mine > '${join(dir, 'shared', 'nobody-file')}'; mkdir '${join(dir, 'shared', 'nobody-dir')}'; ln -s nobody-file '${join(dir, 'shared', 'nobody-link')}'`, { uid: 65534 });
+    for (const name of ['nobody-file', 'nobody-dir', 'nobody-link']) {
+      const st = fs.lstatSync(join(dir, 'shared', name));
+      assert.equal(st.uid, 65534, `${name} uid`);
+      assert.equal(st.gid, 65534, `${name} gid`);
+    }
+    assert.equal(fs.statSync(join(dir, 'shared', 'nobody-file')).mode & 0o777, 0o644, 'the umask applies');
+    // Another user cannot remove it from the sticky directory.
+    assert.throws(() => sh(`rm -f '${join(dir, 'shared', 'nobody-file')}'`, { uid: 65533 }), /Operation not permitted/);
   });
 
-  test('extended attributes', { todo: 'not passed through yet: Node has no xattr calls (docs/replication.md)' }, () => {
-    fs.writeFileSync(join(dir, 'x'), 'x');
-    sh(`python3 -c "import os; os.setxattr('${join(dir, 'x')}', 'user.k', b'v')"`);
-    assert.equal(sh(`python3 -c "import os; print(os.getxattr('${join(dir, 'x')}', 'user.k').decode())"`).trim(), 'v');
+  test('a set-group-ID directory gives new entries its group', () => {
+    fs.mkdirSync(join(dir, 'sgid'));
+    fs.chownSync(join(dir, 'sgid'), 0, 4242);
+    fs.chmodSync(join(dir, 'sgid'), 0o2777);
+    sh(`echo x > '${join(dir, 'sgid', 'f')}'; mkdir '${join(dir, 'sgid', 'd')}'`, { uid: 65534 });
+    assert.equal(fs.statSync(join(dir, 'sgid', 'f')).gid, 4242);
+    assert.equal(fs.statSync(join(dir, 'sgid', 'f')).uid, 65534);
+    assert.equal(fs.statSync(join(dir, 'sgid', 'd')).gid, 4242);
+    assert.ok((fs.statSync(join(dir, 'sgid', 'd')).mode & 0o2000) !== 0, 'the subdirectory inherits set-group-ID');
+  });
+
+  test('extended attributes: set, get, list, remove, replace/create flags, on the entry not the symlink target', () => {
+    const f = join(dir, 'x');
+    fs.writeFileSync(f, 'x');
+    fs.symlinkSync('x', join(dir, 'x-link'));
+    const py = (code: string) => sh(`python3 -c '${code}'`).trim();
+    py(`import os; os.setxattr("${f}", "user.k", bytes([118, 0, 98]))`);
+    assert.equal(py(`import os; print(list(os.getxattr("${f}", "user.k")))`), '[118, 0, 98]');
+    py(`import os; os.setxattr("${f}", "user.other", b"")`);
+    assert.equal(py(`import os; print(sorted(os.listxattr("${f}")))`), "['user.k', 'user.other']");
+    assert.match(py(`import os\ntry:\n os.setxattr("${f}", "user.k", b"w", os.XATTR_CREATE)\nexcept OSError as e: print(e.errno)`), /^17$/);
+    assert.match(py(`import os\ntry:\n os.setxattr("${f}", "user.none", b"w", os.XATTR_REPLACE)\nexcept OSError as e: print(e.errno)`), /^61$/);
+    py(`import os; os.removexattr("${f}", "user.other")`);
+    assert.equal(py(`import os; print(os.listxattr("${f}"))`), "['user.k']");
+    assert.match(py(`import os\ntry:\n os.getxattr("${f}", "user.other")\nexcept OSError as e: print(e.errno)`), /^61$/);
+    assert.equal(py(`import os; print(os.listxattr("${join(dir, 'x-link')}", follow_symlinks=False))`), '[]');
+  });
+
+  test('rename with RENAME_NOREPLACE refuses an existing target; RENAME_EXCHANGE is refused with EINVAL', () => {
+    fs.writeFileSync(join(dir, 'nr-a'), 'a');
+    fs.writeFileSync(join(dir, 'nr-b'), 'b');
+    const mv = (flags: string) => sh(`python3 -c 'import ctypes,os\nlibc=ctypes.CDLL(None,use_errno=True)\nr=libc.renameat2(-100,b"${join(dir, 'nr-a')}",-100,b"${join(dir, 'nr-b')}",${flags})\nprint(0 if r==0 else ctypes.get_errno())'`).trim();
+    assert.equal(mv('1'), '17', 'EEXIST');
+    assert.equal(fs.readFileSync(join(dir, 'nr-b'), 'utf8'), 'b');
+    assert.equal(mv('2'), '22', 'EINVAL');
+    fs.unlinkSync(join(dir, 'nr-b'));
+    assert.equal(mv('1'), '0');
+    assert.equal(fs.readFileSync(join(dir, 'nr-b'), 'utf8'), 'a');
+    assert.ok(!fs.existsSync(join(dir, 'nr-a')));
+  });
+
+  test('fallocate allocates and grows a file; punching a hole is refused with EOPNOTSUPP', () => {
+    const f = join(dir, 'falloc');
+    fs.writeFileSync(f, 'abc');
+    sh(`fallocate -l 1048576 '${f}'`);
+    assert.equal(fs.statSync(f).size, 1048576);
+    assert.equal(fs.readFileSync(f).subarray(0, 4).toString('latin1'), 'abc\0');
+    sh(`fallocate -n -o 0 -l 4194304 '${f}'`);
+    assert.equal(fs.statSync(f).size, 1048576, 'KEEP_SIZE keeps the size');
+    assert.throws(() => sh(`fallocate -p -o 0 -l 4096 '${f}'`), /unsupported|not supported/);
+  });
+
+  test('times keep sub-millisecond precision; touch -a / -m change one time only', () => {
+    const f = join(dir, 'times');
+    fs.writeFileSync(f, 't');
+    sh(`touch -d '2001-02-03 04:05:06.123456789 UTC' '${f}'`);
+    const st = fs.statSync(f, { bigint: true });
+    assert.equal(st.mtimeNs / 1000n, 981173106123456n, 'microseconds kept');
+    sh(`touch -a -d '2010-01-01 00:00:00 UTC' '${f}'`);
+    const after = fs.statSync(f);
+    assert.equal(after.atime.toISOString(), '2010-01-01T00:00:00.000Z');
+    assert.equal(after.mtime.toISOString(), '2001-02-03T04:05:06.123Z', 'mtime left as it was (UTIME_OMIT)');
   });
 
   test('names with spaces, UTF-8 and a newline', () => {

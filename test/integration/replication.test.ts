@@ -65,6 +65,9 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
       'echo final > doc.tmp && mv doc.tmp doc.txt',
       'rm -f link && ln -s app/db/g link',
       'touch -d "2020-01-02 03:04:05" app/db/g',
+      'setfattr -n user.origin -v n1 app/db/g && setfattr -n user.gone -v x big && setfattr -x user.gone big',
+      'setfattr -h -n trusted.on-link -v l link',
+      `chmod 1777 app && setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo mine > ${DIR}/app/owned-by-nobody'`,
     ].join(' && '));
     assert.equal(r.code, 0, r.stderr);
     // Every call returned only after the secondary applied it: no waiting here. Modification
@@ -74,6 +77,9 @@ describe('replication (testbed, real FUSE, real daemons)', needs('root', 'netns'
     const n2 = treeSnapshot(under('n2'));
     assertTreesEqual(n1, n2, { skip: (p) => p === '/work.tmp' || p === '/cache' || p.startsWith('/cache/'), ignoreMtimeOf: (p) => p !== '/app/db/g' && p !== '/hard' });
     assert.equal(n2.get('/app/db/g')?.mtimeMs, Date.parse('2020-01-02T03:04:05'));
+    assert.equal(n2.get('/app/db/g')?.xattrs, `user.origin=${Buffer.from('n1').toString('hex')}`, 'the xattr is on the secondary');
+    assert.equal(n2.get('/big')?.xattrs, undefined, 'the removed xattr is gone on the secondary');
+    assert.equal(n2.get('/app/owned-by-nobody')?.uid, 65534, 'a file keeps its creator as owner on the secondary');
     assert.equal(existsSync(join(under('n2'), 'work.tmp')), false, 'an excluded file was replicated');
     assert.equal(readFileSync(join(under('n2'), 'doc.txt'), 'utf8'), 'final\n');
 

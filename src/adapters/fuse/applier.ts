@@ -40,9 +40,9 @@
  *   `sync-zones` (incremental resync) resizes the regular file already there and sets its mode
  *   and owner (its changed zones follow as writes), and is refused when the path is not one.
  *
- * Extended attributes: Node has no xattr calls; setxattr/removexattr run `setfattr` (Debian
- * package `attr`, installed by scripts/setup.sh), on the entry itself (-h, never through a
- * symlink). Without the command the record is refused (HakitError RFS).
+ * Extended attributes: setxattr/removexattr use the binding's lsetxattr/lremovexattr
+ * (native/fuse3), on the entry itself (never through a symlink), without the primary's
+ * create/replace flag (the primary's call succeeded: the name is set whatever it was here).
  *
  * Special files: FIFOs and regular files only (Node has no mknod(2)): a device or socket record
  * is refused.
@@ -53,6 +53,7 @@ import { HakitError } from '../../core/errors.js';
 import { type Record, payloadBytes } from '../../core/replication/records.js';
 import { type ProbeAnswer, probe } from './probe.js';
 import { type Fingerprint, fingerprint } from './verify.js';
+import { fuse3 } from './fuse3.js';
 
 const C = fs.constants;
 /** Flags of a cached write descriptor: never follows a symlink, never blocks on a FIFO. */
@@ -302,10 +303,12 @@ export class RecordApplier {
             throw e;
           }
         }
-        const args = rec.op === 'setxattr'
-          ? ['-h', '-n', rec.name, '-v', rec.value.length === 0 ? '' : `0s${Buffer.from(rec.value).toString('base64')}`, '--', this.forChild(rec.path)]
-          : ['-h', '-x', rec.name, '--', this.forChild(rec.path)];
-        await run('setfattr', args);
+        const r = rec.op === 'setxattr'
+          ? fuse3().lsetxattr(p, rec.name, Buffer.from(rec.value.buffer, rec.value.byteOffset, rec.value.length), 0)
+          : fuse3().lremovexattr(p, rec.name);
+        // The primary's call succeeded: failing here (e.g. ENODATA: the name is not on this
+        // copy) means the copies differ, which breaks the stream like any other failed apply.
+        if (r < 0) throw Object.assign(new Error(`${rec.op} ${rec.name}: errno ${-r}`), { errno: r });
         return;
       }
       case 'fsync':

@@ -21,19 +21,26 @@
  *   Held calls are not timed out here: the daemon decides (it follows `blocked` with `ro` once
  *   the application is stopped, or with `rw` if it keeps the primary role).
  *
- * Results follow fuse-native's convention: 0 or a count/descriptor on success, a negative errno
- * on failure.
+ * Results: 0 or a count/descriptor on success, a negative errno on failure (the binding's
+ * convention, native/fuse3).
  *
- * Limits of the fuse-native 2.2.6 binding (see docs/replication.md): no caller uid/gid (new
- * files are owned by the rfs process, i.e. root), times in milliseconds, `utimens` receives the
- * access time for both times, no fallocate, no RENAME_NOREPLACE/EXCHANGE. Extended attributes
- * are not passed through (Node has no xattr calls): the kernel answers EOPNOTSUPP.
+ * Owners: a new entry (create, mkdir, mknod, symlink) gets the caller's uid, and its gid unless
+ * the parent directory's set-group-ID bit gave it the parent's, as on a local file system (the
+ * rfs runs as root and chowns after creating; the record carries the result).
+ * Times: `utimens` gets milliseconds with sub-millisecond fractions, -1 for "now" (UTIME_NOW)
+ * and -2 for "leave as is" (UTIME_OMIT); the record carries the times the file then has.
+ * Extended attributes go through (native lgetxattr & co, on the entry, never through a symlink).
+ * Limits (see docs/replication.md): `fallocate` allocates (mode 0, KEEP_SIZE) but refuses
+ * punching, zeroing, collapsing and inserting with EOPNOTSUPP; `rename` takes RENAME_NOREPLACE
+ * and refuses RENAME_EXCHANGE/WHITEOUT with EINVAL; `mknod` makes FIFOs and regular files only.
  */
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { dirname } from 'node:path';
 import type { Change } from '../../core/replication/changes.js';
 import { type RecordBody, RecordNumberer, payloadBytes } from '../../core/replication/records.js';
 import type { Replicator } from './replicator.js';
+import { fuse3 } from './fuse3.js';
 
 export type RfsMode = 'rw' | 'ro' | 'blocked';
 export const RFS_MODES: readonly RfsMode[] = ['rw', 'ro', 'blocked'];
@@ -43,8 +50,19 @@ const O_ACCMODE = 3;
 const EIO = -5;
 const EROFS = -30;
 const EPERM = -1;
-/** fuse-native turns UTIME_NOW/UTIME_OMIT (tv_sec 0, tv_nsec ~1.07e9) into this many ms. */
-const UTIME_SPECIAL_MS = 1073;
+const EINVAL = -22;
+const EOPNOTSUPP = -95;
+const RENAME_NOREPLACE = 1;
+const FALLOC_FL_KEEP_SIZE = 1;
+/** utimens: the time is "now" (UTIME_NOW) / stays as it is (UTIME_OMIT). */
+export const UTIME_NOW = -1;
+export const UTIME_OMIT = -2;
+
+/** The caller of a call that makes a new entry (the kernel gives it). */
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+}
 
 export interface OpStats {
   calls: number;
@@ -314,18 +332,37 @@ export class PassthroughFs {
 
   // --- mutating calls (replicated) ---
 
-  create(path: string, mode: number): Promise<number> {
+  create(path: string, mode: number, owner?: Owner): Promise<number> {
     return this.mutate('create', { op: 'create', path }, () => {
       const fd = fs.openSync(this.under(path), C.O_CREAT | C.O_RDWR, mode & 0o7777);
-      const st = fs.fstatSync(fd);
+      let st: fs.Stats;
+      try {
+        st = this.own(path, fs.fstatSync(fd), owner, (u, g) => fs.fchownSync(fd, u, g));
+      } catch (e) {
+        fs.closeSync(fd);
+        throw e;
+      }
       return { result: fd, body: { op: 'create', path, mode: st.mode, uid: st.uid, gid: st.gid } };
     });
+  }
+
+  /**
+   * Gives a new entry the caller's owner (see the file's comment): chowns when the caller is
+   * not who the rfs created it as; returns the entry's stat with the owner it now has.
+   */
+  private own(path: string, st: fs.Stats, owner: Owner | undefined, chown: (uid: number, gid: number) => void): fs.Stats {
+    if (owner === undefined) return st;
+    const parentSetgid = (fs.statSync(this.under(dirname(path))).mode & 0o2000) !== 0;
+    const gid = parentSetgid ? st.gid : owner.gid;
+    if (owner.uid === st.uid && gid === st.gid) return st;
+    chown(owner.uid, gid);
+    return Object.assign(st, { uid: owner.uid, gid });
   }
 
   write(path: string, fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
     return this.mutate('write', { op: 'write', path, offset: pos, length: len }, () => {
       const n = fs.writeSync(fd, buf, 0, len, pos);
-      // The record keeps its own copy: fuse-native's buffer is the kernel's and is reused.
+      // The record keeps its own copy: the binding's buffer is libfuse's and is reused.
       return { result: n, body: { op: 'write', path, offset: pos, data: Uint8Array.prototype.slice.call(buf, 0, n) } };
     });
   }
@@ -344,16 +381,17 @@ export class PassthroughFs {
     });
   }
 
-  mkdir(path: string, mode: number): Promise<number> {
+  mkdir(path: string, mode: number, owner?: Owner): Promise<number> {
     return this.mutate('mkdir', { op: 'mkdir', path }, () => {
-      fs.mkdirSync(this.under(path), { mode: mode & 0o7777 });
-      const st = fs.lstatSync(this.under(path));
+      const p = this.under(path);
+      fs.mkdirSync(p, { mode: mode & 0o7777 });
+      const st = this.own(path, fs.lstatSync(p), owner, (u, g) => fs.lchownSync(p, u, g));
       return { result: 0, body: { op: 'mkdir', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid } };
     });
   }
 
   /** FIFOs and regular files only (Node has no mknod; a FIFO is made with mkfifo(1)). */
-  mknod(path: string, mode: number, rdev: number): Promise<number> {
+  mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<number> {
     const type = mode & C.S_IFMT;
     if (type !== C.S_IFIFO && type !== C.S_IFREG && type !== 0) return Promise.resolve(this.count('mknod', EPERM));
     return this.mutate('mknod', { op: 'mknod', path }, () => {
@@ -366,15 +404,16 @@ export class PassthroughFs {
       } else {
         fs.closeSync(fs.openSync(p, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777));
       }
-      const st = fs.lstatSync(p);
+      const st = this.own(path, fs.lstatSync(p), owner, (u, g) => fs.lchownSync(p, u, g));
       return { result: 0, body: { op: 'mknod', path, mode: st.mode, rdev, uid: st.uid, gid: st.gid } };
     });
   }
 
-  symlink(target: string, path: string): Promise<number> {
+  symlink(target: string, path: string, owner?: Owner): Promise<number> {
     return this.mutate('symlink', { op: 'symlink', path }, () => {
-      fs.symlinkSync(target, this.under(path));
-      const st = fs.lstatSync(this.under(path));
+      const p = this.under(path);
+      fs.symlinkSync(target, p);
+      const st = this.own(path, fs.lstatSync(p), owner, (u, g) => fs.lchownSync(p, u, g));
       return { result: 0, body: { op: 'symlink', path, target, uid: st.uid, gid: st.gid } };
     });
   }
@@ -400,9 +439,16 @@ export class PassthroughFs {
     });
   }
 
-  rename(from: string, path: string): Promise<number> {
+  /** `flags`: RENAME_NOREPLACE (the record is a plain rename: it was applied only if the target
+   *  did not exist, and the peer's copy is the same); EXCHANGE and WHITEOUT: EINVAL. */
+  rename(from: string, path: string, flags = 0): Promise<number> {
+    if ((flags & ~RENAME_NOREPLACE) !== 0) return Promise.resolve(this.count('rename', EINVAL));
     return this.mutate('rename', { op: 'rename', from, path }, () => {
-      fs.renameSync(this.under(from), this.under(path));
+      if (flags === 0) fs.renameSync(this.under(from), this.under(path));
+      else {
+        const r = fuse3().renameat2(this.under(from), this.under(path), flags);
+        if (r < 0) throw Object.assign(new Error('renameat2'), { errno: r });
+      }
       return { result: 0, body: { op: 'rename', from, path } };
     });
   }
@@ -423,16 +469,64 @@ export class PassthroughFs {
   }
 
   /**
-   * Sets access and modification times (ms since the epoch). fuse-native 2.2.6 passes the access
-   * time twice and maps UTIME_NOW/UTIME_OMIT to 1073 ms: that value means "now" for both times.
+   * Sets access and modification times (ms since the epoch, with fractions; UTIME_NOW or
+   * UTIME_OMIT for either). The record carries the times the entry then has, so the peer gets
+   * the same ones (not its own "now").
    */
   utimens(path: string, atimeMs: number, mtimeMs: number): Promise<number> {
-    const now = atimeMs === UTIME_SPECIAL_MS;
     return this.mutate('utimens', { op: 'utimens', path }, () => {
-      const t = Date.now() / 1000;
-      fs.lutimesSync(this.under(path), now ? t : atimeMs / 1000, now ? t : mtimeMs / 1000);
-      return { result: 0, body: { op: 'utimens', path, atimeMs: now ? -1 : atimeMs, mtimeMs: now ? -1 : mtimeMs } };
+      const p = this.under(path);
+      const now = Date.now();
+      const old = atimeMs === UTIME_OMIT || mtimeMs === UTIME_OMIT ? fs.lstatSync(p) : undefined;
+      const pick = (ms: number, kept: number | undefined): number => (ms === UTIME_NOW ? now : ms === UTIME_OMIT ? (kept as number) : ms);
+      fs.lutimesSync(p, pick(atimeMs, old?.atimeMs) / 1000, pick(mtimeMs, old?.mtimeMs) / 1000);
+      const st = fs.lstatSync(p);
+      return { result: 0, body: { op: 'utimens', path, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs } };
     });
+  }
+
+  /**
+   * fallocate(2): allocation (mode 0, which may grow the file, or KEEP_SIZE) is made locally and
+   * replicated as a truncate to the new size when it grew (the peer's bytes are the same zeros);
+   * the other modes change content in ways no record carries yet: EOPNOTSUPP.
+   */
+  fallocate(path: string, fd: number, mode: number, offset: number, length: number): Promise<number> {
+    if ((mode & ~FALLOC_FL_KEEP_SIZE) !== 0) return Promise.resolve(this.count('fallocate', EOPNOTSUPP));
+    const end = offset + length;
+    return this.mutate('fallocate', { op: 'truncate', path, size: end }, () => {
+      const before = fs.fstatSync(fd).size;
+      const r = fuse3().fallocate(fd, mode, offset, length);
+      if (r < 0) throw Object.assign(new Error('fallocate'), { errno: r });
+      const size = fs.fstatSync(fd).size;
+      // No size change: a record that changes nothing on the peer (its allocation is its own).
+      return { result: 0, body: size !== before ? { op: 'truncate', path, size } : { op: 'truncate', path, size: before } };
+    });
+  }
+
+  setxattr(path: string, name: string, value: Buffer, flags: number): Promise<number> {
+    return this.mutate('setxattr', { op: 'setxattr', path }, () => {
+      const r = fuse3().lsetxattr(this.under(path), name, value, flags);
+      if (r < 0) throw Object.assign(new Error('lsetxattr'), { errno: r });
+      return { result: 0, body: { op: 'setxattr', path, name, value: new Uint8Array(value), flags } };
+    });
+  }
+
+  removexattr(path: string, name: string): Promise<number> {
+    return this.mutate('removexattr', { op: 'removexattr', path }, () => {
+      const r = fuse3().lremovexattr(this.under(path), name);
+      if (r < 0) throw Object.assign(new Error('lremovexattr'), { errno: r });
+      return { result: 0, body: { op: 'removexattr', path, name } };
+    });
+  }
+
+  getxattr(path: string, name: string): Promise<number | Buffer> {
+    const r = fuse3().lgetxattr(this.under(path), name);
+    return Promise.resolve(typeof r === 'number' ? this.count('getxattr', r) : (this.count('getxattr', 0), r));
+  }
+
+  listxattr(path: string): Promise<number | Buffer> {
+    const r = fuse3().llistxattr(this.under(path));
+    return Promise.resolve(typeof r === 'number' ? this.count('listxattr', r) : (this.count('listxattr', 0), r));
   }
 }
 
@@ -449,8 +543,8 @@ function toStat(st: fs.Stats): StatLike {
   };
 }
 
-/** fuse-native carries statvfs fields as u32: large block counts are expressed in bigger
- *  fragments (f_frsize) so that `df` shows the right sizes. */
+/** Block counts as they are (statvfs fields are 64-bit in libfuse3); kept within u32 by bigger
+ *  fragments (f_frsize) only for a file system of more than 2^32 blocks, so `df` shows the same. */
 function toStatfs(s: fs.StatsFs): StatfsLike {
   let { blocks, bfree, bavail } = s;
   let frsize = s.bsize;

@@ -6,14 +6,14 @@
  *
  * Paths are relative to the replicated directory and start with `/` (as FUSE gives them: `/` is
  * the directory itself). Sizes and offsets are byte counts below 2^53. Times are milliseconds
- * since the epoch (the precision fuse-native 2.2.6 gives us). Modes are full `st_mode` bits for
+ * since the epoch, with fractions (a float64 on the wire: microseconds survive). Modes are full `st_mode` bits for
  * create/mknod (type + permissions) and permission bits for mkdir/chmod.
  *
  * Wire format of one record (all integers big-endian), as `encodeRecord` writes it:
- *   u32 length of what follows | u8 version (1) | u8 op code | u64 seq | fields of the op
+ *   u32 length of what follows | u8 version (2) | u8 op code | u64 seq | fields of the op
  * where a string is `u32 byte length + UTF-8`, bytes are `u32 length + bytes`, a list of names is
  * bytes holding the names' UTF-8 separated by NUL (no names: 0 bytes), integers are u32 or u64
- * as listed in FIELDS. A stream of records is records back to back; `RecordReader` splits
+ * as listed in FIELDS, times (f64) IEEE 754 doubles. Version 2: times became f64 (were i64 ms). A stream of records is records back to back; `RecordReader` splits
  * one. Authentication of the stream is the transport's job (next step), not this codec's.
  */
 
@@ -81,7 +81,7 @@ export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
 export const MUTATING_OPS: readonly RecordOp[] = (Object.keys(OP_CODES) as RecordOp[]).filter((op) => op !== 'fsync' && op !== 'sync-begin' && op !== 'sync-end' && op !== 'verify' && op !== 'sync-probe');
 
 /** `names` is a list of file names (no NUL): on the wire one bytes field, names NUL-separated. */
-type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'i64' | 'bool' | 'names';
+type FieldKind = 'str' | 'bytes' | 'u32' | 'u64' | 'f64' | 'bool' | 'names';
 /** Field order of each op on the wire (after version, op code and seq). */
 const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind])[] } = {
   create: [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32']],
@@ -96,7 +96,7 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   rename: [['from', 'str'], ['path', 'str']],
   chmod: [['path', 'str'], ['mode', 'u32']],
   chown: [['path', 'str'], ['uid', 'u32'], ['gid', 'u32']],
-  utimens: [['path', 'str'], ['atimeMs', 'i64'], ['mtimeMs', 'i64']],
+  utimens: [['path', 'str'], ['atimeMs', 'f64'], ['mtimeMs', 'f64']],
   setxattr: [['path', 'str'], ['name', 'str'], ['value', 'bytes'], ['flags', 'u32']],
   removexattr: [['path', 'str'], ['name', 'str']],
   fsync: [['path', 'str'], ['datasync', 'bool']],
@@ -109,8 +109,8 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   'sync-probe': [['path', 'str'], ['offset', 'u64'], ['length', 'u64'], ['block', 'u32']],
 };
 
-export const RECORD_VERSION = 1;
-/** Largest encoded record accepted by the reader (a 128 KiB write plus a long path fits). */
+export const RECORD_VERSION = 2;
+/** Largest encoded record accepted by the reader (a 1 MiB write plus a long path fits). */
 export const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 
 const OPS_BY_CODE = new Map<number, RecordOp>((Object.entries(OP_CODES) as [RecordOp, number][]).map(([op, code]) => [code, op]));
@@ -198,8 +198,8 @@ export function encodeRecordAfter(headroom: number, rec: Record): Uint8Array {
       at += 8;
     } else {
       const n = v as number;
-      if (!Number.isSafeInteger(n)) throw new RangeError(`${rec.op}.${name} is not a safe integer: ${n}`);
-      dv.setBigInt64(at, BigInt(n));
+      if (!Number.isFinite(n)) throw new RangeError(`${rec.op}.${name} is not a finite number: ${n}`);
+      dv.setFloat64(at, n);
       at += 8;
     }
   }
@@ -259,9 +259,14 @@ export function decodeRecord(bytes: Uint8Array): DecodeResult {
       if (b > 1) return bad(`${op}.${name} is not a boolean`);
       out[name] = b === 1;
       at += 1;
+    } else if (kind === 'f64') {
+      const n = dv.getFloat64(at);
+      if (!Number.isFinite(n)) return bad(`${op}.${name} is not a finite number`);
+      out[name] = n;
+      at += 8;
     } else {
-      const big = kind === 'u64' ? dv.getBigUint64(at) : dv.getBigInt64(at);
-      if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < BigInt(Number.MIN_SAFE_INTEGER)) return bad(`${op}.${name} is out of range`);
+      const big = dv.getBigUint64(at);
+      if (big > BigInt(Number.MAX_SAFE_INTEGER)) return bad(`${op}.${name} is out of range`);
       out[name] = Number(big);
       at += 8;
     }
