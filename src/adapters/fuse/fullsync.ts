@@ -53,7 +53,7 @@
  */
 import * as fs from 'node:fs';
 import { DEFAULT_ZONE_BYTES, type PathChanges } from '../../core/replication/changes.js';
-import type { RecordBody } from '../../core/replication/records.js';
+import { type RecordBody, copyBytes } from '../../core/replication/records.js';
 import type { Clock } from '../clock/clock.js';
 import { realClock } from '../clock/real.js';
 import { PROBE_BLOCK, PROBE_RANGE, type ProbeAnswer, blockHashes } from './probe.js';
@@ -618,7 +618,7 @@ export class FullSync {
             for (let at = start; at < end;) {
               const n = fs.readSync(fd, this.buf, 0, Math.min(this.buf.length, end - at), at);
               if (n === 0) break;
-              this.send({ op: 'write', path, offset: at, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
+              this.send({ op: 'write', path, offset: at, data: copyBytes(this.buf, n) }, n);
               this.counts.bytes += n;
               at += n;
             }
@@ -693,7 +693,7 @@ export class FullSync {
         if (!this.stillNames(p, st.ino)) return false;
         const n = fs.readSync(fd, this.buf, 0, this.chunk, off);
         if (n === 0) break;
-        if (!allZero(this.buf, n)) this.send({ op: 'write', path, offset: off, data: Uint8Array.prototype.slice.call(this.buf, 0, n) }, n);
+        if (!allZero(this.buf, n)) this.send({ op: 'write', path, offset: off, data: copyBytes(this.buf, n) }, n);
         this.prog.bytesDone += n;
         this.counts.bytes += n;
       }

@@ -38,7 +38,7 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { Change } from '../../core/replication/changes.js';
-import { type RecordBody, RecordNumberer, payloadBytes } from '../../core/replication/records.js';
+import { type RecordBody, RecordNumberer, copyBytes, payloadBytes } from '../../core/replication/records.js';
 import type { Replicator } from './replicator.js';
 import { fuse3 } from './fuse3.js';
 
@@ -363,7 +363,7 @@ export class PassthroughFs {
     return this.mutate('write', { op: 'write', path, offset: pos, length: len }, () => {
       const n = fs.writeSync(fd, buf, 0, len, pos);
       // The record keeps its own copy: the binding's buffer is libfuse's and is reused.
-      return { result: n, body: { op: 'write', path, offset: pos, data: Uint8Array.prototype.slice.call(buf, 0, n) } };
+      return { result: n, body: { op: 'write', path, offset: pos, data: copyBytes(buf, n) } };
     });
   }
 

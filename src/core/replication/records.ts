@@ -65,6 +65,15 @@ export type RecordBody =
   /** The copy is complete: the secondary leaves tolerant mode. `path` is always `/`. */
   | { readonly op: 'sync-end'; readonly path: string };
 
+/**
+ * A copy of the first `n` bytes of `bytes`, as a plain Uint8Array. (Not
+ * `Uint8Array.prototype.slice.call(buffer)`: on a Node Buffer that takes V8's generic path, an
+ * element-by-element copy about 20 times slower than this memcpy: 4 ms a MiB here.)
+ */
+export function copyBytes(bytes: Uint8Array, n = bytes.length): Uint8Array {
+  return new Uint8Array(bytes.subarray(0, n));
+}
+
 /** A record: a body and its position in the primary's order (1, 2, 3, ...). */
 export type Record = RecordBody & { readonly seq: number };
 
