@@ -314,9 +314,9 @@ for (const [name, make] of Object.entries(harnesses)) {
       // A client without the key that answers the challenge anyway is refused and counted by the receiver.
       const raw = await h.raw(r.port);
       const { encodeHello } = await import('../../src/adapters/tcp/frame.js');
-      const { linkKeys } = await import('../../src/adapters/tcp/frame.js');
+      const { linkKeys, VERSION } = await import('../../src/adapters/tcp/frame.js');
       raw.write(encodeHello({ clusterId: linkKeys(KEY, 'demo').clusterId, nonce: randomBytes(32), module: 'web', from: 'n1', to: 'n2' }));
-      raw.write(Buffer.concat([Buffer.from('HKRP'), Buffer.from([1, 0x12]), randomBytes(32)]));
+      raw.write(Buffer.concat([Buffer.from('HKRP'), Buffer.from([VERSION, 0x12]), randomBytes(32)]));
       await raw.closed;
       assert.equal(r.stats().failures['bad-proof'], 1);
       assert.equal(applied, 0);

@@ -7,7 +7,7 @@ import { generateKey, parseKey } from '../../src/adapters/key/cluster-key.js';
 import { FakeClock } from '../../src/adapters/clock/fake.js';
 import {
   AUTH_BYTES, CHALLENGE_BYTES, ChunkReader, FrameType, FrameVerifier, HEADER_BYTES, MAC_BYTES, MAX_PAYLOAD,
-  checkAuth, checkChallenge, decodeHello, encodeAuth, encodeChallenge, encodeFrame, encodeHello, helloLength, linkKeys, sessionKeys,
+  checkAuth, checkChallenge, decodeHello, encodeAuth, encodeChallenge, encodeFrame, encodeHello, helloLength, linkKeys, sessionKeys, VERSION,
 } from '../../src/adapters/tcp/frame.js';
 import { isPeerGone, memoryLink } from '../../src/adapters/tcp/index.js';
 
@@ -48,7 +48,7 @@ test('each handshake proof checks only with the cluster key, and only for its ow
   const fresh = encodeChallenge(keys, hello, randomBytes(32));
   assert.equal(checkAuth(keys, hello, fresh, auth), 'bad-proof', 'a recorded auth against a fresh challenge');
   // The server's proof is never accepted as the client's (labels differ).
-  assert.equal(checkAuth(keys, hello, challenge, Buffer.concat([Buffer.from('HKRP'), Buffer.from([1, 0x12]), challenge.subarray(38)])), 'bad-proof');
+  assert.equal(checkAuth(keys, hello, challenge, Buffer.concat([Buffer.from('HKRP'), Buffer.from([VERSION, 0x12]), challenge.subarray(38)])), 'bad-proof');
 });
 
 test('session keys differ per connection and per direction', () => {
