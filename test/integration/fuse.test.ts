@@ -412,6 +412,37 @@ describe('rfs: records, modes and crash recovery', needs('root', 'fuse'), () => 
     assert.ok(!rfsMountPoints().includes(dir));
   });
 
+  test('a busy mount is unmounted lazily: the session ends, the holder gets ENOTCONN, the rfs goes on', async () => {
+    fs.writeFileSync(join(dir, 'held-open'), 'held');
+    const rfs = new RfsProcess();
+    try {
+      await rfs.mount(dir, 'rw');
+      // Another process keeps a file of the mount open (and the mount busy).
+      const holder = spawn('sh', ['-c', `exec 3<'${join(dir, 'held-open')}'; read line; cat <&3`], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      holder.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+      holder.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+      const exited = new Promise<number | null>((r) => holder.on('exit', (c) => r(c)));
+      await until(() => fs.readdirSync('/proc/' + String(holder.pid) + '/fd').some((fd) => {
+        try { return fs.readlinkSync(`/proc/${holder.pid}/fd/${fd}`).endsWith('held-open'); } catch { return false; }
+      }), 5000, 'the holder to open the file');
+      assert.deepEqual(await rfs.unmount(), { lazy: true });
+      assert.ok(!rfsMountPoints().includes(dir), 'the mount is gone from the path');
+      assert.equal(fs.readFileSync(join(dir, 'held-open'), 'utf8'), 'held', 'the path shows the file underneath');
+      holder.stdin.end('go\n');
+      assert.notEqual(await exited, 0, `the holder read through a dead session: ${out}`);
+      assert.match(err, /not connected/i);
+      // The rfs process still answers and can mount again.
+      await rfs.mount(dir, 'rw');
+      assert.ok(rfsMountPoints().includes(dir));
+      await rfs.unmount();
+    } finally {
+      await rfs.unmount().catch(() => undefined);
+      await rfs.stop();
+    }
+  });
+
   test('SIGKILL leaves a stale mount; recoverStaleMount clears it and the files show again', async () => {
     fs.writeFileSync(join(dir, 'survivor'), 'under');
     const rfs = new RfsProcess({ stderr: 'ignore' });
