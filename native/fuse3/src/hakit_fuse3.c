@@ -7,9 +7,9 @@
  * How a call travels:
  *   kernel -> a libfuse worker thread (fuse_loop_mt) -> one of the op_* functions below, which
  *   fills a req_t on its own stack, queues it on a thread-safe function and waits on the req's
- *   semaphore -> call_js() on the Node main thread calls ops[name](...args, reply) -> the JS
- *   code calls reply(result, value) (now or later) -> reply_cb() writes the result (and value)
- *   into the req and posts the semaphore -> the worker returns to libfuse, which answers the
+ *   semaphore -> call_js() on the Node main thread calls ops[name](...args, token) -> the JS
+ *   code calls reply(token, result, value) (now or later) -> js_reply() writes the result (and
+ *   value) into the req and posts the semaphore -> the worker returns to libfuse, which answers the
  *   kernel.
  * So the JS side sees every call in the order libfuse hands them out, and may answer them in
  * any order; buffers passed to JS (read/write) are only valid until the reply.
@@ -18,10 +18,13 @@
  * to 1 MiB per call (max_write, FUSE_MAX_PAGES), inode numbers of the underlying files (use_ino).
  *
  * Exports:
- *   mount(mountpoint, args[], ops, onEvent) -> handle   (throws on failure)
+ *   mount(mountpoint, args[], ops, onEvent, root?) -> handle   (throws on failure)
+ *       root: the underlying directory as /proc/self/fd/N; getxattr/listxattr are then served
+ *       on the worker thread from it (reads, no JS).
  *       onEvent('ready') once the kernel's INIT is answered; onEvent('exit', code) when the loop
  *       has ended (after an unmount) and every call was answered.
  *   exit(handle)       ends the loop of a mount that was lazily unmounted (busy)
+ *   reply(token, result, value)   answers the call `token` (the last argument of every op)
  *   lgetxattr(path, name) -> Buffer | -errno      llistxattr(path) -> Buffer | -errno
  *   lsetxattr(path, name, value, flags) -> 0 | -errno    lremovexattr(path, name) -> 0 | -errno
  *   fallocate(fd, mode, offset, length) -> 0 | -errno
@@ -35,6 +38,7 @@
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -77,6 +81,7 @@ typedef struct mnt {
   napi_threadsafe_function tsfn;
   napi_ref ops;      /* the JS object of op functions */
   napi_ref on_event; /* onEvent(type, code) */
+  char root[64];     /* the underlying directory (/proc/self/fd/N), for calls served in C; "" if none */
   int loop_result;
   int loop_done;     /* set on the main thread when the exit event ran */
   int js_gone;       /* the JS handle was collected */
@@ -105,9 +110,56 @@ typedef struct req {
   sem_t sem;
 } req_t;
 
-typedef struct token {
+/*
+ * Requests waiting for their JS reply, by token (main thread only: slots are taken in call_js
+ * and given back in js_reply). A token is slot index + 65536 * generation, so a second reply,
+ * or one for a slot reused since, finds no request and is ignored.
+ */
+#define SLOT_BITS 16
+typedef struct slot {
   req_t *req;
-} token_t;
+  uint32_t gen;
+} slot_t;
+static slot_t *slots = NULL;
+static uint32_t nslots = 0;
+static uint32_t *free_slots = NULL;
+static uint32_t nfree = 0;
+
+static double take_slot(req_t *r) {
+  if (nfree == 0) {
+    uint32_t grow = nslots == 0 ? 64 : nslots;
+    if (nslots + grow > (1u << SLOT_BITS)) return -1;
+    slot_t *ns = realloc(slots, (nslots + grow) * sizeof *ns);
+    if (ns == NULL) return -1;
+    slots = ns;
+    uint32_t *nf = realloc(free_slots, (nslots + grow) * sizeof *nf);
+    if (nf == NULL) return -1;
+    free_slots = nf;
+    for (uint32_t i = 0; i < grow; i++) {
+      slots[nslots + i].req = NULL;
+      slots[nslots + i].gen = 0;
+      free_slots[nfree++] = nslots + grow - 1 - i;
+    }
+    nslots += grow;
+  }
+  uint32_t i = free_slots[--nfree];
+  slots[i].req = r;
+  slots[i].gen = (slots[i].gen + 1) & 0xfffff;
+  return (double)i + (double)slots[i].gen * (double)(1u << SLOT_BITS);
+}
+
+/* The request of `token` (and its slot freed), or NULL when it was answered already. */
+static req_t *give_slot(double token) {
+  if (!(token >= 0)) return NULL;
+  uint64_t t = (uint64_t)token;
+  uint32_t i = (uint32_t)(t & ((1u << SLOT_BITS) - 1));
+  uint32_t gen = (uint32_t)(t >> SLOT_BITS);
+  if (i >= nslots || slots[i].req == NULL || slots[i].gen != gen) return NULL;
+  req_t *r = slots[i].req;
+  slots[i].req = NULL;
+  free_slots[nfree++] = i;
+  return r;
+}
 
 static mnt_t *current_mnt(void) {
   return (mnt_t *)fuse_get_context()->private_data;
@@ -318,7 +370,26 @@ static int op_setxattr(const char *path, const char *name, const char *value, si
   return dispatch(&r);
 }
 
+/* The underlying path of `path` in `out` (for calls served here, without the JS thread). */
+static int under(const mnt_t *m, const char *path, char *out, size_t size) {
+  int n = snprintf(out, size, "%s%s", m->root, path);
+  return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * getxattr and listxattr read the underlying entry right here when the mount has a root: the
+ * kernel asks for security.capability before every write (file_remove_privs), and a trip to the
+ * JS thread for that would double the cost of a small write.
+ */
 static int op_getxattr(const char *path, const char *name, char *value, size_t size) {
+  mnt_t *m = current_mnt();
+  if (m->root[0] != '\0') {
+    char p[PATH_MAX + 64];
+    int e = under(m, path, p, sizeof p);
+    if (e != 0) return e;
+    ssize_t n = lgetxattr(p, name, value, size);
+    return n < 0 ? -errno : (int)n;
+  }
   NEW_REQ(OP_GETXATTR);
   r.path = path;
   r.name = name;
@@ -328,6 +399,14 @@ static int op_getxattr(const char *path, const char *name, char *value, size_t s
 }
 
 static int op_listxattr(const char *path, char *list, size_t size) {
+  mnt_t *m = current_mnt();
+  if (m->root[0] != '\0') {
+    char p[PATH_MAX + 64];
+    int e = under(m, path, p, sizeof p);
+    if (e != 0) return e;
+    ssize_t n = llistxattr(p, list, size);
+    return n < 0 ? -errno : (int)n;
+  }
   NEW_REQ(OP_LISTXATTR);
   r.path = path;
   r.out = list;
@@ -502,22 +581,22 @@ static int reply_bytes(napi_env env, napi_value v, req_t *r) {
   return (int)len;
 }
 
-/* reply(result, value): result < 0 is -errno; value per op (stat, fd, names, ...). */
-static napi_value reply_cb(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  token_t *tok;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&tok) != napi_ok) return NULL;
-  req_t *r = tok->req;
+/* reply(token, result, value): result < 0 is -errno; value per op (stat, fd, names, ...). */
+static napi_value js_reply(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  double token = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
+  if (napi_get_value_double(env, argv[0], &token) != napi_ok) return NULL;
+  req_t *r = give_slot(token);
   if (r == NULL) return NULL; /* answered already */
-  tok->req = NULL;
   int32_t res = -EIO;
-  if (argc >= 1) {
+  if (argc >= 2) {
     napi_valuetype t;
-    napi_typeof(env, argv[0], &t);
-    if (t == napi_number) napi_get_value_int32(env, argv[0], &res);
+    napi_typeof(env, argv[1], &t);
+    if (t == napi_number) napi_get_value_int32(env, argv[1], &res);
   }
-  napi_value v = argc >= 2 ? argv[1] : NULL;
+  napi_value v = argc >= 3 ? argv[2] : NULL;
   napi_valuetype vt = napi_undefined;
   if (v != NULL) napi_typeof(env, v, &vt);
   if (res >= 0) {
@@ -576,10 +655,6 @@ static napi_value reply_cb(napi_env env, napi_callback_info info) {
   r->result = res;
   sem_post(&r->sem);
   return NULL;
-}
-
-static void free_token(napi_env env, void *data, void *hint) {
-  free(data);
 }
 
 static napi_value str(napi_env env, const char *s) {
@@ -641,16 +716,12 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
     sem_post(&r->sem);
     return;
   }
-  token_t *tok = malloc(sizeof *tok);
-  napi_value reply;
-  if (tok == NULL || napi_create_function(env, "reply", NAPI_AUTO_LENGTH, reply_cb, tok, &reply) != napi_ok) {
-    free(tok);
+  double token = take_slot(r);
+  if (token < 0) {
     r->result = -ENOMEM;
     sem_post(&r->sem);
     return;
   }
-  tok->req = r;
-  napi_add_finalizer(env, reply, tok, free_token, NULL, NULL);
 
   napi_value argv[8];
   size_t argc = 0;
@@ -780,15 +851,14 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
       argv[argc++] = str(env, r->path);
       break;
   }
-  argv[argc++] = reply;
+  argv[argc++] = num(env, token);
   napi_value global, ret;
   napi_get_global(env, &global);
   if (napi_call_function(env, global, fn, argc, argv, &ret) != napi_ok) {
     /* The op threw: answer EIO (unless it replied first) and report the exception. */
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
-    if (tok->req != NULL) {
-      tok->req = NULL;
+    if (give_slot(token) == r) {
       r->result = -EIO;
       sem_post(&r->sem);
     }
@@ -851,10 +921,10 @@ static int get_string(napi_env env, napi_value v, char *out, size_t size) {
   return 0;
 }
 
-/* mount(mountpoint, args[], ops, onEvent) -> handle */
+/* mount(mountpoint, args[], ops, onEvent, root?) -> handle */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4) {
     napi_throw_type_error(env, NULL, "mount(mountpoint, args, ops, onEvent)");
@@ -893,6 +963,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&m->lock, NULL);
+  if (argc >= 5) {
+    napi_valuetype rt;
+    napi_typeof(env, argv[4], &rt);
+    if (rt == napi_string && get_string(env, argv[4], m->root, sizeof m->root) != 0) {
+      free(m);
+      napi_throw_type_error(env, NULL, "root must be a path shorter than 64 bytes (/proc/self/fd/N)");
+      return NULL;
+    }
+  }
   /* libfuse may rewrite the args and keep pointers into them: the mount owns a copy. */
   for (int i = 0; i < fargc; i++) fuse_opt_add_arg(&m->args, fargv[i]);
   m->fuse = fuse_new(&m->args, &OPERATIONS, sizeof OPERATIONS, m);
@@ -1077,6 +1156,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL },
     { "exit", NULL, js_exit, NULL, NULL, NULL, napi_default, NULL },
+    { "reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL },
     { "lgetxattr", NULL, js_lgetxattr, NULL, NULL, NULL, napi_default, NULL },
     { "llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_default, NULL },
     { "lsetxattr", NULL, js_lsetxattr, NULL, NULL, NULL, napi_default, NULL },

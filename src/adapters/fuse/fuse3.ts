@@ -6,7 +6,8 @@
  */
 import { createRequire } from 'node:module';
 
-/** The callback every op gets last: `reply(result)` or `reply(0, value)`; result < 0 is -errno. */
+/** How an op answers (mount.ts makes one per call from its token): `reply(result)` or
+ *  `reply(0, value)`; result < 0 is -errno. */
 export type Reply = (result: number, value?: unknown) => void;
 
 /** An opaque handle of one mount. */
@@ -15,12 +16,18 @@ export type Fuse3Handle = object & { readonly __fuse3: unique symbol };
 export interface Fuse3 {
   /**
    * Mounts `mountpoint` (libfuse3's `fuse_new` + `fuse_mount`, then `fuse_loop_mt` on a thread of
-   * its own); `ops` maps op names to functions (see fuseOps in mount.ts for their arguments).
+   * its own); `ops` maps op names to functions (see fuseOps in mount.ts for their arguments),
+   * each called with the call's token last (answer with `reply`). `root` (the underlying
+   * directory as /proc/self/fd/N, shorter than 64 bytes): getxattr and listxattr are then read
+   * from it on libfuse's thread (the kernel asks for security.capability before every write).
    * `onEvent('ready')` once the kernel's handshake is answered, `onEvent('exit', code)` once the
    * session ended (after an unmount, or `exit`) and every call was answered. Throws when the
    * options are refused or the mount fails.
    */
-  mount(mountpoint: string, args: readonly string[], ops: object, onEvent: (ev: 'ready' | 'exit', code: number) => void): Fuse3Handle;
+  mount(mountpoint: string, args: readonly string[], ops: object, onEvent: (ev: 'ready' | 'exit', code: number) => void, root?: string): Fuse3Handle;
+  /** Answers the call `token` (every op gets its token last): result < 0 is -errno; a second
+   *  answer to the same call is ignored. */
+  reply(token: number, result: number, value?: unknown): void;
   /** Ends the session of a mount (needed after a lazy unmount of a busy mount). */
   exit(handle: Fuse3Handle): void;
   /** Synchronous xattr calls on the entry itself (never through a symlink): a Buffer / 0, or -errno. */

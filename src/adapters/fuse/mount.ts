@@ -24,8 +24,26 @@ export const MOUNT_OPTIONS = ['allow_other', 'default_permissions', 'fsname=haki
 /** The file system type of an rfs mount in /proc/self/mountinfo. */
 export const RFS_FSTYPE = 'fuse.hakit';
 
-/** The binding's ops object for a PassthroughFs: results are passed on as they are. */
+/**
+ * The binding's ops object for a PassthroughFs. The binding passes a call's token last; each op
+ * here gets a `Reply` for it instead (a plain closure: cheap to make per call) and passes the
+ * results on as they are.
+ */
 function fuseOps(pfs: PassthroughFs): object {
+  const binding = fuse3();
+  const ops = passthroughOps(pfs) as { [name: string]: (...args: unknown[]) => void };
+  const out: { [name: string]: (...args: unknown[]) => void } = {};
+  for (const [name, op] of Object.entries(ops)) {
+    out[name] = (...args: unknown[]) => {
+      const token = args.pop() as number;
+      op(...args, (result: number, value?: unknown) => binding.reply(token, result, value));
+    };
+  }
+  return out;
+}
+
+/** The ops of a PassthroughFs with a `Reply` last (see fuseOps). */
+function passthroughOps(pfs: PassthroughFs): object {
   const reply = (cb: Reply) => (r: number) => cb(r);
   const replyValue = <T>(cb: Reply) => (r: number | T) => (typeof r === 'number' ? cb(r) : cb(0, r));
   const replyFd = (cb: Reply) => (r: number) => (r < 0 ? cb(r) : cb(0, r));
@@ -95,7 +113,8 @@ export async function mountInPlace(dir: string, makeFs: (rootFd: number) => Pass
   const readyP = new Promise<void>((res) => (ready = res));
   const exitP = new Promise<void>((res) => (exited = res));
   try {
-    handle = fuse3().mount(dir, ['-o', MOUNT_OPTIONS.join(',')], fuseOps(pfs), (ev) => (ev === 'ready' ? ready() : exited()));
+    // getxattr/listxattr are served by the binding from the directory underneath (pfs.under('')).
+    handle = fuse3().mount(dir, ['-o', MOUNT_OPTIONS.join(',')], fuseOps(pfs), (ev) => (ev === 'ready' ? ready() : exited()), pfs.under(''));
   } catch (e) {
     fs.closeSync(rootFd);
     throw new HakitError('RFS_MOUNT', { dir, detail: (e as Error).message }, { cause: e });
