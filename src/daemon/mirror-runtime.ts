@@ -55,7 +55,7 @@ export interface MirrorRuntimeDeps {
   readonly idSeed: () => string;
   /** The host's boot id (boot-id.ts; absent or '': host restarts are not detected). */
   readonly bootId?: () => string;
-  /** Writes out what the file system holding `dir` has in the page cache (tests; default: the rfs child's flush). */
+  /** Writes out what the file system holding `dir` has in the page cache (tests; default: RfsProcess.flush, syncfs below the mounts). */
   readonly flushDir?: (dir: string) => Promise<void>;
   /** Makes the checkers' probes (default: the real ones). */
   readonly probeFor?: ProbeFactory;
@@ -569,9 +569,9 @@ export class MirrorRuntime {
   }
 
   /**
-   * Writes out what the page cache holds of every replicated dir: the rfs child's syncfs of the
-   * file systems below the mounts (`sync -f` on a FUSE mount writes nothing out: measured, 300 MB
-   * stayed dirty), or deps.flushDir (tests).
+   * Writes out what the page cache holds of every replicated dir: syncfs of the file systems
+   * below the mounts, through the rfs child's descriptors (RfsProcess.flush; `sync -f` on a FUSE
+   * mount writes nothing out: measured, 300 MB stayed dirty), or deps.flushDir (tests).
    */
   private async flushDirs(): Promise<void> {
     const flush = this.deps.flushDir;

@@ -3,7 +3,7 @@
  * stdin, replies on its stdout. A reply that is an error rejects with a HakitError carrying the
  * child's code; the child exiting rejects every pending request with HAKIT_E_RFS.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
@@ -79,8 +79,18 @@ export class RfsProcess implements Rfs {
     });
   }
 
+  /**
+   * Writes out the file systems below the child's mounts: `sync -f` of the paths it answers
+   * (RfsRequest `flush-paths`), run from this process: the child never forks.
+   */
   async flush(): Promise<void> {
-    await this.request({ cmd: 'flush' });
+    const paths = (await this.request({ cmd: 'flush-paths' })) as string[];
+    for (const p of paths) {
+      await new Promise<void>((resolve, reject) => {
+        execFile('sync', ['-f', p], { timeout: 120_000 }, (err, _o, stderr) =>
+          (err ? reject(new HakitError('RFS', { dir: this.dir, detail: `flush: ${String(stderr).trim() || err.message}` })) : resolve()));
+      });
+    }
   }
 
   async mount(dir: string, mode: RfsMode): Promise<void> {

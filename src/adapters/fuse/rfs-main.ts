@@ -28,7 +28,6 @@
  *   primary's link. Then `mount-all rw|ro|none` follows the core's `mount` actions, `replicate`
  *   its `replicate` actions, `expect-sync`/`stop-resync` its `start-resync`/`stop-resync`.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -227,18 +226,13 @@ function stats(): unknown {
 }
 
 /**
- * `flush`: syncfs of the file system below each replicated dir, through the descriptors opened
- * before the mounts (the module's, else those of the mounts made one by one). `sync -f` opens
- * the descriptor's /proc path, which leads below the FUSE mount.
+ * `flush-paths`: the /proc paths of the descriptors opened before the mounts (the module's, else
+ * those of the mounts made one by one), which lead below the FUSE mounts. The daemon runs
+ * `sync -f` on them (RfsProcess.flush): this process never forks (see RfsRequest `flush-paths`).
  */
-async function flushRoots(): Promise<void> {
+function flushPaths(): string[] {
   const fds = mod ? [...mod.rootFds] : [...mounted.values()].map((m) => m.mount.rootFd);
-  for (const fd of fds) {
-    await new Promise<void>((resolve, reject) => {
-      execFile('sync', ['-f', `/proc/${process.pid}/fd/${fd}`], { timeout: 120_000 }, (err, _o, stderr) =>
-        (err ? reject(new HakitError('RFS', { dir: '(flush)', detail: String(stderr).trim() || err.message })) : resolve()));
-    });
-  }
+  return fds.map((fd) => `/proc/${process.pid}/fd/${fd}`);
 }
 
 async function handle(req: RfsRequest): Promise<unknown> {
@@ -292,8 +286,8 @@ async function handle(req: RfsRequest): Promise<unknown> {
     case 'stop-resync':
       mod?.replica.stopExpect();
       return undefined;
-    case 'flush':
-      return flushRoots();
+    case 'flush-paths':
+      return flushPaths();
     case 'verify':
       if (mod === undefined) throw new HakitError('BAD_REQUEST', { detail: 'verify needs configure first' });
       return mod.link.verify();
