@@ -348,6 +348,8 @@ export class LinkReplicator {
     let answers: Answers | null = null;
     const totals = { files: 0, bytes: 0, same: 0, compared: 0 };
     let emptying: Promise<void> | null = null;
+    /** When each phase ended (performance.now()), for the served line: the phases' times. */
+    const at = { started: 0, copied: 0, completed: 0 };
     const stopEmptying = (): void => { if (this.emptyingLog === emptying) this.emptyingLog = null; };
     /**
      * Resync mode and the first records, in one synchronous step, before any live record: the
@@ -402,6 +404,7 @@ export class LinkReplicator {
         await this.log.setComplete(false);
       }
       await Promise.all(started);
+      at.started = performance.now();
       for (const w of this.walkers) {
         if (ac.signal.aborted) throw new Error('resync stopped');
         const r = await w?.run(ac.signal);
@@ -409,7 +412,9 @@ export class LinkReplicator {
       }
       const link = sender as ReplicationSender | null;
       if (link === null) throw new Error('resync stopped');
+      at.copied = performance.now();
       await link.send(encodeControlPayload({ t: 'sync-complete', generation }), { signal: ac.signal });
+      at.completed = performance.now();
       if (this.resyncAbort === ac) {
         // The peer has everything sent so far: the log is emptied (and incomplete) before sync
         // mode. A change made meanwhile waits for that rather than being marked: a mark made
@@ -431,7 +436,10 @@ export class LinkReplicator {
       const what = incremental
         ? `${t.files} files, ${t.bytes} bytes of file data sent`
         : `${t.files} files: ${t.same} equal by size and mtime, ${t.compared} compared by blocks, ${t.files - t.same - t.compared} copied; ${t.bytes} bytes of file data sent`;
-      this.opts.onResyncServed(true, `${incremental ? 'incremental' : 'full'}, generation ${generation}; ${what}`);
+      const ms = (a: number, b: number): number => Math.round(b - a);
+      const took = `${ms(this.resyncStarted, performance.now())} ms: start ${ms(this.resyncStarted, at.started)} (log state, sync-start acked), ` +
+        `copy ${ms(at.started, at.copied)}, sync-complete ${ms(at.copied, at.completed)}, log emptied ${ms(at.completed, performance.now())}`;
+      this.opts.onResyncServed(true, `${incremental ? 'incremental' : 'full'}, generation ${generation}; ${what}; ${took}`);
     }, (e: unknown) => {
       stopEmptying();
       if (this.resyncAbort !== ac) return;
