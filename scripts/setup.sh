@@ -44,7 +44,7 @@ native_stale() {
   return 1
 }
 # node-gyp needs Node's headers: use the ones installed with Node (no download).
-if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir 2>/dev/null)" = "undefined" -o -z "$(npm config get nodedir 2>/dev/null)" ]; then
+if [ -z "${npm_config_nodedir:-}" ] && ! grep -qs '^nodedir=' ~/.npmrc /etc/npmrc "$(dirname "$(command -v node)")/../etc/npmrc"; then
   for d in "$(dirname "$(dirname "$(command -v node)")")" /usr /usr/local; do
     if [ -f "$d/include/node/node_api.h" ]; then export npm_config_nodedir="$d"; break; fi
   done

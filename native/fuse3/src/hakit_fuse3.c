@@ -18,9 +18,9 @@
  * to 1 MiB per call (max_write, FUSE_MAX_PAGES), inode numbers of the underlying files (use_ino).
  *
  * Exports:
- *   mount(mountpoint, args[], ops, onEvent, root?) -> handle   (throws on failure)
- *       root: the underlying directory as /proc/self/fd/N; getxattr/listxattr are then served
- *       on the worker thread from it (reads, no JS).
+ *   mount(mountpoint, args[], ops, onEvent, root) -> handle   (throws on failure)
+ *       root: the underlying directory as /proc/self/fd/N; getxattr/listxattr are served on
+ *       the worker thread from it (reads, no JS); every other op goes to ops[name].
  *       onEvent('ready') once the kernel's INIT is answered; onEvent('exit', code) when the loop
  *       has ended (after an unmount) and every call was answered.
  *   exit(handle)       ends the loop of a mount that was lazily unmounted (busy)
@@ -59,7 +59,7 @@ enum op {
   OP_INIT, OP_EXIT,
   OP_GETATTR, OP_FGETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK,
   OP_RENAME, OP_LINK, OP_CHMOD, OP_CHOWN, OP_TRUNCATE, OP_FTRUNCATE, OP_OPEN, OP_READ, OP_WRITE,
-  OP_STATFS, OP_RELEASE, OP_FSYNC, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR,
+  OP_STATFS, OP_RELEASE, OP_FSYNC, OP_SETXATTR, OP_REMOVEXATTR,
   OP_READDIR, OP_FSYNCDIR, OP_ACCESS, OP_CREATE, OP_UTIMENS, OP_FALLOCATE,
   OP_COUNT
 };
@@ -68,7 +68,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
   "init", "exit",
   "getattr", "fgetattr", "readlink", "mknod", "mkdir", "unlink", "rmdir", "symlink",
   "rename", "link", "chmod", "chown", "truncate", "ftruncate", "open", "read", "write",
-  "statfs", "release", "fsync", "setxattr", "getxattr", "listxattr", "removexattr",
+  "statfs", "release", "fsync", "setxattr", "removexattr",
   "readdir", "fsyncdir", "access", "create", "utimens", "fallocate",
 };
 
@@ -81,7 +81,7 @@ typedef struct mnt {
   napi_threadsafe_function tsfn;
   napi_ref ops;      /* the JS object of op functions */
   napi_ref on_event; /* onEvent(type, code) */
-  char root[64];     /* the underlying directory (/proc/self/fd/N), for calls served in C; "" if none */
+  char root[64];     /* the underlying directory (/proc/self/fd/N), for the calls served in C */
   int loop_result;
   int loop_done;     /* set on the main thread when the exit event ran */
   int js_gone;       /* the JS handle was collected */
@@ -377,41 +377,25 @@ static int under(const mnt_t *m, const char *path, char *out, size_t size) {
 }
 
 /*
- * getxattr and listxattr read the underlying entry right here when the mount has a root: the
- * kernel asks for security.capability before every write (file_remove_privs), and a trip to the
- * JS thread for that would double the cost of a small write.
+ * getxattr and listxattr read the underlying entry right here, on libfuse's thread: the kernel
+ * asks for security.capability before every write (file_remove_privs), and a trip to the JS
+ * thread for that would double the cost of a small write. Reads need no order with the
+ * mutating calls (those go through JS).
  */
 static int op_getxattr(const char *path, const char *name, char *value, size_t size) {
-  mnt_t *m = current_mnt();
-  if (m->root[0] != '\0') {
-    char p[PATH_MAX + 64];
-    int e = under(m, path, p, sizeof p);
-    if (e != 0) return e;
-    ssize_t n = lgetxattr(p, name, value, size);
-    return n < 0 ? -errno : (int)n;
-  }
-  NEW_REQ(OP_GETXATTR);
-  r.path = path;
-  r.name = name;
-  r.out = value;
-  r.size = size;
-  return dispatch(&r);
+  char p[PATH_MAX + 64];
+  int e = under(current_mnt(), path, p, sizeof p);
+  if (e != 0) return e;
+  ssize_t n = lgetxattr(p, name, value, size);
+  return n < 0 ? -errno : (int)n;
 }
 
 static int op_listxattr(const char *path, char *list, size_t size) {
-  mnt_t *m = current_mnt();
-  if (m->root[0] != '\0') {
-    char p[PATH_MAX + 64];
-    int e = under(m, path, p, sizeof p);
-    if (e != 0) return e;
-    ssize_t n = llistxattr(p, list, size);
-    return n < 0 ? -errno : (int)n;
-  }
-  NEW_REQ(OP_LISTXATTR);
-  r.path = path;
-  r.out = list;
-  r.size = size;
-  return dispatch(&r);
+  char p[PATH_MAX + 64];
+  int e = under(current_mnt(), path, p, sizeof p);
+  if (e != 0) return e;
+  ssize_t n = llistxattr(p, list, size);
+  return n < 0 ? -errno : (int)n;
 }
 
 static int op_removexattr(const char *path, const char *name) {
@@ -567,20 +551,6 @@ static void fill_statvfs(napi_env env, napi_value o, struct statvfs *s) {
   s->f_namemax = (unsigned long)get_num(env, o, "namemax");
 }
 
-/* An xattr value or list answered as a Buffer: the size protocol of getxattr(2). */
-static int reply_bytes(napi_env env, napi_value v, req_t *r) {
-  bool isbuf = false;
-  napi_is_buffer(env, v, &isbuf);
-  if (!isbuf) return -EIO;
-  void *data;
-  size_t len;
-  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) return -EIO;
-  if (r->size == 0) return (int)len;
-  if (len > r->size) return -ERANGE;
-  memcpy(r->out, data, len);
-  return (int)len;
-}
-
 /* reply(token, result, value): result < 0 is -errno; value per op (stat, fd, names, ...). */
 static napi_value js_reply(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -644,10 +614,6 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
         res = 0;
         break;
       }
-      case OP_GETXATTR:
-      case OP_LISTXATTR:
-        res = reply_bytes(env, v, r);
-        break;
       default:
         break;
     }
@@ -819,15 +785,6 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
       argv[argc++] = buf;
       argv[argc++] = num(env, (double)r->a);
       break;
-    case OP_GETXATTR:
-      argv[argc++] = str(env, r->path);
-      argv[argc++] = str(env, r->name);
-      argv[argc++] = num(env, (double)r->size);
-      break;
-    case OP_LISTXATTR:
-      argv[argc++] = str(env, r->path);
-      argv[argc++] = num(env, (double)r->size);
-      break;
     case OP_REMOVEXATTR:
       argv[argc++] = str(env, r->path);
       argv[argc++] = str(env, r->name);
@@ -921,13 +878,13 @@ static int get_string(napi_env env, napi_value v, char *out, size_t size) {
   return 0;
 }
 
-/* mount(mountpoint, args[], ops, onEvent, root?) -> handle */
+/* mount(mountpoint, args[], ops, onEvent, root) -> handle */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    napi_throw_type_error(env, NULL, "mount(mountpoint, args, ops, onEvent)");
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "mount(mountpoint, args, ops, onEvent, root)");
     return NULL;
   }
   char mountpoint[4096];
@@ -963,14 +920,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&m->lock, NULL);
-  if (argc >= 5) {
-    napi_valuetype rt;
-    napi_typeof(env, argv[4], &rt);
-    if (rt == napi_string && get_string(env, argv[4], m->root, sizeof m->root) != 0) {
-      free(m);
-      napi_throw_type_error(env, NULL, "root must be a path shorter than 64 bytes (/proc/self/fd/N)");
-      return NULL;
-    }
+  if (get_string(env, argv[4], m->root, sizeof m->root) != 0) {
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    napi_throw_type_error(env, NULL, "root must be a path shorter than 64 bytes (/proc/self/fd/N)");
+    return NULL;
   }
   /* libfuse may rewrite the args and keep pointers into them: the mount owns a copy. */
   for (int i = 0; i < fargc; i++) fuse_opt_add_arg(&m->args, fargv[i]);

@@ -18,13 +18,14 @@ export interface Fuse3 {
    * Mounts `mountpoint` (libfuse3's `fuse_new` + `fuse_mount`, then `fuse_loop_mt` on a thread of
    * its own); `ops` maps op names to functions (see fuseOps in mount.ts for their arguments),
    * each called with the call's token last (answer with `reply`). `root` (the underlying
-   * directory as /proc/self/fd/N, shorter than 64 bytes): getxattr and listxattr are then read
-   * from it on libfuse's thread (the kernel asks for security.capability before every write).
+   * directory as /proc/self/fd/N, shorter than 64 bytes): getxattr and listxattr are read from
+   * it on libfuse's thread, not asked of `ops` (the kernel asks for security.capability before
+   * every write).
    * `onEvent('ready')` once the kernel's handshake is answered, `onEvent('exit', code)` once the
    * session ended (after an unmount, or `exit`) and every call was answered. Throws when the
    * options are refused or the mount fails.
    */
-  mount(mountpoint: string, args: readonly string[], ops: object, onEvent: (ev: 'ready' | 'exit', code: number) => void, root?: string): Fuse3Handle;
+  mount(mountpoint: string, args: readonly string[], ops: object, onEvent: (ev: 'ready' | 'exit', code: number) => void, root: string): Fuse3Handle;
   /** Answers the call `token` (every op gets its token last): result < 0 is -errno; a second
    *  answer to the same call is ignored. */
   reply(token: number, result: number, value?: unknown): void;

@@ -78,8 +78,6 @@ function passthroughOps(pfs: PassthroughFs): object {
     chown: (p: string, uid: number, gid: number, cb: Reply) => void pfs.chown(p, uid, gid).then(reply(cb)),
     utimens: (p: string, atime: number, mtime: number, cb: Reply) => void pfs.utimens(p, atime, mtime).then(reply(cb)),
     setxattr: (p: string, name: string, value: Buffer, flags: number, cb: Reply) => void pfs.setxattr(p, name, value, flags).then(reply(cb)),
-    getxattr: (p: string, name: string, _size: number, cb: Reply) => void pfs.getxattr(p, name).then(replyValue<Buffer>(cb)),
-    listxattr: (p: string, _size: number, cb: Reply) => void pfs.listxattr(p).then(replyValue<Buffer>(cb)),
     removexattr: (p: string, name: string, cb: Reply) => void pfs.removexattr(p, name).then(reply(cb)),
   };
 }

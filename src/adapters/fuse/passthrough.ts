@@ -29,7 +29,8 @@
  * rfs runs as root and chowns after creating; the record carries the result).
  * Times: `utimens` gets milliseconds with sub-millisecond fractions, -1 for "now" (UTIME_NOW)
  * and -2 for "leave as is" (UTIME_OMIT); the record carries the times the file then has.
- * Extended attributes go through (native lgetxattr & co, on the entry, never through a symlink).
+ * Extended attributes: setxattr/removexattr here (native, on the entry, never through a
+ * symlink); reads (getxattr/listxattr) are served by the binding itself (native/fuse3).
  * Limits (see docs/replication.md): `fallocate` allocates (mode 0, KEEP_SIZE) but refuses
  * punching, zeroing, collapsing and inserting with EOPNOTSUPP; `rename` takes RENAME_NOREPLACE
  * and refuses RENAME_EXCHANGE/WHITEOUT with EINVAL; `mknod` makes FIFOs and regular files only.
@@ -351,7 +352,7 @@ export class PassthroughFs {
    * not who the rfs created it as; returns the entry's stat with the owner it now has.
    */
   private own(path: string, st: fs.Stats, owner: Owner | undefined, chown: (uid: number, gid: number) => void): fs.Stats {
-    if (owner === undefined) return st;
+    if (owner === undefined || (owner.uid === st.uid && owner.gid === st.gid)) return st;
     const parentSetgid = (fs.statSync(this.under(dirname(path))).mode & 0o2000) !== 0;
     const gid = parentSetgid ? st.gid : owner.gid;
     if (owner.uid === st.uid && gid === st.gid) return st;
@@ -487,19 +488,18 @@ export class PassthroughFs {
 
   /**
    * fallocate(2): allocation (mode 0, which may grow the file, or KEEP_SIZE) is made locally and
-   * replicated as a truncate to the new size when it grew (the peer's bytes are the same zeros);
+   * replicated as a truncate to the size the file then has (the peer's new bytes are the same
+   * zeros);
    * the other modes change content in ways no record carries yet: EOPNOTSUPP.
    */
   fallocate(path: string, fd: number, mode: number, offset: number, length: number): Promise<number> {
     if ((mode & ~FALLOC_FL_KEEP_SIZE) !== 0) return Promise.resolve(this.count('fallocate', EOPNOTSUPP));
     const end = offset + length;
     return this.mutate('fallocate', { op: 'truncate', path, size: end }, () => {
-      const before = fs.fstatSync(fd).size;
       const r = fuse3().fallocate(fd, mode, offset, length);
       if (r < 0) throw Object.assign(new Error('fallocate'), { errno: r });
-      const size = fs.fstatSync(fd).size;
-      // No size change: a record that changes nothing on the peer (its allocation is its own).
-      return { result: 0, body: size !== before ? { op: 'truncate', path, size } : { op: 'truncate', path, size: before } };
+      // The size it now has (unchanged after KEEP_SIZE: the peer's allocation is its own).
+      return { result: 0, body: { op: 'truncate', path, size: fs.fstatSync(fd).size } };
     });
   }
 
@@ -517,16 +517,6 @@ export class PassthroughFs {
       if (r < 0) throw Object.assign(new Error('lremovexattr'), { errno: r });
       return { result: 0, body: { op: 'removexattr', path, name } };
     });
-  }
-
-  getxattr(path: string, name: string): Promise<number | Buffer> {
-    const r = fuse3().lgetxattr(this.under(path), name);
-    return Promise.resolve(typeof r === 'number' ? this.count('getxattr', r) : (this.count('getxattr', 0), r));
-  }
-
-  listxattr(path: string): Promise<number | Buffer> {
-    const r = fuse3().llistxattr(this.under(path));
-    return Promise.resolve(typeof r === 'number' ? this.count('listxattr', r) : (this.count('listxattr', 0), r));
   }
 }
 
