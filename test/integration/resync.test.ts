@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { pseudoRandomBytes } from '../helpers/data.js';
 import { needs } from '../helpers/prereq.js';
 import { shIn as sh } from '../helpers/proc.js';
-import { assertTreesEqual } from '../helpers/tree.js';
+import { assertTreesEqual, xattrsOf } from '../helpers/tree.js';
+import { fuse3 } from '../../src/adapters/fuse/fuse3.js';
 import { type InPlaceMount, mountInPlace } from '../../src/adapters/fuse/mount.js';
 import { PassthroughFs } from '../../src/adapters/fuse/passthrough.js';
 import { FullSync } from '../../src/adapters/fuse/fullsync.js';
@@ -181,6 +182,9 @@ const CHANGES = [
   'ln -s ../big d0/sl',
   'printf tiny > d0/small && ln d0/small d0/hard', // a hard link: both names copied, linked on B too
   'mkdir gone && rmdir gone',
+  // Extended attributes: a metadata-only change (one set, one set then removed), a new file's.
+  'setfattr -n user.meta -v m d4/f6 && setfattr -n user.gone -v g d4/f6 && setfattr -x user.gone d4/f6',
+  'setfattr -n user.new -v n d3/new1',
 ].join(' && ');
 const CHANGED_BYTES = (1 + 1 + 1 + 0.5) * MiB + 102400 + 4;
 
@@ -200,8 +204,11 @@ describe('incremental resync from the change log (real FUSE, in-memory link)', n
     assert.equal(reopened.complete, true);
     assert.deepEqual(reopened.set.plan(0).map((e) => [e.path, e.changes]), s.log.set.plan(0).map((e) => [e.path, e.changes]));
     reopened.close();
+    // An attribute B has and A never had, on a path the log names: the resync removes it.
+    assert.equal(fuse3().lsetxattr(join(s.b, 'd4/f6'), 'user.stale', Buffer.from('s'), 0), 0);
     const bytes = await resync(s, 'g2', false);
     assert.equal(s.link.stats().resync.incremental, true);
+    assert.equal(xattrsOf(join(s.b, 'd4/f6')), `user.meta=${Buffer.from('m').toString('hex')}`, 'B has exactly A\'s attributes of d4/f6');
     assertTreesEqual(s.under, s.b, { what: 'after the incremental resync' });
     t.diagnostic(`incremental resync: ${bytes} bytes on the link for ${CHANGED_BYTES} changed bytes (${(bytes / CHANGED_BYTES).toFixed(3)} x), tree 56 MiB`);
     // The truncated file's first 100 KiB are the same on the peer: compared, not sent.
@@ -245,6 +252,10 @@ describe('incremental resync from the change log (real FUSE, in-memory link)', n
     await sh(`printf X | dd of='${f6}' bs=1 seek=300000 conv=notrunc status=none`, s.base);
     fs.utimesSync(f6, st6.atime, st6.mtime);
     fs.writeFileSync(join(s.b, 'd2/only-on-b'), 'stale');
+    // Attributes: one B has on a file that gets copied (goes), one A has on a file equal by the
+    // quick check (comes).
+    assert.equal(fuse3().lsetxattr(join(s.b, 'd0/f7'), 'user.b-only', Buffer.from('b'), 0), 0);
+    assert.equal(fuse3().lsetxattr(join(s.under, 'd0/f5'), 'user.a-only', Buffer.from('a'), 0), 0);
     const bytes = await resync(s, 'g4', false);
     assert.equal(s.link.stats().resync.incremental, false, 'incomplete log: full');
     t.diagnostic(`full resync by comparison: ${bytes} bytes on the link (tree 56 MiB, d0/f7 1 MiB rewritten on B)`);

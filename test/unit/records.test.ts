@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type Record, type RecordBody, OP_CODES, MUTATING_OPS, RecordNumberer, RecordReader, decodeRecord, encodeRecord, encodeRecordAfter, payloadBytes,
+  type Record, type RecordBody, OP_CODES, MUTATING_OPS, RecordNumberer, RecordReader, decodeRecord, encodeRecord, encodeRecordAfter, packXattrs, payloadBytes, unpackXattrs,
 } from '../../src/core/replication/records.js';
 
 const bodies: RecordBody[] = [
@@ -31,6 +31,7 @@ const bodies: RecordBody[] = [
   { op: 'sync-zones', path: '/db', mode: 0o640, uid: 7, gid: 8, size: 5 * 1024 * 1024 * 1024 + 3 },
   { op: 'verify', path: '/db', offset: 4 * 1024 * 1024, length: 4 * 1024 * 1024 },
   { op: 'sync-probe', path: '/db', offset: 2 ** 40, length: 4 * 1024 * 1024, block: 128 * 1024 },
+  { op: 'sync-xattrs', path: '/db', xattrs: packXattrs([['user.k', new Uint8Array([1, 0, 2])]]) },
 ];
 
 describe('records codec', () => {
@@ -148,4 +149,16 @@ test('encodeRecord leaves headroom for a payload header, and decodeRecord gives 
   assert.ok(r.ok && r.record.op === 'write');
   assert.deepEqual(r.record.data, data);
   assert.equal(r.record.data.buffer, plain.buffer, 'no copy of the data');
+});
+
+test('sync-xattrs: the packed attributes (binary values, UTF-8 names, none) round-trip; bytes not made by packXattrs are refused', () => {
+  const attrs: [string, Uint8Array][] = [['user.bin', new Uint8Array([0, 1, 0xff, 0])], ['user.ünï', new Uint8Array(0)], ['trusted.x', new TextEncoder().encode('v')]];
+  for (const set of [attrs, []]) {
+    const rec = new RecordNumberer(3).number({ op: 'sync-xattrs', path: '/f', xattrs: packXattrs(set) });
+    const d = decodeRecord(encodeRecord(rec));
+    assert.ok(d.ok);
+    assert.equal(d.record.op, 'sync-xattrs');
+    assert.deepEqual(unpackXattrs((d.record as { xattrs: Uint8Array }).xattrs).map(([n, v]) => [n, [...v]]), set.map(([n, v]) => [n, [...v]]));
+  }
+  assert.throws(() => unpackXattrs(packXattrs(attrs).subarray(0, 10)), /truncated/);
 });

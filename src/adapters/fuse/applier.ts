@@ -50,7 +50,7 @@
 import * as fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { HakitError } from '../../core/errors.js';
-import { type Record, payloadBytes } from '../../core/replication/records.js';
+import { type Record, payloadBytes, unpackXattrs } from '../../core/replication/records.js';
 import { type ProbeAnswer, probe } from './probe.js';
 import { type Fingerprint, fingerprint } from './verify.js';
 import { fuse3 } from './fuse3.js';
@@ -311,6 +311,9 @@ export class RecordApplier {
         if (r < 0) throw Object.assign(new Error(`${rec.op} ${rec.name}: errno ${-r}`), { errno: r });
         return;
       }
+      case 'sync-xattrs':
+        this.syncXattrs(p, rec.xattrs);
+        return;
       case 'fsync':
         await this.fsync(rec.path, rec.datasync);
         return;
@@ -530,6 +533,29 @@ export class RecordApplier {
     const fd = this.writeFd(path);
     fs.ftruncateSync(fd, size);
     setOwnerAndMode(fd, uid, gid, mode);
+  }
+
+  /** `sync-xattrs`: exactly the primary's extended attributes on the entry (a missing entry in
+   *  tolerant mode: nothing, its listing removes it). */
+  private syncXattrs(p: string, packed: Uint8Array): void {
+    const want = unpackXattrs(packed);
+    const fail = (what: string, r: number): never => { throw Object.assign(new Error(`sync-xattrs: ${what}: errno ${-r}`), { errno: r }); };
+    const list = fuse3().llistxattr(p);
+    if (typeof list === 'number') {
+      if (list === -2 && this.tolerant) return; // ENOENT
+      if (list !== -95 || want.length > 0) fail('list', list); // EOPNOTSUPP: none to remove
+      return;
+    }
+    const keep = new Set(want.map(([n]) => n));
+    for (const name of list.toString('latin1').split('\0')) {
+      if (name === '' || keep.has(Buffer.from(name, 'latin1').toString('utf8'))) continue;
+      const r = fuse3().lremovexattr(p, Buffer.from(name, 'latin1').toString('utf8'));
+      if (r < 0 && r !== -61) fail(`remove ${name}`, r); // ENODATA: gone meanwhile
+    }
+    for (const [name, value] of want) {
+      const r = fuse3().lsetxattr(p, name, Buffer.from(value.buffer, value.byteOffset, value.length), 0);
+      if (r < 0) fail(`set ${name}`, r);
+    }
   }
 
   private forChild(path: string): string {

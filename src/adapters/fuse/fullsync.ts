@@ -53,7 +53,8 @@
  */
 import * as fs from 'node:fs';
 import { DEFAULT_ZONE_BYTES, type PathChanges } from '../../core/replication/changes.js';
-import { type RecordBody, copyBytes } from '../../core/replication/records.js';
+import { type RecordBody, copyBytes, packXattrs } from '../../core/replication/records.js';
+import { fuse3 } from './fuse3.js';
 import type { Clock } from '../clock/clock.js';
 import { realClock } from '../clock/real.js';
 import { PROBE_BLOCK, PROBE_RANGE, type ProbeAnswer, blockHashes } from './probe.js';
@@ -417,10 +418,12 @@ export class FullSync {
         }
         this.send({ op: 'symlink', path, target, uid: st.uid, gid: st.gid });
         this.send({ op: 'utimens', path, atimeMs: Math.round(st.atimeMs), mtimeMs: Math.round(st.mtimeMs) });
+        this.sendXattrs(path, false);
         this.done.add(path);
       } else if (st.isFIFO()) {
         this.send({ op: 'mknod', path, mode: st.mode, rdev: 0, uid: st.uid, gid: st.gid });
         this.send({ op: 'utimens', path, atimeMs: Math.round(st.atimeMs), mtimeMs: Math.round(st.mtimeMs) });
+        this.sendXattrs(path, false);
         this.done.add(path);
       } else {
         this.counts.skipped++;
@@ -469,6 +472,7 @@ export class FullSync {
         if (!st.isSymbolicLink()) this.send({ op: 'chmod', path, mode: st.mode & 0o7777 });
         this.send({ op: 'chown', path, uid: st.uid, gid: st.gid });
         this.send({ op: 'utimens', path, atimeMs: Math.round(st.atimeMs), mtimeMs: Math.round(st.mtimeMs) });
+        this.sendXattrs(path, true);
       }
     }
   }
@@ -549,6 +553,7 @@ export class FullSync {
     if (!mine.touched && a.size === mine.size && a.mtimeMs === mine.mtimeMs) {
       if (a.mode !== (now.mode & 0o7777)) this.send({ op: 'chmod', path, mode: now.mode & 0o7777 });
       if (a.uid !== now.uid || a.gid !== now.gid) this.send({ op: 'chown', path, uid: now.uid, gid: now.gid });
+      this.sendXattrs(path, false);
       this.done.add(path);
       this.counts.same++;
       this.counts.files++;
@@ -636,9 +641,31 @@ export class FullSync {
     if (!this.stillNames(p, ino)) return false;
     const now = fs.fstatSync(fd);
     this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
+    this.sendXattrs(path, true);
     this.done.add(path);
     this.counts.files++;
     return true;
+  }
+
+  /**
+   * Sends the entry's extended attributes (`sync-xattrs`: the peer sets exactly these), read in
+   * the caller's synchronous step, so a live setxattr after it comes after it on the peer too.
+   * Unless `force` (the entry's content was copied, or the change log names it), an entry
+   * without any sends nothing: the peer's copy of an entry equal by the quick check keeps
+   * whatever it has (docs/replication.md).
+   */
+  private sendXattrs(path: string, force: boolean): void {
+    const p = this.abs(path);
+    const list = fuse3().llistxattr(p);
+    if (typeof list === 'number') return; // gone (its listing removes it) or no xattrs here
+    const names = list.toString('utf8').split('\0').filter((n) => n !== '');
+    if (names.length === 0 && !force) return;
+    const attrs: [string, Uint8Array][] = [];
+    for (const name of names) {
+      const v = fuse3().lgetxattr(p, name);
+      if (typeof v !== 'number') attrs.push([name, v]);
+    }
+    this.send({ op: 'sync-xattrs', path, xattrs: packXattrs(attrs) });
   }
 
   /** Reads a directory and sends its listing (same synchronous step); its names, or null if it vanished. */
@@ -650,6 +677,7 @@ export class FullSync {
       return null;
     }
     this.sendListing(path, st, names);
+    this.sendXattrs(path, this.plan !== undefined);
     this.listed.add(path);
     return names;
   }
@@ -701,6 +729,7 @@ export class FullSync {
       if (!this.stillNames(p, st.ino)) return false;
       const now = fs.fstatSync(fd);
       this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
+      this.sendXattrs(path, true);
       this.done.add(path);
       this.counts.files++;
       return true;

@@ -63,7 +63,10 @@ export type RecordBody =
    *  SHA-256 of each `block`-byte block of its bytes in [offset, offset + length). Changes nothing. */
   | { readonly op: 'sync-probe'; readonly path: string; readonly offset: number; readonly length: number; readonly block: number }
   /** The copy is complete: the secondary leaves tolerant mode. `path` is always `/`. */
-  | { readonly op: 'sync-end'; readonly path: string };
+  | { readonly op: 'sync-end'; readonly path: string }
+  /** A resync's extended attributes of `path`: the secondary sets exactly these on the entry
+   *  (never through a symlink) and removes the others. `xattrs` is `packXattrs`'s encoding. */
+  | { readonly op: 'sync-xattrs'; readonly path: string; readonly xattrs: Uint8Array };
 
 /**
  * A copy of the first `n` bytes of `bytes`, as a plain Uint8Array. (Not
@@ -84,6 +87,7 @@ export const OP_CODES: Readonly<{ [K in RecordOp]: number }> = {
   create: 1, mknod: 2, mkdir: 3, symlink: 4, link: 5, write: 6, truncate: 7, unlink: 8, rmdir: 9,
   rename: 10, chmod: 11, chown: 12, utimens: 13, setxattr: 14, removexattr: 15, fsync: 16,
   'sync-begin': 17, 'sync-dir': 18, 'sync-file': 19, 'sync-end': 20, 'sync-zones': 21, verify: 22, 'sync-probe': 23,
+  'sync-xattrs': 24,
 };
 
 /** The ops whose records change the tree (all of them but `fsync`, `sync-begin`, `sync-end`). */
@@ -116,7 +120,48 @@ const FIELDS: { readonly [K in RecordOp]: readonly (readonly [string, FieldKind]
   'sync-zones': [['path', 'str'], ['mode', 'u32'], ['uid', 'u32'], ['gid', 'u32'], ['size', 'u64']],
   verify: [['path', 'str'], ['offset', 'u64'], ['length', 'u64']],
   'sync-probe': [['path', 'str'], ['offset', 'u64'], ['length', 'u64'], ['block', 'u32']],
+  'sync-xattrs': [['path', 'str'], ['xattrs', 'bytes']],
 };
+
+/** Extended attributes as one byte string: for each, u32 name length | name (UTF-8) | u32 value
+ *  length | value. */
+export function packXattrs(attrs: readonly (readonly [string, Uint8Array])[]): Uint8Array {
+  const names = attrs.map(([n]) => utf8.encode(n));
+  const size = attrs.reduce((a, [, v], i) => a + 8 + (names[i] as Uint8Array).length + v.length, 0);
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  let at = 0;
+  attrs.forEach(([, v], i) => {
+    const n = names[i] as Uint8Array;
+    dv.setUint32(at, n.length);
+    out.set(n, at + 4);
+    at += 4 + n.length;
+    dv.setUint32(at, v.length);
+    out.set(v, at + 4);
+    at += 4 + v.length;
+  });
+  return out;
+}
+
+/** The attributes `packXattrs` packed; throws RangeError on bytes it did not make. */
+export function unpackXattrs(bytes: Uint8Array): [string, Uint8Array][] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: [string, Uint8Array][] = [];
+  let at = 0;
+  const field = (): Uint8Array => {
+    if (at + 4 > bytes.length) throw new RangeError('xattrs: truncated');
+    const len = dv.getUint32(at);
+    if (at + 4 + len > bytes.length) throw new RangeError('xattrs: truncated');
+    const f = bytes.subarray(at + 4, at + 4 + len);
+    at += 4 + len;
+    return f;
+  };
+  while (at < bytes.length) {
+    const name = fromUtf8.decode(field());
+    out.push([name, field()]);
+  }
+  return out;
+}
 
 export const RECORD_VERSION = 2;
 /** Largest encoded record accepted by the reader (a 1 MiB write plus a long path fits). */
