@@ -15,7 +15,8 @@
  *     `onPrimaryFault` asks the core to stop and start the module (a stopstart, counted by
  *     maxloop); its `mount none` removes the stale mount and the next mount starts a new child.
  * - Events of the child (replication lost, resync done) are handed to `onEvent`.
- * - `stats()` answers from a cache refreshed every second (status must not wait on the child).
+ * - `stats()` answers with the status the child sent last (RfsEvent `stats`: sent when it changed,
+ *   checked every second): status never waits on the child, and an idle child is not asked.
  */
 import type { Logbook } from './logbook.js';
 import type { ModuleRfs, RfsConfig, RfsEvent, RfsStatus, VerifyReport } from '../adapters/fuse/rfs.js';
@@ -33,7 +34,6 @@ export class RfsSupervisor {
   private starting: Promise<ModuleRfs> | null = null;
   private mountMode: RfsMode | 'none' = 'none';
   private cached: RfsStatus | null = null;
-  private statsTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** True while the node holds (or takes) the primary role: a crash must not unmount. */
   private primary = false;
@@ -41,14 +41,12 @@ export class RfsSupervisor {
   constructor(
     private readonly config: RfsConfig,
     private readonly deps: RfsSupervisorDeps,
-    private readonly onEvent: (e: RfsEvent) => void,
+    private readonly onEvent: (e: Exclude<RfsEvent, { event: 'stats' }>) => void,
     private readonly onPrimaryFault: (detail: string) => void,
   ) {}
 
   async start(): Promise<void> {
     await this.ensure();
-    this.statsTimer = setInterval(() => void this.refresh(), 1000);
-    this.statsTimer.unref();
   }
 
   /** The core's `mount` action (`blocked`: a primary holding its writes while it demotes). */
@@ -100,7 +98,6 @@ export class RfsSupervisor {
   /** Unmounts and stops the child (daemon shutdown). */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.statsTimer !== null) clearInterval(this.statsTimer);
     const c = this.child;
     this.child = null;
     if (c !== null) await c.stop();
@@ -108,16 +105,6 @@ export class RfsSupervisor {
 
   private log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown> = {}): void {
     this.deps.logbook.log(this.config.module, level, message, { node: this.config.node, ...fields });
-  }
-
-  private async refresh(): Promise<void> {
-    const c = this.child;
-    if (c === null) return;
-    try {
-      this.cached = await c.stats();
-    } catch {
-      // the child is gone; its exit handler acts
-    }
   }
 
   /** The running child, starting (and configuring) one when there is none. */
@@ -133,7 +120,10 @@ export class RfsSupervisor {
       if (n > 0) this.log('warn', `removed ${n} stale rfs mount(s) on ${d.path} left by a crashed rfs process`, { dir: d.path });
     }
     const c = this.deps.spawn();
-    c.onEvent((e) => this.onEvent(e));
+    c.onEvent((e) => {
+      if (e.event !== 'stats') this.onEvent(e);
+      else if (this.child === c || this.child === null) this.cached = e.stats;
+    });
     void c.exited.then((how) => this.exited(c, how));
     try {
       await c.configure(this.config);

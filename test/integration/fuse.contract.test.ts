@@ -100,7 +100,8 @@ function moduleContract(name: string, opts: { skip?: string }, make: () => Modul
       fs.writeFileSync(keyFile, generateKey(), { mode: 0o600 });
       const rfs = make();
       const events: string[] = [];
-      rfs.onEvent((e) => events.push(e.event));
+      const pushed: string[] = [];
+      rfs.onEvent((e) => { if (e.event === 'stats') pushed.push(e.stats.mode); else events.push(e.event); });
       const silent = (): Promise<void> => new Promise((r) => setTimeout(r, 400));
       try {
         await rfs.configure({
@@ -128,6 +129,11 @@ function moduleContract(name: string, opts: { skip?: string }, make: () => Modul
         assert.deepEqual(events, ['fenced', 'fenced']);
         await rfs.mountAll('rw');
         assert.equal((await rfs.stats()).mode, 'rw', 'ro did not clear the fence');
+        // The status comes unasked when it changes (RfsEvent `stats`, checked every second).
+        const since = pushed.length;
+        await rfs.mountAll('ro');
+        for (let i = 0; i < 30 && !pushed.slice(since).includes('ro'); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.ok(pushed.slice(since).includes('ro'), `no stats event with mode ro in 3 s after mount-all ro: ${JSON.stringify(pushed)}`);
         await rfs.mountAll('none');
       } finally {
         await rfs.stop();

@@ -48,6 +48,7 @@
  * mount. A crash is a power loss: every resource is gone at once and a `persist` that had not
  * completed is lost.
  */
+import { deepFreeze } from '../helpers/freeze.js';
 import {
   initialState, stampView, step, viewOf,
   type MirrorAction, type MirrorCommand, type MirrorEvent, type MirrorParams, type MirrorState, type PeerView, type Persisted,
@@ -371,7 +372,7 @@ export class World {
     const before = n.state;
     const r = step(before, e, n.params);
     n.steps++;
-    n.state = r.state;
+    n.state = deepFreeze(r.state);
     this.trace.step(this.now, n.name, e, before, r.state, r.actions);
     this.onStep(n, e, before, r.actions);
     const view = viewOf(r.state);

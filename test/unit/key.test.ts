@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHmac } from 'node:crypto';
 import { KEY_BYTES, KEY_HEADER, deriveKey, generateKey, loadKey, parseKey } from '../../src/adapters/key/cluster-key.js';
+import { hmacSha256 } from '../../src/adapters/key/hmac.js';
 import { HakitError } from '../../src/core/errors.js';
 
 const dirs: string[] = [];
@@ -103,6 +105,31 @@ describe('cluster key file', () => {
     // Pinned so that a change of derivation, which would split a cluster of mixed versions, is seen.
     const k = Buffer.alloc(32, 0x0b);
     assert.equal(deriveKey(k, 'heartbeat v1').toString('hex'), PINNED_HEARTBEAT_SUBKEY);
+  });
+});
+
+describe('hmacSha256 (the heartbeat and witness MAC)', () => {
+  test('gives the bytes of createHmac for every message length up to its maximum, then past it, for short, block-size and long keys', () => {
+    for (const keyLen of [16, 32, 64, 65, 100]) {
+      const key = Buffer.from(Array.from({ length: keyLen }, (_, i) => (i * 7 + keyLen) & 0xff));
+      const mac = hmacSha256(key, 300);
+      for (const len of [0, 1, 55, 56, 63, 64, 65, 119, 120, 200, 299, 300, 301, 1000]) {
+        const m = Buffer.from(Array.from({ length: len }, (_, i) => (i * 13 + len) & 0xff));
+        assert.equal(mac(m).toString('hex'), createHmac('sha256', key).update(m).digest().toString('hex'), `key ${keyLen} B, message ${len} B`);
+      }
+    }
+  });
+
+  test('a MAC does not depend on the longer message MACed before it (the buffers it reuses)', () => {
+    const key = Buffer.alloc(32, 9);
+    const mac = hmacSha256(key, 100);
+    const short = Buffer.from('abc');
+    const want = createHmac('sha256', key).update(short).digest().toString('hex');
+    mac(Buffer.alloc(100, 0xee));
+    assert.equal(mac(short).toString('hex'), want);
+    const first = mac(short);
+    mac(Buffer.from('other'));
+    assert.equal(first.toString('hex'), want, 'a returned MAC was changed by the next call');
   });
 });
 

@@ -23,8 +23,11 @@ export class FakeModuleRfs implements ModuleRfs {
   readonly modes: { mode: RfsMode | 'none'; at: number }[] = [];
   get mountMode(): RfsMode | 'none' { return this.mode; }
   set mountMode(m: RfsMode | 'none') {
-    if (m !== this.mode) this.modes.push({ mode: m, at: performance.now() });
+    const changed = m !== this.mode;
+    if (changed) this.modes.push({ mode: m, at: performance.now() });
     this.mode = m;
+    // As the real child sends its status when it changed (RfsEvent `stats`).
+    if (changed && this.config !== null) this.emit({ event: 'stats', stats: this.snapshot() });
   }
   replicateMode: 'sync' | 'alone' | 'resync' = 'alone';
   config: RfsConfig | null = null;
@@ -153,10 +156,14 @@ export class FakeModuleRfs implements ModuleRfs {
   stats(): Promise<RfsStatus> {
     if (this.dead) return Promise.reject(new HakitError('RFS', { dir: '(fake)', detail: 'the rfs process is not running' }));
     this.heard();
-    return Promise.resolve({
+    return Promise.resolve(this.snapshot());
+  }
+
+  private snapshot(): RfsStatus {
+    return {
       mode: this.mountMode === 'none' ? 'rw' : this.mountMode, records: 0, held: 0, ops: {}, mounted: this.mountMode !== 'none',
       dir: this.config?.dirs[0]?.path ?? null,
-    });
+    };
   }
 
   onEvent(fn: (e: RfsEvent) => void): void {

@@ -90,7 +90,12 @@ export type RfsEvent =
   /** The child fenced itself (see RfsConfig.fenceMs); sent before the answer to the daemon's next request. */
   | { readonly event: 'fenced'; readonly detail: string }
   /** Before a full resync: this node's changed paths were copied to `dir` (quarantine.ts). */
-  | { readonly event: 'quarantined'; readonly dir: string; readonly paths: number; readonly failed: readonly string[] };
+  | { readonly event: 'quarantined'; readonly dir: string; readonly paths: number; readonly failed: readonly string[] }
+  /**
+   * A configured child's status, sent when it differs from the last one sent (checked every
+   * second): `hakit status` never waits on the child, and the daemon never polls an idle one.
+   */
+  | { readonly event: 'stats'; readonly stats: RfsStatus };
 
 /** One line of the child's control protocol (stdin, JSON per line). */
 export type RfsRequest =

@@ -27,8 +27,9 @@
  * hand (`parseView`), not by a schema library: it runs for every heartbeat. Replay and
  * membership are the receive pipeline's job (transport.ts) because they need state.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { deriveKey } from '../key/cluster-key.js';
+import { hmacSha256 } from '../key/hmac.js';
 
 export const MAGIC = Buffer.from('HKHB', 'ascii');
 export const VERSION = 2;
@@ -118,17 +119,21 @@ export type DecodeFailure = 'too-large' | 'malformed' | 'bad-version' | 'wrong-c
 export interface CodecKeys {
   macKey: Buffer;
   clusterId: Buffer;
+  /** HMAC-SHA-256 under macKey (key/hmac.ts). */
+  hmac: (body: Buffer) => Buffer;
 }
 
 export function codecKeys(clusterKey: Buffer, clusterName: string): CodecKeys {
+  const macKey = deriveKey(clusterKey, 'heartbeat v1');
   return {
-    macKey: deriveKey(clusterKey, 'heartbeat v1'),
+    macKey,
     clusterId: createHash('sha256').update(`hakit cluster ${clusterName}`).digest().subarray(0, 8),
+    hmac: hmacSha256(macKey, MAX_DATAGRAM),
   };
 }
 
 function mac(keys: CodecKeys, body: Buffer): Buffer {
-  return createHmac('sha256', keys.macKey).update(body).digest().subarray(0, MAC_BYTES);
+  return keys.hmac(body).subarray(0, MAC_BYTES);
 }
 
 function str(s: string, what: string): Buffer {

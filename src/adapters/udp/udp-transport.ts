@@ -23,6 +23,15 @@ export interface UdpHeartbeatTransportOptions extends HeartbeatTransportOptions 
   bind: readonly UdpBind[];
 }
 
+/**
+ * dgram resolves the destination of every send, through dns.lookup and a process.nextTick even
+ * for an IP literal. Heartbeat addresses are IP literals (parseAddress refuses names), so the
+ * answer is the address itself, given at once: the datagram leaves in the same call.
+ */
+function literal(family: 4 | 6): NonNullable<dgram.SocketOptions['lookup']> {
+  return (address, _options, callback) => callback(null, address, family);
+}
+
 export class UdpHeartbeatTransport extends TransportBase {
   private readonly sockets = new Map<string, dgram.Socket>();
 
@@ -47,7 +56,7 @@ export class UdpHeartbeatTransport extends TransportBase {
     if (isIP(b.address) === 0) throw new RangeError(`heartbeat network ${b.network}: bind address ${b.address} is not an IP address`);
     // ipv6Only: a socket bound to :: must not also take the IPv4 datagrams of another network.
     const v6 = isIPv6(b.address);
-    const sock = dgram.createSocket(v6 ? { type: 'udp6', reuseAddr: false, ipv6Only: true } : { type: 'udp4', reuseAddr: false });
+    const sock = dgram.createSocket(v6 ? { type: 'udp6', reuseAddr: false, ipv6Only: true, lookup: literal(6) } : { type: 'udp4', reuseAddr: false, lookup: literal(4) });
     this.sockets.set(b.network, sock);
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);

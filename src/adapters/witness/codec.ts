@@ -26,8 +26,9 @@
  * the server refuses a (node, epoch, seq) it has seen (service.ts); the client accepts a reply
  * only for a request it has pending, matched by (epoch, seq) (udp-client.ts).
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { deriveKey } from '../key/cluster-key.js';
+import { hmacSha256 } from '../key/hmac.js';
 
 export const WITNESS_MAGIC = Buffer.from('HKWT', 'ascii');
 export const WITNESS_VERSION = 1;
@@ -71,18 +72,22 @@ export type WitnessDecodeFailure = 'too-large' | 'malformed' | 'bad-version' | '
 
 export interface WitnessKeys {
   macKey: Buffer;
+  /** HMAC-SHA-256 under macKey (key/hmac.ts). */
+  hmac: (body: Buffer) => Buffer;
   clusterId: Buffer;
 }
 
 export function witnessKeys(clusterKey: Buffer, clusterName: string): WitnessKeys {
+  const macKey = deriveKey(clusterKey, 'witness v1');
   return {
-    macKey: deriveKey(clusterKey, 'witness v1'),
+    macKey,
     clusterId: createHash('sha256').update(`hakit cluster ${clusterName}`).digest().subarray(0, 8),
+    hmac: hmacSha256(macKey, MAX_WITNESS_DATAGRAM),
   };
 }
 
 function mac(keys: WitnessKeys, body: Buffer): Buffer {
-  return createHmac('sha256', keys.macKey).update(body).digest().subarray(0, MAC_BYTES);
+  return keys.hmac(body).subarray(0, MAC_BYTES);
 }
 
 function str(s: string, what: string, allowEmpty = false): Buffer {

@@ -170,8 +170,11 @@ interface Plan {
   failure: string | null;
 }
 
+/** Deeply read-only: parts of the state a step shares with the one before it (copyState). */
+type Frozen<T> = T extends readonly (infer U)[] ? readonly Frozen<U>[] : T extends object ? { readonly [K in keyof T]: Frozen<T[K]> } : T;
+
 interface PeerTrack {
-  view: PeerView | null;
+  view: Frozen<PeerView> | null;
   /** Last heartbeat on any network (ms), null if none since the runtime started. */
   lastHeard: number | null;
   /** Start of the current connection (the first heartbeat after silence). */
@@ -188,13 +191,13 @@ interface S {
   stopping: boolean;
   initialized: boolean;
   idSeed: string;
-  persisted: Persisted;
+  persisted: Frozen<Persisted>;
   peer: PeerTrack;
   /** WAIT peer-not-seen: decide alone at this time. */
   listenUntil: number | null;
   plan: Plan | null;
   /** Times of recent restarts/stopstarts (maxloop). */
-  restarts: number[];
+  restarts: readonly number[];
   /** This runtime saw the peer as primary with the same generation while this node was up to date. */
   inSync: boolean;
   /** The last comparison with the peer said diverged: the next resync must be full. */
@@ -220,7 +223,7 @@ interface S {
   /** The swap back was put off (swapBackDeferred), already logged. */
   swapBackDeferred: boolean;
   /** `second [--fullsync]` given: never elect this node; full resync when set. */
-  forcedSecond: { full: boolean } | null;
+  forcedSecond: Frozen<{ full: boolean }> | null;
   /** Two primaries met; cleared (with a VIP announce) once the peer is no longer primary. */
   conflict: boolean;
   /** The peer was heard within heartbeatTimeoutMs at the last event (for validateCommand, which has no clock). */
@@ -456,7 +459,7 @@ interface Ctx { s: S; out: MirrorAction[]; params: MirrorParams; now: number }
  * current state is logged and ignored. The returned actions must be executed in order.
  */
 export function step(state: MirrorState, event: MirrorEvent, params: MirrorParams): { state: MirrorState; actions: MirrorAction[] } {
-  const c: Ctx = { s: structuredClone(state) as S, out: [], params, now: event.now };
+  const c: Ctx = { s: copyState(state as S), out: [], params, now: event.now };
   if (!c.s.initialized && event.type !== 'init') {
     if (event.type === 'heartbeat') hearPeer(c, event.network, event.view);
     c.s.peerLive = peerAlive(c.s, params, c.now);
@@ -488,6 +491,24 @@ export function step(state: MirrorState, event: MirrorEvent, params: MirrorParam
   evaluate(c);
   c.s.peerLive = peerAlive(c.s, params, c.now);
   return { state: c.s, actions: c.out };
+}
+
+/**
+ * The state a step works on: a new object for every part a step may change in place (the top
+ * level, `peer`, `plan`, `waitCheckers`); the parts typed Frozen (`persisted`, the peer's view,
+ * `restarts`, `forcedSecond`), which are only ever replaced, are shared with the state before.
+ * So `step` stays pure at a fraction of a deep copy's allocations (structuredClone before): a
+ * step runs for every heartbeat and tick, and an idle daemon's CPU is mostly what it allocates
+ * (issue 3). The transcript tests and the simulator freeze every state a step returns.
+ */
+function copyState(s: S): S {
+  const p = s.peer;
+  return {
+    ...s,
+    peer: { ...p, perNet: { ...p.perNet }, silentNets: [...p.silentNets] },
+    plan: s.plan === null ? null : { ...s.plan, steps: [...s.plan.steps] },
+    waitCheckers: [...s.waitCheckers],
+  };
 }
 
 function log(c: Ctx, level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void {

@@ -26,6 +26,7 @@
 // counter (the peer has seen this node as it is now); `sees=-` means silent, a number a stale one.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { deepFreeze } from '../../helpers/freeze.js';
 import type { CheckerAction } from '../../../src/core/config/types.js';
 import {
   initialState, step, type MirrorAction, type MirrorEvent, type MirrorParams, type MirrorState, type Persisted, type PeerView,
@@ -217,7 +218,8 @@ export function runSection(sec: Section, file: string): MirrorState {
     const actions: MirrorAction[] = [];
     for (const e of parseEvents(ev.text, ev.n, state, sec.params)) {
       const r = step(state, e, sec.params);
-      state = r.state;
+      // Frozen: a step that changed the state it was given (not its own copy) throws in the next one.
+      state = deepFreeze(r.state);
       actions.push(...r.actions);
     }
     const got = render(actions);
