@@ -4,6 +4,8 @@
  * child's code; the child exiting rejects every pending request with HAKIT_E_RFS.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
@@ -23,6 +25,26 @@ export interface RfsProcessOptions {
 }
 
 
+/**
+ * The keepalive stamp shared with the child (see `keepalive`): a file on /dev/shm (memory; a
+ * write never waits for a disk), unlinked at once: the two processes hold it by descriptor only
+ * (the child as its fd 3). Null when /dev/shm cannot be used: keepalives go down the pipe then.
+ */
+function openStamp(): number | null {
+  const path = `/dev/shm/hakit-rfs-${process.pid}-${randomBytes(6).toString('hex')}`;
+  try {
+    const c = fs.constants;
+    const fd = fs.openSync(path, c.O_RDWR | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, 0o600);
+    fs.unlinkSync(path);
+    return fd;
+  } catch {
+    return null;
+  }
+}
+
+/** Bytes of the stamp: the daemon's monotonic clock (CLOCK_MONOTONIC, ns), little-endian. */
+export const STAMP_BYTES = 8;
+
 export class RfsProcess implements Rfs {
   readonly child: ChildProcess;
   /** Resolves with the exit code (or signal name) when the child is gone. */
@@ -31,10 +53,14 @@ export class RfsProcess implements Rfs {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private dir = '(none)';
   private readonly eventListeners: ((e: RfsEvent) => void)[] = [];
+  private stampFd: number | null;
+  private readonly stamp = Buffer.alloc(STAMP_BYTES);
 
   constructor(opts: RfsProcessOptions = {}) {
     const args = [RFS_MAIN, '--replicator', opts.replicator ?? 'local'];
-    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', opts.stderr ?? 'inherit'] });
+    this.stampFd = openStamp();
+    const stamp = this.stampFd === null ? [] : [this.stampFd];
+    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', opts.stderr ?? 'inherit', ...stamp] });
     const rl = createInterface({ input: this.child.stdout as NodeJS.ReadableStream });
     rl.on('line', (line) => {
       let rep: RfsReply | RfsEvent;
@@ -55,6 +81,7 @@ export class RfsProcess implements Rfs {
     });
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
+        this.closeStamp();
         for (const p of this.pending.values()) p.reject(new HakitError('RFS', { dir: this.dir, detail: `the rfs process exited (${signal ?? code})` }));
         this.pending.clear();
         resolve(signal ?? code ?? -1);
@@ -131,12 +158,33 @@ export class RfsProcess implements Rfs {
   }
 
   /**
-   * The daemon is alive: an empty line, which the child counts like any line it reads and does
-   * not answer (one pipe write per pulse, no reply to wake the daemon: issue 3's idle CPU).
+   * The daemon is alive: the time now written over the stamp the child reads when its fence
+   * deadline comes (RfsConfig.fenceMs). Nothing wakes the child: a pipe write did, every pulse,
+   * and woke it costs (issue 3's idle CPU). Without a stamp: an empty line, which the child
+   * counts like any line it reads and does not answer.
    */
   keepalive(): void {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.stampFd !== null) {
+      this.stamp.writeBigInt64LE(process.hrtime.bigint());
+      try {
+        fs.writeSync(this.stampFd, this.stamp, 0, STAMP_BYTES, 0);
+        return;
+      } catch {
+        this.closeStamp();
+      }
+    }
     this.child.stdin?.write('\n');
+  }
+
+  private closeStamp(): void {
+    if (this.stampFd === null) return;
+    try {
+      fs.closeSync(this.stampFd);
+    } catch {
+      // closed already
+    }
+    this.stampFd = null;
   }
 
   async unfence(): Promise<void> {

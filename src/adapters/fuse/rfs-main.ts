@@ -12,11 +12,13 @@
  * closes; it unmounts if nothing uses the mounts, else it stays, read-only, until the next
  * daemon removes the mounts, so the application never writes into the bare directories.
  *
- * Self-fencing (RfsConfig.fenceMs; issue 6 part 5): the daemon sends a line (a keepalive at
- * least) every pulse. If it stalls (SIGSTOP, a frozen event loop) while a mount is read-write,
+ * Self-fencing (RfsConfig.fenceMs; issue 6 part 5): the daemon writes its monotonic clock on a
+ * stamp (fd 3, a file on /dev/shm the two processes share; RfsProcess.keepalive) every pulse, or
+ * sends an empty line when it has no stamp. If it stalls (SIGSTOP, a frozen event loop) while a mount is read-write,
  * the child blocks every mount by itself once it has heard nothing for fenceMs: writes are held,
  * never acknowledged, so a paused primary never wakes up writing behind a new primary. The
- * child reports `{event: 'fenced'}` before answering the daemon's next line, keeps blocked
+ * child reports `{event: 'fenced'}` before answering the daemon's next line (or, with stamps,
+ * once it finds the stamp fresh again at its next check), keeps blocked
  * (even on `mount-all rw`) until `unfence`, and fails the held writes at `mount-all ro|none`.
  *
  * Two ways to use it:
@@ -29,7 +31,6 @@
  *   its `replicate` actions, `expect-sync`/`stop-resync` its `start-resync`/`stop-resync`.
  */
 import * as fs from 'node:fs';
-import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import { excludeMatcher } from '../../core/replication/exclude.js';
@@ -68,8 +69,41 @@ let lastQuarantine: { dir: string; paths: number; at: number } | null = null;
 const mounted = new Map<number, { mount: InPlaceMount; fs: PassthroughFs }>();
 let busy = false;
 let exiting = false;
-/** Self-fencing: when the daemon was last heard (monotonic ms), why the child fenced (null: not), and whether it said so. */
-let lastDaemon = performance.now();
+/**
+ * Self-fencing: when the daemon was last heard (monotonic ms: CLOCK_MONOTONIC, the clock of the
+ * daemon's stamp), why the child fenced (null: not), and whether it said so.
+ */
+const monoMs = (): number => Number(process.hrtime.bigint() / 1000n) / 1000;
+let lastDaemon = monoMs();
+/**
+ * The daemon's keepalive stamp (RfsProcess.keepalive): fd 3 when the daemon passed one, read
+ * only when the fence deadline comes. Two equal reads in a row: a read that met a write half
+ * way is not taken.
+ */
+const STAMP_FD = 3;
+let stampFd: number | null = (() => {
+  try {
+    return fs.fstatSync(STAMP_FD).isFile() ? STAMP_FD : null;
+  } catch {
+    return null;
+  }
+})();
+const stampBuf = Buffer.alloc(16);
+
+/** When the daemon was last heard: its last line or its stamp, whichever is newer (monotonic ms). */
+function daemonHeard(): number {
+  if (stampFd === null) return lastDaemon;
+  try {
+    for (let i = 0; i < 4; i++) {
+      if (fs.readSync(stampFd, stampBuf, 0, 8, 0) !== 8) return lastDaemon;
+      fs.readSync(stampFd, stampBuf, 8, 8, 0);
+      if (stampBuf.readBigInt64LE(0) === stampBuf.readBigInt64LE(8)) return Math.max(lastDaemon, Number(stampBuf.readBigInt64LE(0) / 1000n) / 1000);
+    }
+  } catch {
+    stampFd = null;
+  }
+  return lastDaemon;
+}
 let fenced: string | null = null;
 let fenceReported = false;
 let fenceTimer: NodeJS.Timeout | null = null;
@@ -162,7 +196,7 @@ async function configure(c: RfsConfig): Promise<void> {
  * instead of 8 times (issue 3's idle CPU). Lines that came meanwhile move the deadline on.
  */
 function armFence(bound: number): void {
-  const quiet = performance.now() - lastDaemon;
+  const quiet = monoMs() - daemonHeard();
   fenceTimer = setTimeout(() => {
     fenceIfSilent(bound);
     if (!exiting) armFence(bound);
@@ -172,8 +206,16 @@ function armFence(bound: number): void {
 
 /** Blocks every read-write mount when the daemon has been silent for `bound` ms (see the file comment). */
 function fenceIfSilent(bound: number): void {
-  if (fenced !== null || exiting) return;
-  const quiet = performance.now() - lastDaemon;
+  if (exiting) return;
+  const quiet = monoMs() - daemonHeard();
+  if (fenced !== null) {
+    // Keepalives by stamp bring no line: a daemon heard again is told now (as a line would).
+    if (!fenceReported && quiet < bound) {
+      fenceReported = true;
+      send({ event: 'fenced', detail: fenced });
+    }
+    return;
+  }
   if (quiet < bound) return;
   const rw = [...mounted.values()].filter((m) => m.fs.mode === 'rw');
   if (rw.length === 0) return;
@@ -363,7 +405,7 @@ async function shutdown(why: string): Promise<void> {
 
 const rl = createInterface({ input: process.stdin });
 rl.on('line', (line) => {
-  lastDaemon = performance.now();
+  lastDaemon = monoMs();
   if (fenced !== null && !fenceReported) {
     fenceReported = true;
     send({ event: 'fenced', detail: fenced });

@@ -58,7 +58,8 @@ export interface RfsConfig {
   readonly timeoutMs: number;
   /**
    * Self-fencing bound in ms (absent: no self-fencing). A child with a read-write mount that has
-   * received no line from the daemon (keepalives come every pulse) for this long blocks every
+   * not heard from the daemon (a line, or the keepalive stamp the daemon writes every pulse:
+   * RfsProcess.keepalive) for this long blocks every
    * mount by itself (writes held), reports `fenced` with its next line to the daemon, and stays
    * blocked until `unfence`, or fails the held writes at `mount-all ro|none`. A `mount-all rw`
    * while fenced stays blocked.
@@ -119,7 +120,7 @@ export type RfsRequest =
   | { readonly id: number; readonly cmd: 'flush-paths' }
   /** `hakit verify` on the primary: compares every dir with the peer's copy (answers a VerifyReport). */
   | { readonly id: number; readonly cmd: 'verify' }
-  /** The daemon is alive; answered at once. (The daemon's keepalive is an empty line: any line counts, an empty one is not answered.) */
+  /** The daemon is alive; answered at once. (The daemon's keepalive is a stamp, or without one an empty line: any line counts, an empty one is not answered.) */
   | { readonly id: number; readonly cmd: 'keepalive' }
   /** Lifts a self-fence: blocked mounts go back to rw (no-op when not fenced). */
   | { readonly id: number; readonly cmd: 'unfence' }
