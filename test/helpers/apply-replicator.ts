@@ -6,7 +6,7 @@
  * stream as they do in the rfs.
  */
 import type { RecordBody, Record } from '../../src/core/replication/records.js';
-import { RecordNumberer } from '../../src/core/replication/records.js';
+import { RecordNumberer, copyBytes } from '../../src/core/replication/records.js';
 import type { Replicator } from '../../src/adapters/fuse/replicator.js';
 import { RecordApplier } from '../../src/adapters/fuse/applier.js';
 
@@ -38,7 +38,8 @@ export class ApplyingReplicator implements Replicator {
   private enqueue(rec: Record): Promise<void> {
     if (rec.seq !== this.last + 1) return Promise.reject(new Error(`record ${rec.seq} after ${this.last}`));
     this.last = rec.seq;
-    if (this.keep) this.seen.push(rec);
+    // A write's data is lent until the promise settles (replicator.ts): kept records get a copy.
+    if (this.keep) this.seen.push(rec.op === 'write' ? { ...rec, data: copyBytes(rec.data) } : rec);
     const p = this.chain.then(() => {
       if (this.failure !== null) throw this.failure;
       return this.applier.apply(rec).then(() => undefined, (e: unknown) => {

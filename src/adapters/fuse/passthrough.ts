@@ -39,7 +39,7 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { Change } from '../../core/replication/changes.js';
-import { type RecordBody, RecordNumberer, copyBytes, payloadBytes } from '../../core/replication/records.js';
+import { type RecordBody, RecordNumberer, payloadBytes } from '../../core/replication/records.js';
 import type { Replicator } from './replicator.js';
 import { fuse3 } from './fuse3.js';
 
@@ -363,8 +363,9 @@ export class PassthroughFs {
   write(path: string, fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
     return this.mutate('write', { op: 'write', path, offset: pos, length: len }, () => {
       const n = fs.writeSync(fd, buf, 0, len, pos);
-      // The record keeps its own copy: the binding's buffer is libfuse's and is reused.
-      return { result: n, body: { op: 'write', path, offset: pos, data: copyBytes(buf, n) } };
+      // The data is lent to the replicator (libfuse's buffer, valid until this call is answered,
+      // which waits for `submit`: replicator.ts), not copied.
+      return { result: n, body: { op: 'write', path, offset: pos, data: buf.subarray(0, n) } };
     });
   }
 

@@ -10,10 +10,13 @@
  *   called again before earlier promises resolved (pipelining): it must keep the order.
  * - `submit` never rejects for an expected fault (peer slow or gone): it goes ALONE and
  *   resolves. A rejection is a defect and reaches the application as EIO.
- * - the record's buffers belong to the replicator once submitted (the rfs made a copy).
+ * - a write record's data is lent: it is the kernel's request buffer (libfuse's), valid until
+ *   the promise `submit` returned settles (the rfs answers the call only then, and the buffer is
+ *   reused after). A replicator reads it before that (LinkReplicator encodes it in `submit`) or
+ *   keeps a copy (RecordingReplicator). One copy of every MiB written less (issue 4).
  */
 import type { Change } from '../../core/replication/changes.js';
-import type { Record } from '../../core/replication/records.js';
+import { type Record, copyBytes } from '../../core/replication/records.js';
 
 export interface Replicator {
   /**
@@ -53,7 +56,8 @@ export class RecordingReplicator implements Replicator {
     if (last !== undefined && record.seq !== last.seq + 1) {
       return Promise.reject(new Error(`record ${record.seq} submitted after ${last.seq}`));
     }
-    this.records.push(record);
+    // Kept past the answer: a write's lent data is copied (see the contract above).
+    this.records.push(record.op === 'write' ? { ...record, data: copyBytes(record.data) } : record);
     if (!this.hold) return Promise.resolve();
     return new Promise((resolve) => this.waiting.push(resolve));
   }
