@@ -758,9 +758,11 @@ export class MirrorRuntime {
     this.rfs?.keepalive();
     // Stamped once per pulse: the send time and the echo of the peer's newest (core/mirror peerDeaf).
     const v = stampView(this.published, this.state, this.deps.clock.now());
+    // One view object for every network: it is serialized once (codec.ts) and never changed.
+    const packet = { module: this.name, view: v };
     for (const [network, address] of this.peerAddress) {
       try {
-        this.deps.transport.send(network, address, { module: this.name, view: { ...v, generation: { current: v.generation.current, history: [...v.generation.history] } } });
+        this.deps.transport.send(network, address, packet);
       } catch (e) {
         this.log('error', `heartbeat on ${network} not sent: ${(e as Error).message}`);
       }

@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { generateKey, parseKey } from '../../src/adapters/key/cluster-key.js';
 import {
   MAC_BYTES, MAX_DATAGRAM, codecKeys, decodeDatagram, encodeDatagram, encodeDatagrams, parseView, type CodecKeys, type DatagramHeader, type HeartbeatView,
-  type ModuleView,
+  type ModuleView, type ViewCache,
 } from '../../src/adapters/udp/codec.js';
 
 const KEY = parseKey(generateKey());
@@ -29,6 +29,21 @@ function reason(d: Buffer, k: CodecKeys = keys): string {
 }
 
 describe('heartbeat codec', () => {
+  test('with a view cache, the same payload on a second network gives the same view object; a changed one is parsed; a forged one still fails', () => {
+    const cache: ViewCache = new Map();
+    const a = decodeDatagram(keys, encodeDatagram(keys, header, web()), cache);
+    const b = decodeDatagram(keys, encodeDatagram(keys, { ...header, network: 'hb2', seq: 43n }, web()), cache);
+    assert.ok(a.ok && b.ok);
+    assert.equal(b.value.views[0]?.view, a.value.views[0]?.view, 'the second network\'s identical view was parsed again');
+    assert.equal(b.value.network, 'hb2');
+    const changed: HeartbeatView = { ...view, state: 'ALONE' };
+    const c = decodeDatagram(keys, encodeDatagram(keys, { ...header, seq: 44n }, web(changed)), cache);
+    assert.ok(c.ok);
+    assert.deepEqual(c.value.views[0]?.view, changed);
+    const forged = encodeDatagram(codecKeys(parseKey(generateKey()), 'demo'), { ...header, seq: 45n }, web(changed));
+    assert.equal(decodeDatagram(keys, forged, cache).ok, false, 'a cached payload let a datagram with a wrong MAC through');
+  });
+
   test('a round trip keeps every header field and the view', () => {
     const d = encodeDatagram(keys, header, web());
     const r = decodeDatagram(keys, d);

@@ -46,7 +46,7 @@ export interface HeartbeatView {
   state: string;
   ready: boolean;
   reason: string | null;
-  generation: { current: string; history: string[] };
+  generation: { readonly current: string; readonly history: readonly string[] };
   upToDate: boolean;
   stopping: boolean;
   msg?: unknown;
@@ -148,8 +148,19 @@ interface Item {
   readonly payload: Buffer;
 }
 
+/**
+ * Payloads already serialized, by view object: a module's view goes out on every heartbeat
+ * network in the same pulse (one datagram per network), serialized once. A view handed to the
+ * encoders is not changed afterwards (the runtime makes a new one per pulse).
+ */
+const serialized = new WeakMap<HeartbeatView, Buffer>();
+
 function item(v: ModuleView): Item {
-  const payload = Buffer.from(JSON.stringify(v.view), 'utf8');
+  let payload = serialized.get(v.view);
+  if (payload === undefined) {
+    payload = Buffer.from(JSON.stringify(v.view), 'utf8');
+    serialized.set(v.view, payload);
+  }
   if (payload.length > 0xffff) throw new RangeError('heartbeat payload too large');
   return { module: str(v.module, 'module'), payload };
 }
@@ -247,8 +258,17 @@ function readName(body: Buffer, off: number): { name: string; next: number } | n
   return { name: body.toString('utf8', off + 1, off + 1 + n), next: off + 1 + n };
 }
 
+/**
+ * The last payload parsed per sender and module, and its view (ViewCache). The same view comes
+ * on every heartbeat network in a pulse: the second datagram's payload, byte for byte the same,
+ * is not parsed again and its view is the same object (views are not changed by receivers).
+ */
+export type ViewCache = Map<string, { payload: Buffer; view: HeartbeatView }>;
+/** Entries a ViewCache takes (sender x module pairs; a config has a handful). */
+const VIEW_CACHE_MAX = 256;
+
 /** Checks framing, version, cluster and MAC (constant time), then parses; never throws. */
-export function decodeDatagram(keys: CodecKeys, data: Buffer): { ok: true; value: DecodedDatagram } | { ok: false; reason: DecodeFailure } {
+export function decodeDatagram(keys: CodecKeys, data: Buffer, cache?: ViewCache): { ok: true; value: DecodedDatagram } | { ok: false; reason: DecodeFailure } {
   if (data.length > MAX_DATAGRAM) return { ok: false, reason: 'too-large' };
   if (data.length < FIXED + 2 + 2 + 1 + 2 + 2 + MAC_BYTES || !data.subarray(0, 4).equals(MAGIC)) return { ok: false, reason: 'malformed' };
   if (data.readUInt8(4) !== VERSION) return { ok: false, reason: 'bad-version' };
@@ -270,11 +290,19 @@ export function decodeDatagram(keys: CodecKeys, data: Buffer): { ok: true; value
     const plen = body.readUInt16BE(m.next);
     off = m.next + 2;
     if (off + plen > body.length) return { ok: false, reason: 'malformed' };
+    const bytes = body.subarray(off, off + plen);
+    const key = cache === undefined ? '' : `${node.name}\u0000${m.name}`;
+    const hit = cache?.get(key);
     let view: HeartbeatView | null;
-    try {
-      view = parseView(JSON.parse(body.toString('utf8', off, off + plen)));
-    } catch {
-      view = null;
+    if (hit !== undefined && hit.payload.equals(bytes)) {
+      view = hit.view;
+    } else {
+      try {
+        view = parseView(JSON.parse(bytes.toString('utf8')));
+      } catch {
+        view = null;
+      }
+      if (view !== null && cache !== undefined && (cache.size < VIEW_CACHE_MAX || cache.has(key))) cache.set(key, { payload: Buffer.from(bytes), view });
     }
     if (view === null) return { ok: false, reason: 'malformed' };
     views.push({ module: m.name, view });

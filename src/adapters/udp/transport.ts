@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
-  DEFAULT_HEARTBEAT_PORT, codecKeys, decodeDatagram, encodeDatagrams, type CodecKeys, type Decoded, type DecodeFailure, type HeartbeatView,
+  DEFAULT_HEARTBEAT_PORT, codecKeys, decodeDatagram, encodeDatagrams, type CodecKeys, type ViewCache, type Decoded, type DecodeFailure, type HeartbeatView,
 } from './codec.js';
 
 export type { HeartbeatView } from './codec.js';
@@ -177,6 +177,8 @@ export abstract class TransportBase implements HeartbeatTransport {
   private seq = 0n;
   private readonly handlers = new Set<ReceiveHandler>();
   private readonly peers = new Map<string, PeerEpochs>();
+  /** Parsed views by sender and module (codec.ts ViewCache): one entry per peer module. */
+  private readonly views: ViewCache = new Map();
   protected closed = false;
   private readonly total: HeartbeatCounts = zeroCounts();
   private readonly perNetwork = new Map<string, HeartbeatCounts>();
@@ -249,7 +251,7 @@ export abstract class TransportBase implements HeartbeatTransport {
     if (counts === undefined) return;
     this.total.datagramsReceived++;
     counts.datagramsReceived++;
-    const r = decodeDatagram(this.keys, bytes);
+    const r = decodeDatagram(this.keys, bytes, this.views);
     const n = r.ok ? r.value.views.length : 1;
     this.total.received += n;
     counts.received += n;
