@@ -8,12 +8,15 @@
  * - `pidfile`: the process whose pid the file holds (count 0 or 1).
  * Only /proc is read (asynchronously), nothing is run. `procDir` is for tests.
  */
+import { open, read, close } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import type { ProcessChecker } from '../../core/config/types.js';
 import type { Check, CheckResult } from './probe.js';
 
 /** The kernel's TASK_COMM_LEN minus the NUL. */
 const COMM_LEN = 15;
+/** Reads of /proc in flight during a scan. */
+const SCAN_PARALLEL = 16;
 
 export function processCheck(cfg: ProcessChecker, procDir = '/proc'): Check {
   const m = cfg.match;
@@ -38,26 +41,57 @@ export function processCheck(cfg: ProcessChecker, procDir = '/proc'): Check {
     const self = String(process.pid);
     const re = m.by === 'cmdline' ? new RegExp(m.pattern) : undefined;
     const name = m.by === 'name' ? m.name.slice(0, COMM_LEN) : '';
+    const pids = (await readdir(procDir)).filter((n) => /^\d+$/.test(n));
     let count = 0;
-    for (const pid of (await readdir(procDir)).filter((n) => /^\d+$/.test(n))) {
-      if (signal.aborted) break;
-      let matches = false;
-      try {
-        if (re === undefined) matches = (await readFile(`${procDir}/${pid}/comm`, 'utf8')).replace(/\n$/, '') === name;
-        else if (pid !== self) matches = re.test((await readFile(`${procDir}/${pid}/cmdline`, 'utf8')).replace(/\0+$/, '').replace(/\0/g, ' '));
-      } catch {
-        continue; // ended meanwhile
+    let next = 0;
+    // Several reads in flight: each read of /proc is a few trips through libuv's thread pool, and
+    // one after the other they took 0.2 ms a process here (a check of 300 processes on a loaded
+    // host ran past a 200 ms timeout). Not synchronous reads: reading the cmdline of a process
+    // blocked with its memory map locked (on a hung mount) can block, and must not block the
+    // daemon's event loop.
+    const worker = async (): Promise<void> => {
+      const buf = Buffer.allocUnsafe(PROC_READ); // one per worker: its reads are one at a time
+      while (next < pids.length && !signal.aborted) {
+        const pid = pids[next++] as string;
+        let matches = false;
+        try {
+          if (re === undefined) matches = (await readSmall(`${procDir}/${pid}/comm`, buf)).replace(/\n$/, '') === name;
+          else if (pid !== self) matches = re.test((await readSmall(`${procDir}/${pid}/cmdline`, buf)).replace(/\0+$/, '').replace(/\0/g, ' '));
+        } catch {
+          continue; // ended meanwhile
+        }
+        if (matches && await alive(procDir, pid, buf)) count++;
       }
-      if (matches && await alive(procDir, pid)) count++;
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(SCAN_PARALLEL, pids.length) }, worker));
     return judge(count, m.by === 'name' ? `named ${m.name}` : `matching /${m.pattern}/`);
   };
 }
 
+/** Bytes read of a /proc file in one read (a cmdline is cut there; Linux's ARG_MAX is larger, a checker pattern is not). */
+const PROC_READ = 64 * 1024;
+
+/**
+ * A small /proc file in one read: open, read, close (three trips through libuv's thread pool;
+ * readFile takes five: it also asks the size, which /proc files give as 0, and reads to EOF).
+ */
+function readSmall(path: string, buf: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    open(path, 'r', (err, fd) => {
+      if (err) { reject(err); return; }
+      read(fd, buf, 0, buf.length, 0, (rerr, n) => {
+        close(fd, () => undefined);
+        if (rerr) reject(rerr);
+        else resolve(buf.toString('utf8', 0, n));
+      });
+    });
+  });
+}
+
 /** The process exists and is not a zombie. */
-async function alive(procDir: string, pid: string): Promise<boolean> {
+async function alive(procDir: string, pid: string, buf: Buffer = Buffer.allocUnsafe(4096)): Promise<boolean> {
   try {
-    const stat = await readFile(`${procDir}/${pid}/stat`, 'utf8');
+    const stat = await readSmall(`${procDir}/${pid}/stat`, buf);
     // pid (comm) state ...: comm may hold spaces and parentheses, so read after the last ')'.
     const state = stat.slice(stat.lastIndexOf(')') + 2)[0];
     return state !== undefined && state !== 'Z' && state !== 'X';
