@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { HakitError } from '../../core/errors.js';
 import type { RfsMode } from './passthrough.js';
-import type { Rfs, RfsConfig, RfsEvent, RfsReply, RfsRequest, RfsStatus, VerifyReport } from './rfs.js';
+import { STAMP_BYTES, type Rfs, type RfsConfig, type RfsEvent, type RfsReply, type RfsRequest, type RfsStatus, type VerifyReport } from './rfs.js';
 
 /** Path of the compiled child entry point, next to this file. */
 export const RFS_MAIN = fileURLToPath(new URL('./rfs-main.js', import.meta.url));
@@ -41,9 +41,6 @@ function openStamp(): number | null {
     return null;
   }
 }
-
-/** Bytes of the stamp: the daemon's monotonic clock (CLOCK_MONOTONIC, ns), little-endian. */
-export const STAMP_BYTES = 8;
 
 export class RfsProcess implements Rfs {
   readonly child: ChildProcess;

@@ -47,7 +47,7 @@ import { rfsMountPoints } from './recover.js';
 import { PassthroughFs, RFS_MODES, type RfsMode } from './passthrough.js';
 import { ReplicaReceiver } from './replica-receiver.js';
 import { LocalOnlyReplicator, RecordingReplicator, type Replicator } from './replicator.js';
-import type { RfsConfig, RfsEvent, RfsReply, RfsRequest } from './rfs.js';
+import { STAMP_BYTES, type RfsConfig, type RfsEvent, type RfsReply, type RfsRequest } from './rfs.js';
 
 const recording = process.argv.includes('--replicator') && process.argv[process.argv.indexOf('--replicator') + 1] === 'recording';
 const bareReplicator: Replicator = recording ? new RecordingReplicator() : new LocalOnlyReplicator();
@@ -88,16 +88,16 @@ let stampFd: number | null = (() => {
     return null;
   }
 })();
-const stampBuf = Buffer.alloc(16);
+const stampBuf = Buffer.alloc(2 * STAMP_BYTES);
 
 /** When the daemon was last heard: its last line or its stamp, whichever is newer (monotonic ms). */
 function daemonHeard(): number {
   if (stampFd === null) return lastDaemon;
   try {
     for (let i = 0; i < 4; i++) {
-      if (fs.readSync(stampFd, stampBuf, 0, 8, 0) !== 8) return lastDaemon;
-      fs.readSync(stampFd, stampBuf, 8, 8, 0);
-      if (stampBuf.readBigInt64LE(0) === stampBuf.readBigInt64LE(8)) return Math.max(lastDaemon, Number(stampBuf.readBigInt64LE(0) / 1000n) / 1000);
+      if (fs.readSync(stampFd, stampBuf, 0, STAMP_BYTES, 0) !== STAMP_BYTES) return lastDaemon;
+      fs.readSync(stampFd, stampBuf, STAMP_BYTES, STAMP_BYTES, 0);
+      if (stampBuf.readBigInt64LE(0) === stampBuf.readBigInt64LE(STAMP_BYTES)) return Math.max(lastDaemon, Number(stampBuf.readBigInt64LE(0) / 1000n) / 1000);
     }
   } catch {
     stampFd = null;
@@ -195,19 +195,19 @@ async function configure(c: RfsConfig): Promise<void> {
  * mounts block then, not a polling period later, and an idle child wakes about once per bound
  * instead of 8 times (issue 3's idle CPU). Lines that came meanwhile move the deadline on.
  */
-function armFence(bound: number): void {
-  const quiet = monoMs() - daemonHeard();
+function armFence(bound: number, quiet = monoMs() - daemonHeard()): void {
   fenceTimer = setTimeout(() => {
-    fenceIfSilent(bound);
-    if (!exiting) armFence(bound);
+    // The stamp is read once a check: the same silence decides the fence and the next deadline.
+    const q = monoMs() - daemonHeard();
+    fenceIfSilent(bound, q);
+    if (!exiting) armFence(bound, q);
   }, quiet < bound ? bound - quiet : bound);
   fenceTimer.unref();
 }
 
-/** Blocks every read-write mount when the daemon has been silent for `bound` ms (see the file comment). */
-function fenceIfSilent(bound: number): void {
+/** Blocks every read-write mount when the daemon has been silent (`quiet` ms) for `bound` ms (see the file comment). */
+function fenceIfSilent(bound: number, quiet: number): void {
   if (exiting) return;
-  const quiet = monoMs() - daemonHeard();
   if (fenced !== null) {
     // Keepalives by stamp bring no line: a daemon heard again is told now (as a line would).
     if (!fenceReported && quiet < bound) {
