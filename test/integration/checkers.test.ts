@@ -42,6 +42,19 @@ describe('checkers: process -> restart, then maxloop -> failover', PREREQ, () =>
         '  - { type: process, name: proc, cmdline: "http-app\\\\.mjs 8080", action: restart, interval: 300ms, timeout: 200ms, fall: 1 }',
       ].join('\n'),
     });
+    // A process checker reads the whole host's /proc, and the test files that run beside this
+    // one start the same application on port 8080 in their own testbeds (a CI run counted theirs
+    // and never saw this one go down). Each node's checker matches its own copy: the command
+    // line names the node's module dir (start_prim).
+    for (const n of c.nodes) {
+      const md = c.moduleDir(n);
+      const file = join(md, 'module.yaml');
+      const yaml = readFileSync(file, 'utf8');
+      const own = `cmdline: '${md.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/app/http-app\\.mjs 8080'`;
+      const mine = yaml.replace('cmdline: "http-app\\\\.mjs 8080"', own);
+      assert.notEqual(mine, yaml, 'the checker line to narrow was not found');
+      writeFileSync(file, mine);
+    }
   });
   after(async () => { await c?.dispose(); });
 
