@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type Record, type RecordBody, OP_CODES, MUTATING_OPS, RecordNumberer, RecordReader, decodeRecord, encodeRecord, encodeRecordAfter, packXattrs, payloadBytes, unpackXattrs,
+  type Record, type RecordBody, OP_CODES, MUTATING_OPS, RecordNumberer, RecordReader, decodeRecord, encodeRecord, encodeRecordAfter, encodeRecordParts, packXattrs, payloadBytes, unpackXattrs,
 } from '../../src/core/replication/records.js';
 
 const bodies: RecordBody[] = [
@@ -149,6 +149,20 @@ test('encodeRecord leaves headroom for a payload header, and decodeRecord gives 
   assert.ok(r.ok && r.record.op === 'write');
   assert.deepEqual(r.record.data, data);
   assert.equal(r.record.data.buffer, plain.buffer, 'no copy of the data');
+});
+
+test('encodeRecordParts lends large trailing data (the same buffer, not a copy) and copies small data', () => {
+  const big = new Uint8Array(70_000).fill(7);
+  const rec = { op: 'write', seq: 3, path: '/d/ü f', offset: 2 ** 33, data: big } as const;
+  const parts = encodeRecordParts(3, rec, 65_536);
+  assert.equal(parts.length, 2);
+  assert.equal(parts[1], big, 'the data is the caller\'s buffer');
+  assert.deepEqual(Buffer.concat(parts), Buffer.from(encodeRecordAfter(3, rec)), 'head + data are the record\'s bytes');
+  const small = encodeRecordParts(3, { ...rec, data: big.subarray(0, 100) }, 65_536);
+  assert.equal(small.length, 1, 'below the bound the data is copied into the one part');
+  assert.deepEqual(small[0], encodeRecordAfter(3, { ...rec, data: big.subarray(0, 100) }));
+  // A record whose last field is not bytes is one part whatever the bound.
+  assert.equal(encodeRecordParts(0, { op: 'truncate', seq: 4, path: '/f', size: 9 }, 0).length, 1);
 });
 
 test('sync-xattrs: the packed attributes (binary values, UTF-8 names, none) round-trip; bytes not made by packXattrs are refused', () => {

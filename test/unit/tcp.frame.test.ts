@@ -91,6 +91,15 @@ test('frames verify across arbitrary chunk splits; any flipped byte is refused',
   }
 });
 
+test('a payload given in parts is framed as their concatenation, the parts themselves written (not copied)', () => {
+  const k = randomBytes(32);
+  const parts = [randomBytes(17), randomBytes(70_000), Buffer.alloc(0), randomBytes(3)];
+  const framed = encodeFrame(k, FrameType.Data, 5n, parts);
+  assert.deepEqual(Buffer.concat(framed), Buffer.concat(encodeFrame(k, FrameType.Data, 5n, Buffer.concat(parts))), 'same bytes as the joined payload, MAC included');
+  for (const p of parts) assert.ok(framed.includes(p), 'each part is one of the buffers to write');
+  assert.throws(() => encodeFrame(k, FrameType.Data, 6n, [Buffer.alloc(MAX_PAYLOAD), Buffer.alloc(1)]), RangeError);
+});
+
 test('a seq gap, a duplicate, a wrong type and an oversized header are refused', () => {
   const k = randomBytes(32);
   const f = (seq: bigint, type: FrameType = FrameType.Data): Buffer => Buffer.concat(encodeFrame(k, type, seq, Buffer.from('p')));

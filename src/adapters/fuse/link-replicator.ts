@@ -32,7 +32,7 @@ import { performance } from 'node:perf_hooks';
 import { HakitError } from '../../core/errors.js';
 import { type Change, DEFAULT_ZONE_BYTES, type PathChanges, changeOfRecord, marksOf } from '../../core/replication/changes.js';
 import { type ExcludeMatcher, NOTHING_EXCLUDED } from '../../core/replication/exclude.js';
-import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecordAfter } from '../../core/replication/records.js';
+import { type Record, type RecordBody, RecordNumberer, decodeRecord, encodeRecordParts } from '../../core/replication/records.js';
 import { ChangeLog, MemoryLogMedium } from '../store/changelog.js';
 import type { ReplicationSender, SenderStats } from '../tcp/link.js';
 import { LOG_MISMATCH } from './applier.js';
@@ -48,13 +48,24 @@ export type ControlMessage =
   | { readonly t: 'sync-start'; readonly generation: string; readonly full: boolean }
   | { readonly t: 'sync-complete'; readonly generation: string };
 
+/** Write data from this size on is sent from the caller's buffer (lent), below it copied. */
+const LEND_AT_LEAST = 64 * 1024;
+
 export function encodeRecordPayload(dir: number, rec: Record): Buffer {
-  // The record is encoded after 3 bytes of headroom: its data is copied once, not twice.
-  const body = encodeRecordAfter(3, rec);
-  const b = Buffer.from(body.buffer, body.byteOffset, body.length);
-  b[0] = PAYLOAD_RECORD;
-  b.writeUInt16BE(dir, 1);
-  return b;
+  return encodeRecordPayloadParts(dir, rec, Infinity)[0] as Buffer;
+}
+
+/**
+ * The payload of a record in parts (see encodeRecordParts): the head, then a large write's data
+ * itself, which the caller lends until the send settles (the Replicator contract).
+ */
+function encodeRecordPayloadParts(dir: number, rec: Record, lendAtLeast: number): Buffer[] {
+  // The record is encoded after 3 bytes of headroom: its data is copied once at most.
+  const parts = encodeRecordParts(3, rec, lendAtLeast).map((u) => Buffer.from(u.buffer, u.byteOffset, u.length));
+  const head = parts[0] as Buffer;
+  head[0] = PAYLOAD_RECORD;
+  head.writeUInt16BE(dir, 1);
+  return parts;
 }
 
 export function encodeControlPayload(m: ControlMessage): Buffer {
@@ -656,9 +667,9 @@ export class LinkReplicator {
   private send(dir: number, rec: Record): Promise<void> {
     const s = this.sender;
     if (s === null) return Promise.reject(gone('no replication link'));
-    const p = encodeRecordPayload(dir, rec);
+    const p = encodeRecordPayloadParts(dir, rec, LEND_AT_LEAST);
     this.recordsSent++;
-    this.bytesSent += p.length;
+    for (const b of p) this.bytesSent += b.length;
     return s.send(p);
   }
 

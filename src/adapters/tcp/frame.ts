@@ -171,16 +171,20 @@ export function sessionKeys(keys: LinkKeys, hello: Buffer, challenge: Buffer): {
 }
 
 /**
- * Encodes one frame as [header, payload, mac] so a large payload is never copied; write the
- * three buffers in order. Throws RangeError when the payload exceeds MAX_PAYLOAD.
+ * Encodes one frame as [header, payload..., mac] so a large payload is never copied; write the
+ * buffers in order. A payload in parts is their concatenation. Throws RangeError when the
+ * payload exceeds MAX_PAYLOAD.
  */
-export function encodeFrame(key: Buffer, type: FrameType, seq: bigint, payload: Buffer): Buffer[] {
-  if (payload.length > MAX_PAYLOAD) throw new RangeError(`replication payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+export function encodeFrame(key: Buffer, type: FrameType, seq: bigint, payload: Buffer | readonly Buffer[]): Buffer[] {
+  const parts = Buffer.isBuffer(payload) ? [payload] : payload;
+  let length = 0;
+  for (const p of parts) length += p.length;
+  if (length > MAX_PAYLOAD) throw new RangeError(`replication payload of ${length} bytes exceeds ${MAX_PAYLOAD}`);
   const header = Buffer.alloc(HEADER_BYTES);
   header.writeUInt8(type, 0);
-  header.writeUInt32BE(payload.length, 1);
+  header.writeUInt32BE(length, 1);
   header.writeBigUInt64BE(seq, 5);
-  return [header, payload, frameMac(key, seq, header, payload)];
+  return [header, ...parts, frameMac(key, seq, header, ...parts)];
 }
 
 /** The frame's MAC (see the header): the GMAC of header || payload under `key`, nonce from `seq`. */

@@ -98,14 +98,17 @@ export interface ReceiverStats {
 
 export interface ReplicationSender {
   /**
-   * Queues one payload (at most MAX_PAYLOAD bytes); resolves when the peer acknowledged it as
+   * Queues one payload (at most MAX_PAYLOAD bytes; given in parts, it is sent as their
+   * concatenation, the parts written as they are, not copied: they must stay unchanged until the
+   * promise settles, or, aborted by `signal` once written, until the link is closed); resolves
+   * when the peer acknowledged it as
    * applied. Many may be in flight at once (pipelined), delivered in the order of the send
    * calls, never reordered. Rejects with HakitError PEER_GONE if the link is down, is closed or
    * the peer is declared gone before the ack; with RangeError for an oversized payload; with
    * the signal's reason when `signal` aborts first (a payload already written may still be
    * applied by the peer: abort stops the waiting, not the delivery).
    */
-  send(payload: Buffer, opts?: { signal?: AbortSignal }): Promise<void>;
+  send(payload: Buffer | readonly Buffer[], opts?: { signal?: AbortSignal }): Promise<void>;
   readonly state: SenderState;
   /** Called on every change to 'up' or 'down', with a reason for logs; returns an unsubscribe. */
   onState(fn: (s: 'up' | 'down', why: string) => void): () => void;
@@ -212,7 +215,7 @@ class Listeners {
 }
 
 interface Pending {
-  payload: Buffer | null;
+  payload: readonly Buffer[] | null;
   size: number;
   calledAt: number;
   sentAt: number;
@@ -303,15 +306,18 @@ export class LinkSender implements ReplicationSender {
     };
   }
 
-  send(payload: Buffer, o: { signal?: AbortSignal } = {}): Promise<void> {
+  send(payload: Buffer | readonly Buffer[], o: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.closed) return Promise.reject(peerGone(this.opts.module, this.opts.peer, 'the link is closed'));
     if (this.st === 'down') return Promise.reject(peerGone(this.opts.module, this.opts.peer, this.downWhy));
-    if (payload.length > MAX_PAYLOAD) return Promise.reject(new RangeError(`replication payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`));
+    const parts = Buffer.isBuffer(payload) ? [payload] : payload;
+    let size = 0;
+    for (const b of parts) size += b.length;
+    if (size > MAX_PAYLOAD) return Promise.reject(new RangeError(`replication payload of ${size} bytes exceeds ${MAX_PAYLOAD}`));
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
       const p: Pending = {
-        payload, size: payload.length, calledAt: this.opts.clock.now(), sentAt: 0, seq: 0n, settled: false,
+        payload: parts, size, calledAt: this.opts.clock.now(), sentAt: 0, seq: 0n, settled: false,
         resolve: () => { if (!p.settled) { p.settled = true; p.cleanup(); resolve(); } },
         reject: (e) => { if (!p.settled) { p.settled = true; p.cleanup(); reject(e); } },
         cleanup: () => {},
@@ -471,7 +477,7 @@ export class LinkSender implements ReplicationSender {
       this.queue.shift();
       p.seq = s.nextSeq++;
       p.sentAt = now;
-      out.push(...encodeFrame(s.keyOut, FrameType.Data, p.seq, p.payload as Buffer));
+      out.push(...encodeFrame(s.keyOut, FrameType.Data, p.seq, p.payload as readonly Buffer[]));
       p.payload = null;
       this.inflight.push(p);
       this.inflightBytes += p.size;

@@ -200,6 +200,15 @@ export function encodeRecord(rec: Record): Uint8Array {
  * is then copied once, not twice).
  */
 export function encodeRecordAfter(headroom: number, rec: Record): Uint8Array {
+  return encodeRecordParts(headroom, rec, Infinity)[0] as Uint8Array;
+}
+
+/**
+ * `encodeRecordAfter` in parts to write one after the other: when the record's last field is
+ * bytes of at least `lendAtLeast`, those bytes are the second part, the caller's own buffer (not
+ * copied: it must stay unchanged until the parts are written); else one part.
+ */
+export function encodeRecordParts(headroom: number, rec: Record, lendAtLeast: number): Uint8Array[] {
   const fields = FIELDS[rec.op];
   const values = rec as unknown as { readonly [k: string]: unknown };
   const parts: Uint8Array[] = [];
@@ -224,7 +233,10 @@ export function encodeRecordAfter(headroom: number, rec: Record): Uint8Array {
     else if (kind === 'bool') size += 1;
     else size += 8;
   }
-  const out = new Uint8Array(headroom + 4 + size);
+  const lastField = fields[fields.length - 1];
+  const lastPart = parts[parts.length - 1];
+  const lent = lastField !== undefined && lastField[1] === 'bytes' && lastPart !== undefined && lastPart.length >= lendAtLeast ? lastPart : null;
+  const out = new Uint8Array(headroom + 4 + size - (lent?.length ?? 0));
   const dv = new DataView(out.buffer);
   dv.setUint32(headroom, size);
   dv.setUint8(headroom + 4, RECORD_VERSION);
@@ -237,7 +249,7 @@ export function encodeRecordAfter(headroom: number, rec: Record): Uint8Array {
     if (kind === 'str' || kind === 'bytes' || kind === 'names') {
       const b = parts[part++] as Uint8Array;
       dv.setUint32(at, b.length);
-      out.set(b, at + 4);
+      if (b !== lent) out.set(b, at + 4);
       at += 4 + b.length;
     } else if (kind === 'u32') {
       const n = v as number;
@@ -257,7 +269,7 @@ export function encodeRecordAfter(headroom: number, rec: Record): Uint8Array {
       at += 8;
     }
   }
-  return out;
+  return lent === null ? [out] : [out, lent];
 }
 
 function setU64(dv: DataView, at: number, n: number, what: string): void {
