@@ -193,10 +193,18 @@ export const replicatedWrites: Figure = {
         ...(w.key === 'repl' ? { goal: { ratioAtLeast: 0.5, text: 'replicated/local >= 0.5 (floor 0.13)' } } : {}),
       }));
     }
+    // The testbed's ceiling: n1 and n2 are namespaces of one machine, so their two copies share
+    // one disk and two cores; a replicated write cannot beat both plain writes made at once.
+    const seqPair = add({
+      id: 'seq.pair', title: `the same dd at once on n1's and n2's plain local dirs (one disk, two copies: the testbed's ceiling for seq.repl), MB/s of the slower`, unit: 'MB/s', peer: 'seq.local',
+    });
     for (const w of WAYS) {
       p50.set(w.key, add({ id: `append.${w.key}.p50`, title: `${sz.appends} fsync'd 4 KiB appends: p50 of write + fsync, ${w.what}`, unit: 'ms', ...(w.key === 'local' ? {} : { peer: 'append.local.p50' }) }));
       p99.set(w.key, add({ id: `append.${w.key}.p99`, title: `${sz.appends} fsync'd 4 KiB appends: p99 of write + fsync, ${w.what}`, unit: 'ms', ...(w.key === 'local' ? {} : { peer: 'append.local.p99' }) }));
     }
+    const appendPair = add({
+      id: 'append.pair.p50', title: `${sz.appends} fsync'd 4 KiB appends on n1's plain local dir while n2 makes the same on its own at once (the shared disk's share of append.repl): p50`, unit: 'ms', peer: 'append.local.p50',
+    });
     const rtt = add({ id: 'append.rtt', title: `round trip n1 -> n2 on the replication network (median of ${sz.pings} pings)`, unit: 'ms' });
     const delta = add({ id: 'append.repl-local.p50', title: 'replicated p50 - local p50 of the same run (fsync\'d 4 KiB appends)', unit: 'ms' });
     for (const w of WAYS) {
@@ -234,11 +242,13 @@ export const replicatedWrites: Figure = {
     try {
       const n1 = c.tb.host('n1');
       const n2addr = c.tb.host('n2').addr('lan');
-      const sh = async (script: string, what: string): Promise<string> => {
-        const r = await n1.exec(['sh', '-c', script], { timeoutMs: LOAD_TIMEOUT_MS, env: { ...process.env, LC_ALL: 'C' } });
-        if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.stderr.trim()}`);
+      const shOn = async (host: Host, script: string, what: string): Promise<string> => {
+        const r = await host.exec(['sh', '-c', script], { timeoutMs: LOAD_TIMEOUT_MS, env: { ...process.env, LC_ALL: 'C' } });
+        if (r.code !== 0) throw new Error(`${what} on ${host.name} failed (exit ${r.code}): ${r.stderr.trim()}`);
         return `${r.stdout}\n${r.stderr}`;
       };
+      const sh = (script: string, what: string): Promise<string> => shOn(n1, script, what);
+      const both = (script: string, what: string): Promise<string[]> => Promise.all([n1, c.tb.host('n2')].map((h) => shOn(h, script, what)));
       await c.startDaemon('n1');
       await c.startDaemon('n2');
       for (const n of c.nodes) {
@@ -289,6 +299,16 @@ export const replicatedWrites: Figure = {
           await sh(`rm -f ${f}`, `rm on ${w.dir}`);
           ctx.log(`${tag} seq ${w.key}: ${mbs.toFixed(1)} MB/s (${sz.seqMiB} MiB in ${seconds.toFixed(3)} s)`);
         }
+        {
+          const f = `${LOCAL}/seq.bin`;
+          const outs = await both(`rm -f ${f} && dd if=/dev/zero of=${f} bs=1M count=${sz.seqMiB} conv=fsync`, 'dd at once on n1 and n2');
+          const runs = outs.map(parseDd);
+          if (runs.some((r) => r.bytes !== sz.seqMiB * 1024 * 1024)) throw new Error(`${tag}: a dd of the pair did not write ${sz.seqMiB} MiB`);
+          const mbs = runs[0]!.bytes / 1e6 / Math.max(...runs.map((r) => r.seconds));
+          seqPair.samples.push(mbs);
+          await both(`rm -f ${f}`, `rm on ${LOCAL}`);
+          ctx.log(`${tag} seq pair (n1 and n2 local at once): ${mbs.toFixed(1)} MB/s (${runs.map((r) => r.seconds.toFixed(3)).join(' s, ')} s)`);
+        }
         const last = (m: Map<string, Metric>, n: string, d: number): string => m.get(n)!.samples.at(-1)!.toFixed(d);
         ctx.log(`${tag} rfs during the replicated write: n1 CPU ${last(cpu, 'n1', 0)} %, VmHWM ${last(rss, 'n1', 1)} MiB; n2 CPU ${last(cpu, 'n2', 0)} %, VmHWM ${last(rss, 'n2', 1)} MiB; daemons n1 ${last(cpuDaemon, 'n1', 1)} %, n2 ${last(cpuDaemon, 'n2', 1)} %`);
 
@@ -311,6 +331,15 @@ export const replicatedWrites: Figure = {
           p99.get(w.key)!.samples.push(b);
           await sh(`rm -f ${f}`, `rm on ${w.dir}`);
           ctx.log(`${tag} append ${w.key}: p50 ${a.toFixed(3)} ms, p99 ${b.toFixed(3)} ms`);
+        }
+        {
+          const f = `${LOCAL}/append.log`;
+          const outs = await both(`rm -f ${f} && /usr/bin/node ${FSLOAD} append ${f} ${sz.appends}`, 'appends at once on n1 and n2');
+          const { latenciesMs } = JSON.parse(outs[0]!.trim().split('\n')[0]!) as { latenciesMs: number[] };
+          if (latenciesMs.length !== sz.appends) throw new Error(`${tag}: appends of the pair on n1: ${latenciesMs.length} latencies, not ${sz.appends}`);
+          appendPair.samples.push(percentile(latenciesMs, 50));
+          await both(`rm -f ${f}`, `rm on ${LOCAL}`);
+          ctx.log(`${tag} append pair (n1's p50 while n2 appends at once): ${appendPair.samples.at(-1)!.toFixed(3)} ms`);
         }
         delta.samples.push(runP50.get('repl')! - runP50.get('local')!);
         const rttMed = median(rtt.samples);
