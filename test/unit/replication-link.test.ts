@@ -10,7 +10,7 @@ import { MemoryReplicationNetwork } from '../../src/adapters/tcp/index.js';
 import { excludeMatcher } from '../../src/core/replication/exclude.js';
 import type { Change } from '../../src/core/replication/changes.js';
 import { type Record, type RecordBody, RecordNumberer } from '../../src/core/replication/records.js';
-import { LinkReplicator, type SyncWalker, type WalkerOptions } from '../../src/adapters/fuse/link-replicator.js';
+import { LinkReplicator, WRITE_PIECE, type SyncWalker, type WalkerOptions } from '../../src/adapters/fuse/link-replicator.js';
 import { ReplicaReceiver } from '../../src/adapters/fuse/replica-receiver.js';
 import { LOG_MISMATCH } from '../../src/adapters/fuse/applier.js';
 import { ChangeLog, MemoryLogMedium } from '../../src/adapters/store/index.js';
@@ -118,6 +118,29 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       await Promise.all([a, b]);
       assert.deepEqual(r.applier.applied.map((x) => x.path), ['/a', '/b']);
       assert.equal(r.link.stats().recordsSent, 2);
+    } finally { await r.close(); }
+  });
+
+  test('a large write goes as pieces of WRITE_PIECE bytes in order; the call completes once the last is applied', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      await r.link.setSync();
+      const data = Buffer.alloc(2 * WRITE_PIECE + 7);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
+      let release!: () => void;
+      r.applier.hold = new Promise((res) => { release = res; });
+      const call = r.link.forDir(0).submit(r.numberer.number({ op: 'write', path: '/big', offset: 5, data }));
+      assert.equal(await settled(call), 'pending');
+      r.applier.hold = null;
+      release();
+      await call;
+      const got = r.applier.applied;
+      assert.deepEqual(got.map((x) => x.op === 'write' && [x.path, x.offset, x.data.length]), [['/big', 5, WRITE_PIECE], ['/big', 5 + WRITE_PIECE, WRITE_PIECE], ['/big', 5 + 2 * WRITE_PIECE, 7]]);
+      assert.deepEqual(Buffer.concat(got.map((x) => (x.op === 'write' ? x.data : new Uint8Array(0)))), data, 'the pieces together are the data');
+      // A write of one piece or less is one record.
+      await r.link.forDir(0).submit(r.numberer.number({ op: 'write', path: '/one', offset: 0, data: data.subarray(0, WRITE_PIECE) }));
+      assert.equal(r.applier.applied.length, 4);
     } finally { await r.close(); }
   });
 

@@ -48,6 +48,14 @@ export type ControlMessage =
   | { readonly t: 'sync-start'; readonly generation: string; readonly full: boolean }
   | { readonly t: 'sync-complete'; readonly generation: string };
 
+/**
+ * A larger write goes as writes of this size, one after the other in the stream (the call still
+ * completes when the last is acknowledged): the secondary checks and applies the first while the
+ * next are on the way. 256 KiB measured best here (dd of 1 MiB blocks, no fsync, runs 3-5 of 5:
+ * unsplit 223-342 MB/s, 128 KiB 302-389, 256 KiB 322-406, 512 KiB 281-365).
+ */
+export const WRITE_PIECE = 256 * 1024;
+
 /** Write data from this size on is sent from the caller's buffer (lent), below it copied. */
 const LEND_AT_LEAST = 64 * 1024;
 
@@ -665,6 +673,17 @@ export class LinkReplicator {
 
   /** Sends one record now (the caller numbered it in the same synchronous step). */
   private send(dir: number, rec: Record): Promise<void> {
+    if (rec.op === 'write' && rec.data.length > WRITE_PIECE) {
+      const sends: Promise<void>[] = [];
+      for (let off = 0; off < rec.data.length; off += WRITE_PIECE) {
+        sends.push(this.sendOne(dir, { ...rec, offset: rec.offset + off, data: rec.data.subarray(off, off + WRITE_PIECE) }));
+      }
+      return Promise.all(sends).then(() => undefined);
+    }
+    return this.sendOne(dir, rec);
+  }
+
+  private sendOne(dir: number, rec: Record): Promise<void> {
     const s = this.sender;
     if (s === null) return Promise.reject(gone('no replication link'));
     const p = encodeRecordPayloadParts(dir, rec, LEND_AT_LEAST);
