@@ -82,7 +82,8 @@ export interface MirrorRuntimeConfig {
 
 interface Batch {
   readonly actions: readonly MirrorAction[];
-  readonly view: PeerView;
+  /** The state the step left: its view is published once the actions ran. */
+  readonly state: MirrorState;
 }
 
 /** Params of the core from the module's config. */
@@ -126,7 +127,10 @@ export class MirrorRuntime {
   readonly name: string;
   readonly params: MirrorParams;
   private state: MirrorState;
-  private published: PeerView;
+  /** The state whose view is published (see the header), and that view once made: a view is
+   *  made when a heartbeat needs it (4 times a second), not at every step (issue 3's idle CPU). */
+  private publishedState: MirrorState;
+  private publishedView: PeerView | null = null;
   private readonly queue: Batch[] = [];
   private draining: Promise<void> | null = null;
   private stopPulse: (() => void) | null = null;
@@ -165,7 +169,7 @@ export class MirrorRuntime {
     this.name = cfg.module.name;
     this.params = mirrorParams(cfg.module, cfg.node);
     this.state = initialState(this.params);
-    this.published = viewOf(this.state);
+    this.publishedState = this.state;
     const m = cfg.module;
     const moduleDir = `${cfg.configDir}/modules/${m.name}`;
     this.probeCtx = {
@@ -330,14 +334,13 @@ export class MirrorRuntime {
         this.log(a.level, a.message, { ...(a.fields ?? {}) });
       }
     }
-    const view = viewOf(r.state);
     // Most steps (a heartbeat, a tick) have nothing to execute: with nothing queued before them,
     // publishing the view now is what the drain would do, without its promises (issue 3's idle cost).
     if (!this.draining && this.queue.length === 0 && r.actions.every((a) => a.type === 'log')) {
-      this.published = view;
+      this.publish(r.state);
       return;
     }
-    this.queue.push({ actions: r.actions, view });
+    this.queue.push({ actions: r.actions, state: r.state });
     if (!this.draining) this.draining = this.drain().finally(() => { this.draining = null; });
   }
 
@@ -465,7 +468,7 @@ export class MirrorRuntime {
         if (a.type === 'send-heartbeat') sendNow = true;
         else await this.execute(a);
       }
-      this.published = batch.view;
+      this.publish(batch.state);
       if (sendNow) this.pulse();
     }
   }
@@ -753,11 +756,18 @@ export class MirrorRuntime {
     return { [sb.name]: { type: 'splitbrain', action: null, status, detail: parts.join('; '), since: w?.since ?? null, disabled: false, active: true } as CheckerStatusView };
   }
 
+  /** Publishes the view of `s` (made lazily: the core's states are never changed once made). */
+  private publish(s: MirrorState): void {
+    if (s === this.publishedState) return;
+    this.publishedState = s;
+    this.publishedView = null;
+  }
+
   /** Sends the published view to the peer on every heartbeat network. */
   private pulse(): void {
     this.rfs?.keepalive();
     // Stamped once per pulse: the send time and the echo of the peer's newest (core/mirror peerDeaf).
-    const v = stampView(this.published, this.state, this.deps.clock.now());
+    const v = stampView(this.publishedView ??= viewOf(this.publishedState), this.state, this.deps.clock.now());
     // One view object for every network: it is serialized once (codec.ts) and never changed.
     const packet = { module: this.name, view: v };
     for (const [network, address] of this.peerAddress) {

@@ -137,10 +137,20 @@ function mac(keys: CodecKeys, body: Buffer): Buffer {
 }
 
 function str(s: string, what: string): Buffer {
-  const b = Buffer.from(s, 'utf8');
+  let b = names.get(s);
+  if (b !== undefined) return b;
+  b = Buffer.from(s, 'utf8');
   if (b.length === 0 || b.length > 255) throw new RangeError(`heartbeat ${what} must be 1..255 bytes of UTF-8, got ${b.length}`);
+  if (names.size >= 256) names.clear();
+  names.set(s, b);
   return b;
 }
+
+/**
+ * Encoded names (network, node, module: the same few on every pulse), never changed once made
+ * (they are only copied into datagrams); bounded.
+ */
+const names = new Map<string, Buffer>();
 
 /** A module view serialized once: its name and its JSON payload. */
 interface Item {
@@ -179,10 +189,15 @@ function tooLarge(bytes: number): RangeError {
 }
 
 function epochBytes(hex: string): Buffer {
+  if (hex === lastEpoch.hex) return lastEpoch.bytes;
   const epoch = Buffer.from(hex, 'hex');
   if (epoch.length !== EPOCH_BYTES) throw new RangeError('heartbeat epoch must be 8 bytes of hex');
+  lastEpoch = { hex, bytes: epoch };
   return epoch;
 }
+
+/** The epoch of the last datagram encoded (a daemon has one for its life). */
+let lastEpoch: { hex: string; bytes: Buffer } = { hex: '', bytes: Buffer.alloc(0) };
 
 /** One datagram of `items`; `epoch`, `network` and `node` already encoded (once per call of the encoders). */
 function build(keys: CodecKeys, h: Pick<DatagramHeader, 'epochStart' | 'seq'>, epoch: Buffer, network: Buffer, node: Buffer, items: readonly Item[]): Buffer {
