@@ -23,8 +23,11 @@ class ListApplier {
   hold: Promise<void> | null = null;
   /** Set: every record fails with it (a full file system). */
   fail: Error | null = null;
+  /** Records applied before the secondary stops applying (a hang in the middle of a call). */
+  stopAfter = Infinity;
   async apply(rec: Record): Promise<void> {
     if (this.hold) await this.hold;
+    if (this.applied.length >= this.stopAfter) await new Promise(() => undefined);
     if (this.fail) throw this.fail;
     this.applied.push(rec);
   }
@@ -444,6 +447,27 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
       assert.equal(again.complete, true, 'the peer acknowledged everything: complete');
       assert.equal(again.set.paths, 0);
     } finally { await r2.close(); }
+  });
+
+  test('change log: a large write whose first piece was acknowledged and the rest not is marked whole (every zone it wrote)', async () => {
+    const medium = new MemoryLogMedium();
+    const r = await rig({ log: new ChangeLog(medium) });
+    try {
+      r.replica.accept(true);
+      await r.link.setSync();
+      r.applier.stopAfter = 1;
+      const zone = 1024 * 1024;
+      // Piece 1 is all of zone 0's end, pieces 2 and 3 are in zone 1.
+      const call = r.link.forDir(0).submit(r.numberer.number({ op: 'write', path: '/db', offset: zone - WRITE_PIECE, data: Buffer.alloc(WRITE_PIECE + 300_000, 1) }));
+      for (let i = 0; i < 100 && r.lost.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(r.lost.length, 1, 'the unacknowledged pieces are a lost link');
+      assert.equal(r.applier.applied.length, 1, 'the secondary applied the first piece only');
+      assert.equal(await settled(call), 'pending', 'the call is held, not acknowledged');
+      await r.link.setAlone();
+      await call;
+      const plan = new ChangeLog(medium).set.plan(0);
+      assert.deepEqual(plan.map((e) => [e.path, [...e.changes.zones].sort()]), [['/db', [0, 1]]]);
+    } finally { await r.close(); }
   });
 
   test('change log: an incomplete log, a full request or a peer whose copy does not match the log make the resync full (a mere link failure does not); a full one marks the log incomplete first', async () => {
