@@ -27,7 +27,7 @@ export const cost: Figure = {
   async run(ctx: FigureContext, metrics: Metric[]): Promise<void> {
     const windowMs = ctx.quick ? 2_000 : 10_000;
     const settleMs = ctx.quick ? 1_000 : 5_000;
-    /** From ready to the first idle window: past the memory reducer's collections (see above). */
+    /** From ready to the first idle window: past the memory reducer and TurboFan's compiles (see above). */
     const idleAfterMs = ctx.quick ? 0 : 240_000;
     const c = await TestCluster.create({ defaultPrimary: 'n1', mountPaths: [REPL], moduleYaml: ['replication:', `  dirs: [ { path: ${REPL} } ]`].join('\n') });
     try {

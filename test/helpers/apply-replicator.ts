@@ -6,8 +6,8 @@
  * stream as they do in the rfs.
  */
 import type { RecordBody, Record } from '../../src/core/replication/records.js';
-import { RecordNumberer, copyBytes } from '../../src/core/replication/records.js';
-import type { Replicator } from '../../src/adapters/fuse/replicator.js';
+import { RecordNumberer } from '../../src/core/replication/records.js';
+import { type Replicator, keptRecord } from '../../src/adapters/fuse/replicator.js';
 import { RecordApplier } from '../../src/adapters/fuse/applier.js';
 
 export class ApplyingReplicator implements Replicator {
@@ -39,7 +39,7 @@ export class ApplyingReplicator implements Replicator {
     if (rec.seq !== this.last + 1) return Promise.reject(new Error(`record ${rec.seq} after ${this.last}`));
     this.last = rec.seq;
     // A write's data is lent until the promise settles (replicator.ts): kept records get a copy.
-    if (this.keep) this.seen.push(rec.op === 'write' ? { ...rec, data: copyBytes(rec.data) } : rec);
+    if (this.keep) this.seen.push(keptRecord(rec));
     const p = this.chain.then(() => {
       if (this.failure !== null) throw this.failure;
       return this.applier.apply(rec).then(() => undefined, (e: unknown) => {

@@ -18,6 +18,11 @@
 import type { Change } from '../../core/replication/changes.js';
 import { type Record, copyBytes } from '../../core/replication/records.js';
 
+/** A record to keep past its call's answer: a write's lent data copied, the rest as is. */
+export function keptRecord(record: Record): Record {
+  return record.op === 'write' ? { ...record, data: copyBytes(record.data) } : record;
+}
+
 export interface Replicator {
   /**
    * `prepared`: the change handed to `prepare` before this call was made (PassthroughFs passes
@@ -57,7 +62,7 @@ export class RecordingReplicator implements Replicator {
       return Promise.reject(new Error(`record ${record.seq} submitted after ${last.seq}`));
     }
     // Kept past the answer: a write's lent data is copied (see the contract above).
-    this.records.push(record.op === 'write' ? { ...record, data: copyBytes(record.data) } : record);
+    this.records.push(keptRecord(record));
     if (!this.hold) return Promise.resolve();
     return new Promise((resolve) => this.waiting.push(resolve));
   }

@@ -14,11 +14,11 @@
  *
  * Self-fencing (RfsConfig.fenceMs; issue 6 part 5): the daemon writes its monotonic clock on a
  * stamp (fd 3, a file on /dev/shm the two processes share; RfsProcess.keepalive) every pulse, or
- * sends an empty line when it has no stamp. If it stalls (SIGSTOP, a frozen event loop) while a mount is read-write,
- * the child blocks every mount by itself once it has heard nothing for fenceMs: writes are held,
- * never acknowledged, so a paused primary never wakes up writing behind a new primary. The
- * child reports `{event: 'fenced'}` before answering the daemon's next line (or, with stamps,
- * once it finds the stamp fresh again at its next check), keeps blocked
+ * sends an empty line when it has no stamp. If it stalls (SIGSTOP, a frozen event loop) while a
+ * mount is read-write, the child blocks every mount by itself once it has heard nothing for
+ * fenceMs: writes are held, never acknowledged, so a paused primary never wakes up writing
+ * behind a new primary. The child reports `{event: 'fenced'}` before answering the daemon's next
+ * line (or, with stamps, once it finds the stamp fresh again at its next check), keeps blocked
  * (even on `mount-all rw`) until `unfence`, and fails the held writes at `mount-all ro|none`.
  *
  * Two ways to use it:

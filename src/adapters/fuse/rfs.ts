@@ -75,10 +75,10 @@ export interface RfsConfig {
   readonly quarantineDir?: string;
 }
 
-/** Unsolicited lines of the child (stdout, no `id`). */
 /** Bytes of the keepalive stamp (fd 3 of the child): the daemon's CLOCK_MONOTONIC in ns, little-endian. */
 export const STAMP_BYTES = 8;
 
+/** Unsolicited lines of the child (stdout, no `id`). */
 export type RfsEvent =
   /** The primary's link failed in sync mode: writes are held until `replicate alone`. */
   | { readonly event: 'replication-lost'; readonly detail: string }

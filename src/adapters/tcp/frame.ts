@@ -170,15 +170,21 @@ export function sessionKeys(keys: LinkKeys, hello: Buffer, challenge: Buffer): {
   return { s2r: hmac(keys.replKey, 'hakit repl s2r', th), r2s: hmac(keys.replKey, 'hakit repl r2s', th) };
 }
 
+/** A payload as its parts (one part: itself) and their total length. */
+export function payloadParts(payload: Buffer | readonly Buffer[]): { parts: readonly Buffer[]; length: number } {
+  const parts = Buffer.isBuffer(payload) ? [payload] : payload;
+  let length = 0;
+  for (const p of parts) length += p.length;
+  return { parts, length };
+}
+
 /**
  * Encodes one frame as [header, payload..., mac] so a large payload is never copied; write the
  * buffers in order. A payload in parts is their concatenation. Throws RangeError when the
  * payload exceeds MAX_PAYLOAD.
  */
 export function encodeFrame(key: Buffer, type: FrameType, seq: bigint, payload: Buffer | readonly Buffer[]): Buffer[] {
-  const parts = Buffer.isBuffer(payload) ? [payload] : payload;
-  let length = 0;
-  for (const p of parts) length += p.length;
+  const { parts, length } = payloadParts(payload);
   if (length > MAX_PAYLOAD) throw new RangeError(`replication payload of ${length} bytes exceeds ${MAX_PAYLOAD}`);
   const header = Buffer.alloc(HEADER_BYTES);
   header.writeUInt8(type, 0);

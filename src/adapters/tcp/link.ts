@@ -33,7 +33,7 @@ import { HakitError } from '../../core/errors.js';
 import type { Clock, TimerHandle } from '../clock/clock.js';
 import {
   AUTH_BYTES, CHALLENGE_BYTES, ChunkReader, FrameType, FrameVerifier, LINK_FAILURES, MAX_HANDSHAKE, MAX_PAYLOAD, NONCE_BYTES,
-  ackPayload, checkAuth, sessionKeys, checkChallenge, decodeHello, encodeAuth, encodeChallenge, encodeFrame, encodeHello, helloLength, linkKeys,
+  ackPayload, checkAuth, sessionKeys, checkChallenge, decodeHello, encodeAuth, encodeChallenge, encodeFrame, encodeHello, helloLength, linkKeys, payloadParts,
   type LinkFailure, type LinkKeys,
 } from './frame.js';
 
@@ -309,9 +309,7 @@ export class LinkSender implements ReplicationSender {
   send(payload: Buffer | readonly Buffer[], o: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.closed) return Promise.reject(peerGone(this.opts.module, this.opts.peer, 'the link is closed'));
     if (this.st === 'down') return Promise.reject(peerGone(this.opts.module, this.opts.peer, this.downWhy));
-    const parts = Buffer.isBuffer(payload) ? [payload] : payload;
-    let size = 0;
-    for (const b of parts) size += b.length;
+    const { parts, length: size } = payloadParts(payload);
     if (size > MAX_PAYLOAD) return Promise.reject(new RangeError(`replication payload of ${size} bytes exceeds ${MAX_PAYLOAD}`));
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
