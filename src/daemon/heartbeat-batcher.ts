@@ -32,6 +32,8 @@ export interface HeartbeatBatcherOptions {
 export class HeartbeatBatcher implements HeartbeatTransport {
   private pending = new Map<string, { network: string; to: string; packets: HeartbeatPacket[] }>();
   private scheduled = false;
+  /** Addresses parseAddress accepted already (the same peers every pulse). */
+  private readonly valid = new Set<string>();
   private readonly defer: (fn: () => void) => void;
   private readonly onError: NonNullable<HeartbeatBatcherOptions['onError']>;
 
@@ -41,10 +43,14 @@ export class HeartbeatBatcher implements HeartbeatTransport {
   }
 
   send(network: string, toAddress: string, packets: HeartbeatPacket | readonly HeartbeatPacket[]): void {
-    parseAddress(toAddress); // a bad address is the caller's error: thrown now, not at the flush
     const key = `${network}\u0000${toAddress}`;
     let p = this.pending.get(key);
     if (!p) {
+      if (!this.valid.has(toAddress)) {
+        parseAddress(toAddress); // a bad address is the caller's error: thrown now, not at the flush
+        if (this.valid.size >= 256) this.valid.clear();
+        this.valid.add(toAddress);
+      }
       p = { network, to: toAddress, packets: [] };
       this.pending.set(key, p);
     }

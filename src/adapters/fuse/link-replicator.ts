@@ -38,6 +38,7 @@ import type { ReplicationSender, SenderStats } from '../tcp/link.js';
 import { LOG_MISMATCH } from './applier.js';
 import { type Fingerprint, type VerifyDifference, verifyTree } from './verify.js';
 import type { Replicator } from './replicator.js';
+import { extend } from '../../core/objects.js';
 
 export type LinkMode = 'alone' | 'sync' | 'resync' | 'lost';
 
@@ -676,7 +677,7 @@ export class LinkReplicator {
     if (rec.op === 'write' && rec.data.length > WRITE_PIECE) {
       const sends: Promise<void>[] = [];
       for (let off = 0; off < rec.data.length; off += WRITE_PIECE) {
-        sends.push(this.sendOne(dir, { ...rec, offset: rec.offset + off, data: rec.data.subarray(off, off + WRITE_PIECE) }));
+        sends.push(this.sendOne(dir, extend(rec, { offset: rec.offset + off, data: rec.data.subarray(off, off + WRITE_PIECE) })));
       }
       return Promise.all(sends).then(() => undefined);
     }
@@ -713,7 +714,7 @@ export class LinkReplicator {
     const walker = this.walkers[dir] ?? null;
     const sends = bodies.map((b) => {
       if (walker !== null) walker.noteLive(b);
-      return this.send(dir, b === rec ? rec : { ...b, seq: rec.seq } as Record);
+      return this.send(dir, b === rec ? rec : extend(b, { seq: rec.seq }) as Record);
     });
     const mode = this.modeNow;
     const all = Promise.all(sends);

@@ -17,10 +17,11 @@
  */
 import type { Change } from '../../core/replication/changes.js';
 import { type Record, copyBytes } from '../../core/replication/records.js';
+import { extend } from '../../core/objects.js';
 
 /** A record to keep past its call's answer: a write's lent data copied, the rest as is. */
 export function keptRecord(record: Record): Record {
-  return record.op === 'write' ? { ...record, data: copyBytes(record.data) } : record;
+  return record.op === 'write' ? extend(record, { data: copyBytes(record.data) }) : record;
 }
 
 export interface Replicator {

@@ -133,6 +133,8 @@ interface PeerEpochs {
   retired: string[];
 }
 const RETIRED_KEEP = 16;
+/** Addresses TransportBase keeps parsed (a config has a handful). */
+const PARSED_MAX = 256;
 
 /**
  * Parses "a.b.c.d", "a.b.c.d:port", "v6", "[v6]" or "[v6]:port" (a bare IPv6 address has no
@@ -179,6 +181,7 @@ export abstract class TransportBase implements HeartbeatTransport {
   private readonly peers = new Map<string, PeerEpochs>();
   /** Parsed views by sender and module (codec.ts ViewCache): one entry per peer module. */
   private readonly views: ViewCache = new Map();
+  private readonly parsed = new Map<string, { readonly host: string; readonly port: number }>();
   protected closed = false;
   private readonly total: HeartbeatCounts = zeroCounts();
   private readonly perNetwork = new Map<string, HeartbeatCounts>();
@@ -211,7 +214,7 @@ export abstract class TransportBase implements HeartbeatTransport {
     if (this.closed) return;
     const counts = this.perNetwork.get(network);
     if (counts === undefined) throw new Error(`heartbeat transport is not bound to network ${network}`);
-    const to = parseAddress(toAddress);
+    const to = this.address(toAddress);
     const list = Array.isArray(packets) ? packets as readonly HeartbeatPacket[] : [packets as HeartbeatPacket];
     if (list.length === 0) return;
     // One counter for every network and peer: each (module, network) sub-sequence a receiver
@@ -222,6 +225,17 @@ export abstract class TransportBase implements HeartbeatTransport {
     this.total.datagramsSent += datagrams.length;
     counts.datagramsSent += datagrams.length;
     for (const bytes of datagrams) this.transmit(network, to, bytes);
+  }
+
+  /** parseAddress, remembered: the same few peer addresses are sent to on every pulse. */
+  private address(s: string): { host: string; port: number } {
+    let a = this.parsed.get(s);
+    if (a === undefined) {
+      a = parseAddress(s);
+      if (this.parsed.size >= PARSED_MAX) this.parsed.clear();
+      this.parsed.set(s, a);
+    }
+    return a;
   }
 
   /** Counts a send the operating system refused on `network`. */
@@ -256,9 +270,10 @@ export abstract class TransportBase implements HeartbeatTransport {
     this.total.received += n;
     counts.received += n;
     if (!r.ok) return this.drop(counts, network, fromAddress, r.reason);
-    const { views, ...header } = r.value;
-    for (const v of views) {
-      const d: Decoded = { ...header, module: v.module, view: v.view };
+    const h = r.value;
+    for (const v of h.views) {
+      // Fields by name: rest and spread copies take V8's slow path (this runs per heartbeat).
+      const d: Decoded = { network: h.network, node: h.node, epoch: h.epoch, epochStart: h.epochStart, seq: h.seq, module: v.module, view: v.view };
       const reason = this.check(network, d);
       if (reason !== null) {
         this.drop(counts, network, fromAddress, reason);

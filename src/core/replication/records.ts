@@ -16,6 +16,7 @@
  * as listed in FIELDS, times (f64) IEEE 754 doubles. Version 2: times became f64 (were i64 ms). A stream of records is records back to back; `RecordReader` splits
  * one. Authentication of the stream is the transport's job (next step), not this codec's.
  */
+import { extend } from '../objects.js';
 
 export type RecordBody =
   | { readonly op: 'create'; readonly path: string; readonly mode: number; readonly uid: number; readonly gid: number }
@@ -182,7 +183,7 @@ export class RecordNumberer {
   }
   /** The record for `body` with the next number. */
   number(body: RecordBody): Record {
-    return { ...body, seq: this.nextSeq++ } as Record;
+    return extend(body, { seq: this.nextSeq++ }) as Record;
   }
   /** The number the next record will get. */
   get next(): number {
