@@ -124,6 +124,29 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
     } finally { await r.close(); }
   });
 
+  test('status: the ack latency percentiles follow the acks (kept between stats calls while no ack comes)', async () => {
+    const r = await rig();
+    try {
+      r.replica.accept(true);
+      await r.link.setSync();
+      const rep = r.link.forDir(0);
+      const held = async (path: string, ms: number): Promise<void> => {
+        r.applier.hold = new Promise((res) => setTimeout(res, ms));
+        await rep.submit(write(r.numberer, path, 'x'));
+        r.applier.hold = null;
+      };
+      assert.deepEqual([r.link.stats().ackLatencyMsP50, r.link.stats().ackLatencyMsP99], [0, 0], 'no ack yet');
+      for (const p of ['/a', '/b', '/c']) await held(p, 40);
+      const first = r.link.stats();
+      assert.ok(first.ackLatencyMsP50 >= 35 && first.ackLatencyMsP99 >= 35, `p50 ${first.ackLatencyMsP50}, p99 ${first.ackLatencyMsP99}: each ack waited 40 ms`);
+      assert.deepEqual([r.link.stats().ackLatencyMsP50, r.link.stats().ackLatencyMsP99], [first.ackLatencyMsP50, first.ackLatencyMsP99]);
+      await held('/d', 200);
+      const after = r.link.stats();
+      assert.ok(after.ackLatencyMsP99 >= 195, `p99 ${after.ackLatencyMsP99}: the new 200 ms ack is the slowest of four`);
+      assert.ok(after.ackLatencyMsP50 < after.ackLatencyMsP99);
+    } finally { await r.close(); }
+  });
+
   test('a large write goes as pieces of WRITE_PIECE bytes in order; the call completes once the last is applied', async () => {
     const r = await rig();
     try {

@@ -198,7 +198,7 @@ export function isPeerGone(e: unknown): e is HakitError {
   return e instanceof HakitError && e.code === 'HAKIT_E_PEER_GONE';
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
 }
@@ -259,6 +259,8 @@ export class LinkSender implements ReplicationSender {
   private closedConn: Promise<void> = Promise.resolve();
   private readonly latencies: number[] = [];
   private latencyNext = 0;
+  /** The percentiles of `latencies` when `counts.acked` was `acked`. */
+  private latencyAt = { acked: 0, p50: 0, p99: 0 };
   private readonly counts = { framesSent: 0, bytesSent: 0, acked: 0, reconnects: 0, authFailures: 0, repliesReceived: 0 };
   private readonly failures = zeroFailures();
   private readonly maxInFlight: number;
@@ -295,13 +297,17 @@ export class LinkSender implements ReplicationSender {
   }
 
   stats(): SenderStats {
-    const sorted = [...this.latencies].sort((a, b) => a - b);
+    // The rfs asks every second; an idle link has no new samples: the last sort stands.
+    if (this.latencyAt.acked !== this.counts.acked) {
+      const sorted = Float64Array.from(this.latencies).sort();
+      this.latencyAt = { acked: this.counts.acked, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) };
+    }
     return {
       ...this.counts,
       inFlight: this.queue.length + this.inflight.length,
       inFlightBytes: this.inflightBytes,
-      ackLatencyMsP50: percentile(sorted, 0.5),
-      ackLatencyMsP99: percentile(sorted, 0.99),
+      ackLatencyMsP50: this.latencyAt.p50,
+      ackLatencyMsP99: this.latencyAt.p99,
       failures: { ...this.failures },
     };
   }
