@@ -88,7 +88,8 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
     assert.equal(await pfs.rename('/d/f', '/old'), 0);
     assert.equal(await pfs.link('/old', '/d/hard'), 0);
     assert.equal(await pfs.symlink('../old', '/d/sym'), 0);
-    assert.equal(await pfs.mknod('/fifo', C.S_IFIFO | 0o620, 0), 0);
+    assert.equal(await pfs.mknod('/fifo', C.S_IFIFO | 0o640, 0), 0);
+    assert.equal(await pfs.mknod('/fifo', C.S_IFIFO | 0o600, 0), -17, 'EEXIST: the name is taken');
     if (isRoot) assert.equal(await pfs.chown('/d/hard', 1234, 4321), 0);
     assert.equal(await pfs.chmod('/old', 0o4711), 0); // after the chown: chown clears set-id bits
     assert.equal(await pfs.utimens('/old', 1_600_000_000_123, 1_600_000_000_123), 0);
@@ -108,6 +109,7 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
     if (isRoot) assert.equal(snap.get('/old')?.uid, 1234);
     assert.equal(snap.get('/d/sym2')?.target, '/absolute/target');
     assert.equal(snap.get('/fifo')?.type, 'fifo');
+    assert.equal(snap.get('/fifo')?.mode, 0o640, 'the FIFO has the mode asked for (not 0644), on B as on A');
     assert.ok(fs.statSync(join(B, 'name with spaces\nand ünïcødé')).blocks * 512 < 1024 * 1024, 'the hole stays a hole');
     assert.equal(rep.applier.stats().applied, rep.numberer.next - 1);
     rep.applier.close();
@@ -248,8 +250,9 @@ describe('RecordApplier: records from a primary give the primary\'s tree', () =>
     await apply({ op: 'link', from: '/src', path: '/ln' });
     assert.equal(fs.lstatSync(join(B, 'src')).nlink, 2);
     fs.writeFileSync(join(B, 'node'), 'x');
-    await apply({ op: 'mknod', path: '/node', mode: C.S_IFIFO | 0o600, rdev: 0, uid: 0, gid: 0 });
+    await apply({ op: 'mknod', path: '/node', mode: C.S_IFIFO | 0o640, rdev: 0, uid: 0, gid: 0 });
     assert.ok(fs.lstatSync(join(B, 'node')).isFIFO());
+    assert.equal(fs.lstatSync(join(B, 'node')).mode & 0o7777, 0o640);
 
     // unlink / rmdir make the path absent whatever it is
     fs.mkdirSync(join(B, 'full/deep'), { recursive: true });

@@ -29,6 +29,7 @@
  *   lsetxattr(path, name, value, flags) -> 0 | -errno    lremovexattr(path, name) -> 0 | -errno
  *   fallocate(fd, mode, offset, length) -> 0 | -errno
  *   renameat2(from, to, flags) -> 0 | -errno
+ *   mknod(path, mode, dev) -> 0 | -errno
  */
 #define FUSE_USE_VERSION 312
 #ifndef _GNU_SOURCE
@@ -1106,6 +1107,21 @@ static napi_value js_renameat2(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
+/* mknod(path, mode, dev): mknodat(2) relative to the cwd; 0 or -errno. The rfs makes FIFOs with
+ * it in its own process (it forked mkfifo(1) before, blocking its event loop meanwhile). */
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[4096];
+  uint32_t mode = 0, dev = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || arg_path(env, argv[0], path, sizeof path)) return NULL;
+  napi_get_value_uint32(env, argv[1], &mode);
+  napi_get_value_uint32(env, argv[2], &dev);
+  if (mknodat(AT_FDCWD, path, (mode_t)mode, (dev_t)dev) != 0) return errno_value(env, errno);
+  return num(env, 0);
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL },
@@ -1117,6 +1133,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "lremovexattr", NULL, js_lremovexattr, NULL, NULL, NULL, napi_default, NULL },
     { "fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_default, NULL },
     { "renameat2", NULL, js_renameat2, NULL, NULL, NULL, napi_default, NULL },
+    { "mknod", NULL, js_mknod, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value max;

@@ -48,7 +48,7 @@
  * is refused.
  */
 import * as fs from 'node:fs';
-import { execFile } from 'node:child_process';
+import { getSystemErrorName } from 'node:util';
 import { HakitError } from '../../core/errors.js';
 import { type Record, payloadBytes, unpackXattrs } from '../../core/replication/records.js';
 import { type ProbeAnswer, probe } from './probe.js';
@@ -104,8 +104,6 @@ export class RecordApplier {
   tolerant = false;
   private readonly root: string;
   private readonly name: string;
-  /** Same tree, named so that another process (setfattr, mkfifo) reaches it too. */
-  private readonly rootForChild: string;
   private readonly maxOpen: number;
   /** path -> descriptor; Map order is the LRU order (oldest first). */
   private readonly fds = new Map<string, number>();
@@ -117,7 +115,6 @@ export class RecordApplier {
   constructor(opts: ApplierOptions) {
     this.root = opts.root.replace(/\/+$/, '');
     this.name = opts.name ?? this.root;
-    this.rootForChild = this.root.replace(/^\/proc\/self\//, `/proc/${process.pid}/`);
     this.maxOpen = Math.max(1, opts.maxOpenFiles ?? 256);
   }
 
@@ -214,8 +211,10 @@ export class RecordApplier {
           }
         }
         try {
-          if (type === C.S_IFIFO) await run('mkfifo', ['-m', (rec.mode & 0o7777).toString(8), '--', this.forChild(rec.path)]);
-          else fs.closeSync(fs.openSync(p, C.O_CREAT | C.O_EXCL | C.O_WRONLY, rec.mode & 0o7777));
+          if (type === C.S_IFIFO) {
+            const r = fuse3().mknod(p, C.S_IFIFO | (rec.mode & 0o7777), 0);
+            if (r < 0) throw Object.assign(new Error(`mknod ${rec.path}: ${getSystemErrorName(r)}`), { errno: r, code: getSystemErrorName(r) });
+          } else fs.closeSync(fs.openSync(p, C.O_CREAT | C.O_EXCL | C.O_WRONLY, rec.mode & 0o7777));
         } catch (e) {
           if (this.tolerant && (isMissing(e) || /No such file/.test((e as Error).message))) return;
           throw e;
@@ -557,10 +556,6 @@ export class RecordApplier {
       if (r < 0) fail(`set ${name}`, r);
     }
   }
-
-  private forChild(path: string): string {
-    return this.rootForChild + path;
-  }
 }
 
 /**
@@ -589,15 +584,4 @@ function closeQuietly(fd: number): void {
   } catch {
     // already closed: nothing to release
   }
-}
-
-/** Runs a command; rejects with its stderr when it cannot be started or exits non-zero. */
-function run(cmd: string, args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, [...args], { timeout: 30_000 }, (err, _out, stderr) => {
-      if (err === null) resolve();
-      else if ((err as NodeJS.ErrnoException).code === 'ENOENT') reject(new Error(`${cmd} is not installed (Debian package ${cmd === 'setfattr' ? 'attr' : 'coreutils'}; run scripts/setup.sh)`));
-      else reject(new Error(`${cmd} failed: ${String(stderr).trim() || err.message}`));
-    });
-  });
 }

@@ -40,6 +40,8 @@ export interface Fuse3 {
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   /** renameat2(2) with flags (RENAME_NOREPLACE = 1): 0 or -errno. */
   renameat2(from: string, to: string, flags: number): number;
+  /** mknodat(2) at the cwd (a FIFO: S_IFIFO | permissions, dev 0): 0 or -errno. Not umasked in the rfs (umask 0). */
+  mknod(path: string, mode: number, dev: number): number;
   readonly MAX_WRITE: number;
 }
 

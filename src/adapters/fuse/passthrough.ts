@@ -36,7 +36,6 @@
  * and refuses RENAME_EXCHANGE/WHITEOUT with EINVAL; `mknod` makes FIFOs and regular files only.
  */
 import * as fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { Change } from '../../core/replication/changes.js';
 import { type RecordBody, RecordNumberer, payloadBytes } from '../../core/replication/records.js';
@@ -392,17 +391,15 @@ export class PassthroughFs {
     });
   }
 
-  /** FIFOs and regular files only (Node has no mknod; a FIFO is made with mkfifo(1)). */
+  /** FIFOs and regular files only (a FIFO through the binding's mknod: Node has none). */
   mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<number> {
     const type = mode & C.S_IFMT;
     if (type !== C.S_IFIFO && type !== C.S_IFREG && type !== 0) return Promise.resolve(this.count('mknod', EPERM));
     return this.mutate('mknod', { op: 'mknod', path }, () => {
       const p = this.under(path);
       if (type === C.S_IFIFO) {
-        // mkfifo(1) runs in another process: /proc/self there is not us.
-        const theirs = p.replace('/proc/self/', `/proc/${process.pid}/`);
-        const r = spawnSync('mkfifo', ['-m', (mode & 0o7777).toString(8), '--', theirs], { encoding: 'utf8' });
-        if (r.status !== 0) throw Object.assign(new Error(r.stderr), { errno: /exists/i.test(r.stderr) ? -17 : EIO });
+        const r = fuse3().mknod(p, C.S_IFIFO | (mode & 0o7777), 0);
+        if (r < 0) throw Object.assign(new Error('mknod'), { errno: r });
       } else {
         fs.closeSync(fs.openSync(p, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777));
       }
