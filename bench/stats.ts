@@ -27,7 +27,7 @@ export interface Metric {
   goal?: Goal;
 }
 
-export type Unit = 'ms' | '%' | 'MiB' | 'MB' | 'MB/s' | 'files/s' | 'writes/s';
+export type Unit = 'ms' | '%' | 'KiB' | 'MiB' | 'MB' | 'MB/s' | 'files/s' | 'writes/s';
 
 /** True for the rate units (MB/s, files/s, writes/s), where a larger value (and ratio) is better. */
 export function higherIsBetter(unit: Unit): boolean {

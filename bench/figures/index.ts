@@ -6,6 +6,7 @@
  * directory or `rsync -a`) and a `goal`, and append it to FIGURES. The runner, the table, the JSON
  * and the Markdown report need no change.
  */
+import { alloc } from './alloc.js';
 import { cost } from './cost.js';
 import type { Figure } from './figure.js';
 import { failover, failoverKeepalived } from './failover.js';
@@ -14,4 +15,4 @@ import { resync } from './resync.js';
 import { scale } from './scale.js';
 import { swap } from './swap.js';
 
-export const FIGURES: readonly Figure[] = [failover, failoverKeepalived, swap, cost, replicatedWrites, resync, scale];
+export const FIGURES: readonly Figure[] = [failover, failoverKeepalived, swap, cost, alloc, replicatedWrites, resync, scale];
