@@ -23,6 +23,7 @@ import { Logbook } from '../../src/daemon/logbook.js';
 import { sleep, waitUntil } from '../harness.js';
 import type { Metric } from '../stats.js';
 import type { Figure, FigureContext } from './figure.js';
+import { twoNodeClusterYaml } from '../../test/helpers/config.js';
 
 const NODES = ['n1', 'n2'] as const;
 const MODULES = ['web', 'web2'] as const;
@@ -38,14 +39,7 @@ function totalBytes(n: SamplingNode): number {
 function writeConfig(dir: string, key: string): void {
   for (const m of MODULES) mkdirSync(join(dir, 'modules', m), { recursive: true });
   writeFileSync(join(dir, 'cluster.key'), key, { mode: 0o600 });
-  writeFileSync(join(dir, 'cluster.yaml'), [
-    'cluster: { name: alloc, key_file: cluster.key }',
-    'networks: [lan, hb2]',
-    'nodes:',
-    '  - { name: n1, addresses: { lan: 198.18.0.1, hb2: 198.19.0.1 } }',
-    '  - { name: n2, addresses: { lan: 198.18.0.2, hb2: 198.19.0.2 } }',
-    '',
-  ].join('\n'));
+  writeFileSync(join(dir, 'cluster.yaml'), twoNodeClusterYaml('alloc'));
   MODULES.forEach((m, i) => writeFileSync(join(dir, 'modules', m, 'module.yaml'), [
     'kind: mirror', 'nodes: [n1, n2]', 'default_primary: n1', `vip: [ { address: 198.18.0.${100 + i}/24, interface: eth0 } ]`,
     ...(i === 0 ? ['replication: { dirs: [ { path: /srv/hakit-alloc } ] }'] : []), '',

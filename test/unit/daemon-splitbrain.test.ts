@@ -23,6 +23,7 @@ import { FakeLan, FakeVipManager } from '../../src/adapters/vip/index.js';
 import { MemoryWitness } from '../../src/adapters/witness/index.js';
 import { NodeAgent } from '../../src/daemon/agent.js';
 import { Logbook } from '../../src/daemon/logbook.js';
+import { twoNodeClusterYaml } from '../helpers/config.js';
 
 // SB_DEBUG=1: the daemons' logs on stderr.
 const quiet = () => process.env.SB_DEBUG ? process.stderr : new Writable({ write(_c, _e, cb) { cb(); } });
@@ -55,11 +56,7 @@ describe('split brain in the daemon (in-memory adapters)', { timeout: 30_000 }, 
     const etc = join(root, node, 'etc');
     mkdirSync(join(etc, 'modules/data'), { recursive: true });
     writeFileSync(join(etc, 'cluster.key'), key, { mode: 0o600 });
-    writeFileSync(join(etc, 'cluster.yaml'), [
-      'cluster: { name: t, key_file: cluster.key }', 'networks: [lan, hb2]', 'nodes:',
-      '  - { name: n1, addresses: { lan: 198.18.0.1, hb2: 198.19.0.1 } }',
-      '  - { name: n2, addresses: { lan: 198.18.0.2, hb2: 198.19.0.2 } }', '',
-    ].join('\n'));
+    writeFileSync(join(etc, 'cluster.yaml'), twoNodeClusterYaml('t'));
     writeFileSync(join(etc, 'modules/data/module.yaml'), [
       'kind: mirror', 'nodes: [n1, n2]', 'default_primary: n1',
       'heartbeat: { pulse: 50ms, timeout: 1s }',

@@ -21,6 +21,7 @@ import { NodeAgent, findNode } from '../../src/daemon/agent.js';
 import { Logbook } from '../../src/daemon/logbook.js';
 import { openFileChangeLog } from '../../src/adapters/store/changelog.js';
 import { isHakitError } from '../../src/core/errors.js';
+import { twoNodeClusterYaml } from '../helpers/config.js';
 
 const VIP = '198.18.0.100';
 
@@ -28,14 +29,7 @@ function writeConfig(dir: string, extraModule = ''): void {
   mkdirSync(join(dir, 'modules/web'), { recursive: true });
   mkdirSync(join(dir, 'modules/data'), { recursive: true });
   writeFileSync(join(dir, 'cluster.key'), generateKey(), { mode: 0o600 });
-  writeFileSync(join(dir, 'cluster.yaml'), [
-    'cluster: { name: t, key_file: cluster.key }',
-    'networks: [lan, hb2]',
-    'nodes:',
-    '  - { name: n1, addresses: { lan: 198.18.0.1, hb2: 198.19.0.1 } }',
-    '  - { name: n2, addresses: { lan: 198.18.0.2, hb2: 198.19.0.2 } }',
-    '',
-  ].join('\n'));
+  writeFileSync(join(dir, 'cluster.yaml'), twoNodeClusterYaml('t'));
   writeFileSync(join(dir, 'modules/web/module.yaml'), [
     'kind: mirror',
     'nodes: [n1, n2]',
