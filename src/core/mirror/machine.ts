@@ -517,7 +517,7 @@ function copyState(s: S): S {
   const p = s.peer;
   // Every field by name, not `{ ...s, peer, ... }`: V8 copies that on a slow path (1.3 KiB and
   // ~2 us a copy on the test VM against 0.55 KiB and 0.12 us; core/objects.ts). Keep every field
-  // of S required (`| null`, never `?:`): a field missing here is then a compile error.
+  // of S, PeerTrack and Plan required (`| null`, never `?:`): one missing here is then a compile error.
   return {
     name: s.name, ready: s.ready, reason: s.reason, stopping: s.stopping, initialized: s.initialized,
     idSeed: s.idSeed, persisted: s.persisted,
