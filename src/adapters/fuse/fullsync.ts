@@ -482,16 +482,8 @@ export class FullSync {
    * owner, the zones' current content (zeros included: the peer's bytes there are old), its
    * times. Reads are made in synchronous steps with their submission, as in copyFile.
    */
-  private async copyZones(path: string, changes: PathChanges, signal?: AbortSignal): Promise<void> {
-    let fd: number;
-    try {
-      fd = fs.openSync(this.abs(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-    } catch {
-      return;
-    }
-    try {
-      const st = fs.fstatSync(fd);
-      if (!st.isFile()) return;
+  private copyZones(path: string, changes: PathChanges, signal?: AbortSignal): Promise<void> {
+    return this.onFile(path, undefined, async (fd, st) => {
       const z = this.zoneBytes;
       const last = Math.ceil(st.size / z); // zones 0 .. last-1 hold data
       const zones = [...changes.zones].filter((i) => i < last && i < changes.tail);
@@ -500,9 +492,7 @@ export class FullSync {
       // Compared, not sent blind: a zone the peer has already (an earlier attempt of this resync
       // sent it) does not travel again.
       await this.levelByBlocks(path, fd, st, zones.map((zi) => [zi * z, Math.min((zi + 1) * z, st.size)] as const), signal);
-    } finally {
-      fs.closeSync(fd);
-    }
+    });
   }
 
   /**
@@ -572,17 +562,27 @@ export class FullSync {
    * the stream; a block whose hashes differ is sent with its content when the answer is here
    * (a block equal then stays equal: the same live records apply to both). Then the times.
    */
-  private async compareBlocks(path: string, ino: number, signal?: AbortSignal): Promise<void> {
+  private compareBlocks(path: string, ino: number, signal?: AbortSignal): Promise<void> {
+    return this.onFile(path, undefined, async (fd, st) => {
+      if (st.ino !== ino) return;
+      if (await this.levelByBlocks(path, fd, st, [[0, st.size]], signal)) this.counts.compared++;
+    });
+  }
+
+  /**
+   * `fn` on the regular file at `path`, opened (no symlink followed) and fstat'ed in the caller's
+   * synchronous step, closed when `fn` settles; `none` when there is no regular file there.
+   */
+  private async onFile<T>(path: string, none: T, fn: (fd: number, st: fs.Stats) => Promise<T>): Promise<T> {
     let fd: number;
     try {
       fd = fs.openSync(this.abs(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
     } catch {
-      return;
+      return none;
     }
     try {
       const st = fs.fstatSync(fd);
-      if (!st.isFile() || st.ino !== ino) return;
-      if (await this.levelByBlocks(path, fd, st, [[0, st.size]], signal)) this.counts.compared++;
+      return st.isFile() ? await fn(fd, st) : none;
     } finally {
       fs.closeSync(fd);
     }
@@ -637,8 +637,16 @@ export class FullSync {
     const settled = await Promise.allSettled(answered);
     for (const r of settled) if (r.status === 'rejected') throw r.reason;
     if (abandoned) return false;
+    return this.finishFile(path, fd, ino, signal);
+  }
+
+  /**
+   * The end of a file's copy or comparison: in the next synchronous step, if `path` still names
+   * the file (`ino`, open as `fd`), its times and extended attributes go to the peer and it is done.
+   */
+  private async finishFile(path: string, fd: number, ino: number, signal?: AbortSignal): Promise<boolean> {
     await this.step(signal);
-    if (!this.stillNames(p, ino)) return false;
+    if (!this.stillNames(this.abs(path), ino)) return false;
     const now = fs.fstatSync(fd);
     this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
     this.sendXattrs(path, true);
@@ -700,18 +708,10 @@ export class FullSync {
   }
 
   /** Copies one regular file (see the header); abandons it when its path stops naming it. True when copied to the end. */
-  private async copyFile(path: string, signal?: AbortSignal): Promise<boolean> {
+  private copyFile(path: string, signal?: AbortSignal): Promise<boolean> {
     // Same synchronous step as the lstat in walk(): the entry is still this regular file.
     const p = this.abs(path);
-    let fd: number;
-    try {
-      fd = fs.openSync(p, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-    } catch {
-      return false;
-    }
-    try {
-      const st = fs.fstatSync(fd);
-      if (!st.isFile()) return false;
+    return this.onFile(path, false, async (fd, st) => {
       this.send({ op: 'sync-file', path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size });
       this.done.delete(path);
       this.prog.bytesTotal += st.size;
@@ -725,17 +725,8 @@ export class FullSync {
         this.prog.bytesDone += n;
         this.counts.bytes += n;
       }
-      await this.step(signal);
-      if (!this.stillNames(p, st.ino)) return false;
-      const now = fs.fstatSync(fd);
-      this.send({ op: 'utimens', path, atimeMs: Math.round(now.atimeMs), mtimeMs: Math.round(now.mtimeMs) });
-      this.sendXattrs(path, true);
-      this.done.add(path);
-      this.counts.files++;
-      return true;
-    } finally {
-      fs.closeSync(fd);
-    }
+      return this.finishFile(path, fd, st.ino, signal);
+    });
   }
 
   private stillNames(p: string, ino: number): boolean {

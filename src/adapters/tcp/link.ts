@@ -816,4 +816,26 @@ export class LinkReceiver implements Omit<ReplicationReceiver, 'port' | 'close'>
     for (const c of this.conns) if (!s || c !== s.conn) c.destroy();
     await Promise.all([...this.closedConns]);
   }
+
+  /**
+   * This receiver as a ReplicationReceiver listening on `port` (TCP or the memory network): its
+   * close stops the listener (`stopListening`, awaited once every connection is closed), then
+   * closes every connection.
+   */
+  listening(port: number, stopListening: () => Promise<void> | void): ReplicationReceiver {
+    const state = (): 'up' | 'down' => this.state;
+    return {
+      port,
+      get state() { return state(); },
+      onPayload: (fn) => this.onPayload(fn),
+      reply: (payload) => this.reply(payload),
+      onState: (fn) => this.onState(fn),
+      stats: () => this.stats(),
+      close: async () => {
+        const stopped = stopListening();
+        await this.closeAll();
+        await stopped;
+      },
+    };
+  }
 }

@@ -196,18 +196,7 @@ export class MemoryReplicationNetwork {
   listenReceiver(opts: Omit<ReceiverOptions, 'clock'> & { address: string; port: number }): ReplicationReceiver {
     const link = new LinkReceiver({ ...opts, clock: this.clock });
     const l = this.listen(opts.address, opts.port, (c) => link.accept(c));
-    return {
-      port: l.port,
-      get state() { return link.state; },
-      onPayload: (fn) => link.onPayload(fn),
-      reply: (payload) => link.reply(payload),
-      onState: (fn) => link.onState(fn),
-      stats: () => link.stats(),
-      async close() {
-        l.close();
-        await link.closeAll();
-      },
-    };
+    return link.listening(l.port, () => l.close());
   }
 }
 

@@ -83,18 +83,5 @@ export async function listenReceiver(opts: TcpReceiverOptions): Promise<Replicat
       resolve();
     });
   });
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    get state() { return link.state; },
-    onPayload: (fn) => link.onPayload(fn),
-    reply: (payload) => link.reply(payload),
-    onState: (fn) => link.onState(fn),
-    stats: () => link.stats(),
-    async close() {
-      const closed = new Promise<void>((r) => server.close(() => r()));
-      await link.closeAll();
-      await closed;
-    },
-  };
+  return link.listening((server.address() as net.AddressInfo).port, () => new Promise<void>((r) => server.close(() => r())));
 }
