@@ -32,8 +32,6 @@ export interface HeartbeatBatcherOptions {
 export class HeartbeatBatcher implements HeartbeatTransport {
   private pending = new Map<string, { network: string; to: string; packets: HeartbeatPacket[] }>();
   private scheduled = false;
-  /** Addresses parseAddress accepted already (the same peers every pulse). */
-  private readonly valid = new Set<string>();
   private readonly defer: (fn: () => void) => void;
   private readonly onError: NonNullable<HeartbeatBatcherOptions['onError']>;
 
@@ -46,11 +44,7 @@ export class HeartbeatBatcher implements HeartbeatTransport {
     const key = `${network}\u0000${toAddress}`;
     let p = this.pending.get(key);
     if (!p) {
-      if (!this.valid.has(toAddress)) {
-        parseAddress(toAddress); // a bad address is the caller's error: thrown now, not at the flush
-        if (this.valid.size >= 256) this.valid.clear();
-        this.valid.add(toAddress);
-      }
+      parseAddress(toAddress); // a bad address is the caller's error: thrown now, not at the flush
       p = { network, to: toAddress, packets: [] };
       this.pending.set(key, p);
     }

@@ -93,10 +93,15 @@ function write(n: RecordNumberer, path: string, text: string): Record {
   return n.number({ op: 'write', path, offset: 0, data: Buffer.from(text) });
 }
 
-/** Sync mode, then the link paused: one write submitted that no ack will answer (until resume). */
-async function pausedWrite(r: Rig): Promise<{ b: Promise<void> }> {
+/** The secondary accepts records and the primary replicates synchronously. */
+async function syncMode(r: Rig): Promise<void> {
   r.replica.accept(true);
   await r.link.setSync();
+}
+
+/** Sync mode, then the link paused: one write submitted that no ack will answer (until resume). */
+async function pausedWrite(r: Rig): Promise<{ b: Promise<void> }> {
+  await syncMode(r);
   r.net.faults.pause();
   return { b: r.link.forDir(0).submit(write(r.numberer, '/b', '2')) };
 }
@@ -108,8 +113,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('sync: a call completes only once the secondary applied its record, in order', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
+      await syncMode(r);
       let release!: () => void;
       r.applier.hold = new Promise((res) => { release = res; });
       const rep = r.link.forDir(0);
@@ -127,8 +131,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('status: the ack latency percentiles follow the acks (kept between stats calls while no ack comes)', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
+      await syncMode(r);
       const rep = r.link.forDir(0);
       const held = async (path: string, ms: number): Promise<void> => {
         r.applier.hold = new Promise((res) => setTimeout(res, ms));
@@ -150,8 +153,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('a large write goes as pieces of WRITE_PIECE bytes in order; the call completes once the last is applied', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
+      await syncMode(r);
       const data = Buffer.alloc(2 * WRITE_PIECE + 7);
       for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
       let release!: () => void;
@@ -185,8 +187,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('lost link: calls are held (not acknowledged), onLost fires once; alone releases them', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
+      await syncMode(r);
       await r.link.forDir(0).submit(write(r.numberer, '/a', '1'));
       r.net.faults.pause();
       const b = r.link.forDir(0).submit(write(r.numberer, '/b', '2'));
@@ -300,8 +301,7 @@ describe('LinkReplicator + ReplicaReceiver (memory link)', () => {
   test('a record the secondary cannot apply (its file system full) closes the link: the primary holds the call and hears of the loss, the secondary reports the error once; in a resync it ends the resync instead', async () => {
     const r = await rig();
     try {
-      r.replica.accept(true);
-      await r.link.setSync();
+      await syncMode(r);
       r.applier.fail = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
       const a = r.link.forDir(0).submit(write(r.numberer, '/big', 'x'));
       for (let i = 0; i < 300 && r.lost.length === 0; i++) await new Promise((res) => setTimeout(res, 10));

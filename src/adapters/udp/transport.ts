@@ -133,7 +133,11 @@ interface PeerEpochs {
   retired: string[];
 }
 const RETIRED_KEEP = 16;
-/** Addresses TransportBase keeps parsed (a config has a handful). */
+/**
+ * Heartbeat addresses parsed already (default port; a config has a handful): the batcher and the
+ * transport parse the same peers on every pulse. Frozen: shared by every caller. Bounded.
+ */
+const parsed = new Map<string, Readonly<{ host: string; port: number }>>();
 const PARSED_MAX = 256;
 
 /**
@@ -141,7 +145,9 @@ const PARSED_MAX = 256;
  * port). Host names are refused: resolving them would put DNS in the timing path.
  * Throws RangeError for anything else, or a port outside 1..65535.
  */
-export function parseAddress(s: string, defaultPort: number = DEFAULT_HEARTBEAT_PORT): { host: string; port: number } {
+export function parseAddress(s: string, defaultPort: number = DEFAULT_HEARTBEAT_PORT): Readonly<{ host: string; port: number }> {
+  const known = defaultPort === DEFAULT_HEARTBEAT_PORT ? parsed.get(s) : undefined;
+  if (known !== undefined) return known;
   let host = s;
   let port = defaultPort;
   const m6 = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s);
@@ -158,7 +164,12 @@ export function parseAddress(s: string, defaultPort: number = DEFAULT_HEARTBEAT_
     throw new RangeError(`heartbeat address ${s}: want an IP address, optionally with :port ([v6]:port)`);
   }
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`heartbeat address ${s}: port must be 1..65535`);
-  return { host, port };
+  const a = Object.freeze({ host, port });
+  if (defaultPort === DEFAULT_HEARTBEAT_PORT) {
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(s, a);
+  }
+  return a;
 }
 
 /** "host:port", with IPv6 hosts in brackets: the form `fromAddress` takes. */
@@ -181,7 +192,6 @@ export abstract class TransportBase implements HeartbeatTransport {
   private readonly peers = new Map<string, PeerEpochs>();
   /** Parsed views by sender and module (codec.ts ViewCache): one entry per peer module. */
   private readonly views: ViewCache = new Map();
-  private readonly parsed = new Map<string, { readonly host: string; readonly port: number }>();
   protected closed = false;
   private readonly total: HeartbeatCounts = zeroCounts();
   private readonly perNetwork = new Map<string, HeartbeatCounts>();
@@ -214,7 +224,7 @@ export abstract class TransportBase implements HeartbeatTransport {
     if (this.closed) return;
     const counts = this.perNetwork.get(network);
     if (counts === undefined) throw new Error(`heartbeat transport is not bound to network ${network}`);
-    const to = this.address(toAddress);
+    const to = parseAddress(toAddress);
     const list = Array.isArray(packets) ? packets as readonly HeartbeatPacket[] : [packets as HeartbeatPacket];
     if (list.length === 0) return;
     // One counter for every network and peer: each (module, network) sub-sequence a receiver
@@ -225,17 +235,6 @@ export abstract class TransportBase implements HeartbeatTransport {
     this.total.datagramsSent += datagrams.length;
     counts.datagramsSent += datagrams.length;
     for (const bytes of datagrams) this.transmit(network, to, bytes);
-  }
-
-  /** parseAddress, remembered: the same few peer addresses are sent to on every pulse. */
-  private address(s: string): { host: string; port: number } {
-    let a = this.parsed.get(s);
-    if (a === undefined) {
-      a = parseAddress(s);
-      if (this.parsed.size >= PARSED_MAX) this.parsed.clear();
-      this.parsed.set(s, a);
-    }
-    return a;
   }
 
   /** Counts a send the operating system refused on `network`. */
